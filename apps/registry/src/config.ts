@@ -1,0 +1,286 @@
+import { homedir, hostname } from 'node:os';
+import { join } from 'node:path';
+import yargs from 'yargs';
+import { parseDurationMs } from './duration.ts';
+import { registryVersion } from './version.ts';
+
+export const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof logLevels)[number];
+
+/** The registry's validated configuration. */
+export interface RegistryConfig {
+  /** PostgreSQL URL; undefined = start the embedded PostgreSQL in `dataDir`. */
+  databaseUrl: string | undefined;
+  host: string;
+  port: number;
+  /** Separate admin listener; undefined = admin routes on the main port (3.7 behaviour). */
+  adminPort: number | undefined;
+  replicaId: string;
+  logLevel: LogLevel;
+  logFormat: 'json' | 'pretty';
+  dataDir: string;
+  dbPoolSize: number;
+  dbConnectTimeoutMs: number;
+  migrationLockTimeoutMs: number;
+  shutdownTimeoutMs: number;
+}
+
+/** A configuration that cannot be used; `problems` are one line each. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+type Parsed<T> = { ok: true; value: T } | { ok: false; problem: string };
+const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
+const bad = (problem: string): Parsed<never> => ({ ok: false, problem });
+
+interface Setting<K extends keyof RegistryConfig> {
+  key: K;
+  flag: string;
+  alias?: string;
+  /** Environment variables, ours first; later ones are MCP Mesh's names for the same setting. */
+  env: string[];
+  describe: string;
+  parse(raw: string): Parsed<RegistryConfig[K]>;
+  fallback(partial: Partial<RegistryConfig>): RegistryConfig[K];
+}
+
+const integer =
+  (min: number, max: number, what: string) =>
+  (raw: string): Parsed<number> => {
+    const t = raw.trim();
+    if (!/^-?\d+$/.test(t) || Number(t) < min || Number(t) > max) {
+      return bad(`must be ${what} (an integer from ${min} to ${max}), got "${raw}"`);
+    }
+    return ok(Number(t));
+  };
+
+const duration =
+  (minMs: number) =>
+  (raw: string): Parsed<number> => {
+    const ms = parseDurationMs(raw);
+    if (ms === undefined)
+      return bad(`must be a duration such as 30s, 1m30s or a number of seconds, got "${raw}"`);
+    if (ms < minMs) return bad(`must be at least ${minMs} ms, got "${raw}"`);
+    return ok(ms);
+  };
+
+// MCP Mesh spells its levels TRACE, DEBUG, INFO, WARNING, ERROR, CRITICAL.
+const levelAliases: Record<string, LogLevel> = { warning: 'warn', critical: 'fatal' };
+
+// As root the embedded server runs as the `postgres` OS user, which cannot
+// enter root's home: use the system location instead.
+const defaultDataDir = () =>
+  process.getuid?.() === 0
+    ? '/var/lib/mesh-registry'
+    : join(process.env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'mesh-registry');
+
+const settings: Setting<keyof RegistryConfig>[] = [
+  {
+    key: 'databaseUrl',
+    flag: 'database-url',
+    env: ['DATABASE_URL'],
+    describe: 'PostgreSQL URL (postgres://…). Unset: start an embedded PostgreSQL in --data-dir',
+    parse: (raw) => {
+      const t = raw.trim();
+      if (t === '') return ok(undefined);
+      if (!/^postgres(ql)?:\/\//.test(t)) {
+        return bad(
+          `must be a PostgreSQL URL starting with postgres:// or postgresql:// (SQLite is not supported), got "${raw}"`,
+        );
+      }
+      try {
+        new URL(t);
+      } catch {
+        return bad(`is not a valid URL: "${raw}"`);
+      }
+      return ok(t);
+    },
+    fallback: () => undefined,
+  },
+  {
+    key: 'host',
+    flag: 'host',
+    alias: 'H',
+    env: ['HOST'],
+    describe: 'Address the main and admin listeners bind (default 127.0.0.1; 0.0.0.0 for all interfaces)',
+    parse: (raw) => (raw.trim() ? ok(raw.trim()) : bad('must not be empty')),
+    fallback: () => '127.0.0.1',
+  },
+  {
+    key: 'port',
+    flag: 'port',
+    alias: 'p',
+    env: ['PORT'],
+    describe: 'Main port (default 8000; 0 = any free port, logged at start)',
+    parse: integer(0, 65535, 'a TCP port'),
+    fallback: () => 8000,
+  },
+  {
+    key: 'adminPort',
+    flag: 'admin-port',
+    env: ['MESH_ADMIN_PORT', 'MCP_MESH_ADMIN_PORT'],
+    describe: 'Separate admin port for /admin/* (0 or unset = admin routes on the main port)',
+    parse: (raw) => {
+      const p = integer(0, 65535, 'a TCP port')(raw);
+      return p.ok ? ok(p.value === 0 ? undefined : p.value) : p;
+    },
+    fallback: () => undefined,
+  },
+  {
+    key: 'replicaId',
+    flag: 'replica-id',
+    env: ['MESH_REPLICA_ID', 'REGISTRY_INSTANCE_ID'],
+    describe: 'Stable id of this replica (default: <hostname>-<port>)',
+    parse: (raw) =>
+      /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(raw.trim())
+        ? ok(raw.trim())
+        : bad(`must be 1-128 letters, digits, '.', '_', ':' or '-', got "${raw}"`),
+    fallback: (c) => `${hostname()}-${c.port ?? 8000}`,
+  },
+  {
+    key: 'logLevel',
+    flag: 'log-level',
+    env: ['MESH_LOG_LEVEL', 'MCP_MESH_LOG_LEVEL'],
+    describe: `Log level: ${logLevels.join(', ')} (default info; MCP Mesh's WARNING and CRITICAL are accepted)`,
+    parse: (raw) => {
+      const l = raw.trim().toLowerCase();
+      const level = levelAliases[l] ?? l;
+      return (logLevels as readonly string[]).includes(level)
+        ? ok(level as LogLevel)
+        : bad(`must be one of ${logLevels.join(', ')}, got "${raw}"`);
+    },
+    fallback: () => 'info',
+  },
+  {
+    key: 'logFormat',
+    flag: 'log-format',
+    env: ['MESH_LOG_FORMAT'],
+    describe: 'Log format: json (default; one object per line) or pretty',
+    parse: (raw) =>
+      raw.trim() === 'json' || raw.trim() === 'pretty'
+        ? ok(raw.trim() as 'json' | 'pretty')
+        : bad(`must be json or pretty, got "${raw}"`),
+    fallback: () => 'json',
+  },
+  {
+    key: 'dataDir',
+    flag: 'data-dir',
+    env: ['MESH_DATA_DIR'],
+    describe:
+      'Directory of the embedded PostgreSQL, used only without DATABASE_URL (default $XDG_DATA_HOME/mesh-registry, or /var/lib/mesh-registry as root)',
+    parse: (raw) => (raw.trim() ? ok(raw.trim()) : bad('must not be empty')),
+    fallback: defaultDataDir,
+  },
+  {
+    key: 'dbPoolSize',
+    flag: 'db-pool-size',
+    env: ['MESH_DB_POOL_SIZE'],
+    describe: 'PostgreSQL connections in the pool (default 20)',
+    parse: integer(1, 1000, 'a pool size'),
+    fallback: () => 20,
+  },
+  {
+    key: 'dbConnectTimeoutMs',
+    flag: 'db-connect-timeout',
+    env: ['MESH_DB_CONNECT_TIMEOUT'],
+    describe: 'How long to wait for PostgreSQL at start before exiting (default 20s)',
+    parse: duration(1_000),
+    fallback: () => 20_000,
+  },
+  {
+    key: 'migrationLockTimeoutMs',
+    flag: 'migration-lock-timeout',
+    env: ['MESH_MIGRATION_LOCK_TIMEOUT'],
+    describe: "How long to wait for another replica's migration lock (default 60s)",
+    parse: duration(100),
+    fallback: () => 60_000,
+  },
+  {
+    key: 'shutdownTimeoutMs',
+    flag: 'shutdown-timeout',
+    env: ['MESH_SHUTDOWN_TIMEOUT'],
+    describe: 'On SIGTERM, how long in-flight requests may take to finish (default 10s)',
+    parse: duration(0),
+    fallback: () => 10_000,
+  },
+];
+
+/** The env variables each setting reads, for docs and --help. */
+export const settingsTable = settings.map((s) => ({ flag: `--${s.flag}`, env: s.env, describe: s.describe }));
+
+const usageExamples = `Examples:
+  mesh-registry                                   start on :8000 with an embedded PostgreSQL
+  DATABASE_URL=postgres://u:p@db/mesh mesh-registry --port 8000 --admin-port 8001
+  mesh-registry --replica-id registry-a --log-level debug`;
+
+export type CliOutcome =
+  | { kind: 'run'; config: RegistryConfig }
+  | { kind: 'exit'; code: number; output: string };
+
+/**
+ * Reads flags (which win) and environment variables, validates them all and
+ * reports every problem at once.
+ */
+export async function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<CliOutcome> {
+  let output = '';
+  let usageError: string | undefined;
+  const parser = yargs(argv)
+    .scriptName('mesh-registry')
+    .usage(
+      'Usage: mesh-registry [options]\n\nThe mesh registry: agents register and heartbeat, jobs are submitted, claimed under leases and claim epochs.\nEvery option can also be set through the environment; flags win.',
+    )
+    .parserConfiguration({ 'parse-numbers': false, 'parse-positional-numbers': false })
+    .strict()
+    .version(registryVersion)
+    .alias('version', 'v')
+    .help()
+    .alias('help', 'h')
+    .epilogue(usageExamples)
+    .wrap(Math.min(120, process.stdout.columns || 100))
+    .exitProcess(false)
+    .fail((msg, err) => {
+      usageError = msg || err?.message || 'invalid arguments';
+    });
+  for (const s of settings) {
+    parser.option(s.flag, {
+      type: 'string',
+      describe: `${s.describe} [env: ${s.env.join(', ')}]`,
+      ...(s.alias ? { alias: s.alias } : {}),
+    });
+  }
+  const args = (await parser.parseAsync(argv, {}, (_err, _argv, out) => {
+    output = out;
+  })) as Record<string, unknown>;
+  if (usageError)
+    return {
+      kind: 'exit',
+      code: 2,
+      output: `mesh-registry: ${usageError}\nRun mesh-registry --help for usage.`,
+    };
+  if (args.help || args.version) return { kind: 'exit', code: 0, output };
+
+  const problems: string[] = [];
+  const config: Partial<RegistryConfig> = {};
+  for (const s of settings) {
+    const fromFlag = args[s.flag];
+    const envName = s.env.find((name) => env[name] !== undefined && env[name] !== '');
+    const source = typeof fromFlag === 'string' ? `--${s.flag}` : envName;
+    const raw = typeof fromFlag === 'string' ? fromFlag : envName ? (env[envName] as string) : undefined;
+    if (raw === undefined) {
+      (config as Record<string, unknown>)[s.key] = s.fallback(config);
+      continue;
+    }
+    const parsed = s.parse(raw);
+    if (parsed.ok) (config as Record<string, unknown>)[s.key] = parsed.value;
+    else problems.push(`${source}: ${parsed.problem}`);
+  }
+  if (config.adminPort !== undefined && config.adminPort === config.port && config.port !== 0) {
+    problems.push(`--admin-port: must differ from the main port (${config.port})`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { kind: 'run', config: config as RegistryConfig };
+}

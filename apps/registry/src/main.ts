@@ -1,0 +1,54 @@
+import { ConfigError, loadConfig } from './config.ts';
+import { StartupError } from './database.ts';
+import { createLogger } from './logger.ts';
+import { startRegistry } from './server.ts';
+
+/**
+ * The `mesh-registry` command. Exit codes: 0 clean stop, 1 could not start
+ * (database, schema, port), 2 invalid configuration or usage.
+ */
+export async function main(argv: string[]): Promise<void> {
+  let outcome: Awaited<ReturnType<typeof loadConfig>>;
+  try {
+    outcome = await loadConfig(argv);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`mesh-registry: ${err.message}\nRun mesh-registry --help for usage.\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (outcome.kind === 'exit') {
+    (outcome.code === 0 ? process.stdout : process.stderr).write(`${outcome.output}\n`);
+    process.exit(outcome.code);
+  }
+  const { config } = outcome;
+  const logger = createLogger(config);
+  try {
+    const registry = await startRegistry(config, logger);
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals += 1;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      registry.shutdown(signal).then(
+        () => process.exit(0),
+        (err) => {
+          logger.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  } catch (err) {
+    const message =
+      err instanceof StartupError ? err.message : `unexpected error: ${(err as Error).stack ?? err}`;
+    logger.fatal(message);
+    process.stderr.write(`mesh-registry: ${message}\n`);
+    // Let pino flush before exiting.
+    setTimeout(() => process.exit(1), 50);
+  }
+}

@@ -1,0 +1,170 @@
+import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createAdaptorServer } from '@hono/node-server';
+import { createDb, describeVersion, migrate, SchemaError, startEmbeddedPostgres } from '@mesh/db';
+import { features } from '@mesh/protocol';
+import { Hono } from 'hono';
+import { type AppDeps, createApp, type Identity } from './app.ts';
+import type { RegistryConfig } from './config.ts';
+import { StartupError, waitForDatabase } from './database.ts';
+import type { Logger } from './logger.ts';
+import { registryVersion } from './version.ts';
+
+export interface RunningRegistry {
+  identity: Identity;
+  port: number;
+  adminPort: number | undefined;
+  /** Graceful stop: no new connections, in-flight requests finish (up to the timeout), pool closed. */
+  shutdown(reason: string): Promise<void>;
+}
+
+function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+function close(server: Server, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+/**
+ * Boots a registry: database (embedded when no URL is configured), migrations
+ * under the advisory lock, then the listeners. Throws StartupError /
+ * SchemaError with a message meant for the operator.
+ */
+export async function startRegistry(config: RegistryConfig, logger: Logger): Promise<RunningRegistry> {
+  const bootId = randomUUID();
+  const startedAt = Date.now();
+  let stopEmbedded: () => Promise<void> = async () => {};
+  let databaseUrl = config.databaseUrl;
+  if (!databaseUrl) {
+    logger.info({ data_dir: config.dataDir }, 'no DATABASE_URL: starting the embedded PostgreSQL');
+    let embedded: Awaited<ReturnType<typeof startEmbeddedPostgres>>;
+    try {
+      embedded = await startEmbeddedPostgres({
+        dir: config.dataDir,
+        database: 'mesh',
+        onLog: (line) => logger.trace({ component: 'embedded-postgres' }, line),
+      });
+    } catch (err) {
+      throw new StartupError((err as Error).message);
+    }
+    databaseUrl = embedded.url;
+    stopEmbedded = embedded.stop;
+    logger.info(
+      { data_dir: embedded.dataDir, port: embedded.port, created: embedded.created, reused: embedded.reused },
+      `embedded PostgreSQL ${embedded.reused ? 'reused' : 'started'}; its data lives in ${embedded.dataDir}`,
+    );
+  }
+
+  try {
+    await waitForDatabase(databaseUrl, config.dbConnectTimeoutMs, (why) =>
+      logger.warn({ reason: why }, 'PostgreSQL not reachable yet; retrying'),
+    );
+    const result = await migrate(databaseUrl, {
+      lockTimeoutMs: config.migrationLockTimeoutMs,
+      appliedBy: `${config.replicaId} (mesh-registry ${registryVersion})`,
+      onApply: (m) => logger.info({ migration: m.name }, 'applied migration'),
+    });
+    logger.info(
+      { schema_version: result.schemaVersion, applied: result.applied.length },
+      `database schema at version ${describeVersion(result.schemaVersion, result.schemaVersionName)}`,
+    );
+
+    const { sql } = createDb(databaseUrl, {
+      max: config.dbPoolSize,
+      applicationName: `mesh-registry:${config.replicaId}`,
+    });
+    let shuttingDown = false;
+    const identity: Identity = {
+      replicaId: config.replicaId,
+      bootId,
+      version: registryVersion,
+      schemaVersion: result.schemaVersion,
+      uptimeSeconds: () => Math.floor((Date.now() - startedAt) / 1000),
+    };
+    const deps: AppDeps = {
+      identity,
+      features: [features.replicaIdentity, features.schemaVersioning],
+      logger,
+      readiness: {
+        async check() {
+          const database = await Promise.race([
+            sql`select 1`.then(() => 'ok' as const),
+            new Promise<'unreachable'>((r) => setTimeout(() => r('unreachable'), 2_000).unref()),
+          ]).catch(() => 'unreachable' as const);
+          return {
+            database,
+            migrations: 'done' as const,
+            ...(shuttingDown ? { database: 'unreachable' as const } : {}),
+          };
+        },
+      },
+    };
+    const app = createApp(deps);
+    const main = createAdaptorServer({ fetch: app.fetch }) as Server;
+    const port = await listen(main, config.port, config.host).catch((err: NodeJS.ErrnoException) => {
+      throw new StartupError(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`);
+    });
+    let admin: Server | undefined;
+    let adminPort: number | undefined;
+    if (config.adminPort !== undefined) {
+      // Admin routes (drain, replicas) are mounted here by later releases.
+      const adminApp = new Hono();
+      adminApp.notFound((c) => c.text('404 page not found', 404));
+      admin = createAdaptorServer({ fetch: adminApp.fetch }) as Server;
+      adminPort = await listen(admin, config.adminPort, config.host).catch((err: NodeJS.ErrnoException) => {
+        main.close();
+        throw new StartupError(
+          `cannot listen on admin port ${config.host}:${config.adminPort}: ${err.code ?? err.message}`,
+        );
+      });
+    }
+    logger.info(
+      {
+        host: config.host,
+        port,
+        admin_port: adminPort,
+        version: registryVersion,
+        boot_id: bootId,
+        schema_version: result.schemaVersion,
+      },
+      'listening',
+    );
+
+    return {
+      identity,
+      port,
+      adminPort,
+      async shutdown(reason) {
+        if (shuttingDown) return;
+        shuttingDown = true;
+        logger.info({ reason, timeout_ms: config.shutdownTimeoutMs }, 'shutting down');
+        await Promise.all([
+          close(main, config.shutdownTimeoutMs),
+          admin ? close(admin, config.shutdownTimeoutMs) : undefined,
+        ]);
+        await sql.end({ timeout: 5 });
+        await stopEmbedded();
+        logger.info('stopped');
+      },
+    };
+  } catch (err) {
+    await stopEmbedded().catch(() => {});
+    if (err instanceof SchemaError) throw new StartupError(err.message);
+    throw err;
+  }
+}

@@ -1,0 +1,8 @@
+export type { TestDatabase } from './databases.ts';
+export { createDatabase, prepareTemplate, templateDatabase, withDatabase } from './databases.ts';
+export { freePort } from './ports.ts';
+export type { TestPostgres } from './postgres.ts';
+export { startTestPostgres } from './postgres.ts';
+export type { Exit, RegistryProcess, RunResult, SpawnRegistryOptions } from './registry-process.ts';
+export { registryBin, runRegistry, spawnRegistry, stopAllRegistries } from './registry-process.ts';
+export { adminUrl, useTestDatabase } from './vitest-helpers.ts';

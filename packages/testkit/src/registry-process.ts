@@ -1,0 +1,244 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** The registry's executable in this repository. */
+export const registryBin = fileURLToPath(
+  new URL('../../../apps/registry/bin/mesh-registry.js', import.meta.url),
+);
+
+export interface SpawnRegistryOptions {
+  /** `DATABASE_URL`; omit to let the registry start its embedded PostgreSQL. */
+  databaseUrl?: string;
+  replicaId?: string;
+  /** Main port; 0 (the default) lets the OS pick one, read back from the log. */
+  port?: number;
+  /** Admin port; 0 picks one, undefined disables the admin listener. */
+  adminPort?: number;
+  env?: Record<string, string | undefined>;
+  args?: string[];
+  /** Executable to run with node; defaults to this repo's registry. */
+  bin?: string;
+  /** How long to wait for `/ready`. */
+  readyTimeoutMs?: number;
+  /** Do not wait for readiness (for processes expected to fail). */
+  waitForReady?: boolean;
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface RegistryProcess {
+  pid: number;
+  replicaId: string;
+  /** `http://127.0.0.1:<port>` of the main listener. */
+  url: string;
+  port: number;
+  adminUrl: string | undefined;
+  /** Everything the process wrote so far, stdout and stderr interleaved. */
+  logs(): string;
+  /** Parsed JSON log lines written to stdout. */
+  logRecords(): Record<string, unknown>[];
+  exited: Promise<Exit>;
+  /** SIGTERM, then SIGKILL if it has not exited after `timeoutMs`. */
+  stop(timeoutMs?: number): Promise<Exit>;
+  /** SIGKILL. */
+  kill(): Promise<Exit>;
+  /** SIGSTOP: the process stays alive but does nothing. */
+  pause(): void;
+  /** SIGCONT. */
+  resume(): void;
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function track(child: ChildProcess): void {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    // Last resort: never leave a registry behind when the test process dies.
+    process.once('exit', () => {
+      for (const c of live) {
+        c.kill('SIGCONT');
+        c.kill('SIGKILL');
+      }
+    });
+  }
+}
+
+/** Stops every registry process this test worker started (SIGKILL after a short SIGTERM grace). */
+export async function stopAllRegistries(): Promise<void> {
+  await Promise.all(
+    [...live].map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
+          child.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          child.kill('SIGCONT');
+          child.kill('SIGTERM');
+        }),
+    ),
+  );
+}
+
+function buildEnv(options: SpawnRegistryOptions): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  // A test's registry must not pick up the developer's own configuration.
+  for (const key of Object.keys(env)) {
+    if (/^(MESH_|MCP_MESH_)/.test(key) || key === 'DATABASE_URL') delete env[key];
+  }
+  Object.assign(env, {
+    HOST: '127.0.0.1',
+    PORT: String(options.port ?? 0),
+    MESH_LOG_LEVEL: 'info',
+    MESH_LOG_FORMAT: 'json',
+  });
+  if (options.databaseUrl) env.DATABASE_URL = options.databaseUrl;
+  if (options.replicaId) env.MESH_REPLICA_ID = options.replicaId;
+  if (options.adminPort !== undefined) env.MESH_ADMIN_PORT = String(options.adminPort);
+  for (const [k, v] of Object.entries(options.env ?? {})) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  return env;
+}
+
+/**
+ * Starts a registry as a child process and waits until `/ready` answers 200.
+ * The process is stopped when the test ends (`stopAllRegistries`, wired into
+ * the integration project's setup file) or, at worst, when the test worker exits.
+ *
+ * @example
+ * const r = await spawnRegistry({ databaseUrl: db.url, replicaId: 'r1' });
+ * await fetch(`${r.url}/health`);
+ * r.pause(); r.resume(); await r.stop();
+ */
+export async function spawnRegistry(options: SpawnRegistryOptions = {}): Promise<RegistryProcess> {
+  const child = spawn(process.execPath, [options.bin ?? registryBin, ...(options.args ?? [])], {
+    env: buildEnv(options),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  track(child);
+  let output = '';
+  const records: Record<string, unknown>[] = [];
+  let pending = '';
+  let resolveListening: (v: { port: number; adminPort?: number }) => void = () => {};
+  const listening = new Promise<{ port: number; adminPort?: number }>((r) => {
+    resolveListening = r;
+  });
+  child.stdout?.on('data', (chunk: Buffer) => {
+    const text = chunk.toString('utf8');
+    output += text;
+    pending += text;
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!line.startsWith('{')) continue;
+      try {
+        const record = JSON.parse(line) as Record<string, unknown>;
+        records.push(record);
+        if (record.msg === 'listening' && typeof record.port === 'number') {
+          resolveListening({
+            port: record.port,
+            adminPort: typeof record.admin_port === 'number' ? record.admin_port : undefined,
+          });
+        }
+      } catch {
+        // not a log record
+      }
+    }
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    output += chunk.toString('utf8');
+  });
+  const exited = new Promise<Exit>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+
+  const signalAndWait = (signal: NodeJS.Signals, timeoutMs: number): Promise<Exit> => {
+    if (child.exitCode !== null || child.signalCode !== null) return exited;
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.kill('SIGCONT');
+    child.kill(signal);
+    return exited.finally(() => clearTimeout(timer));
+  };
+
+  const handle: RegistryProcess = {
+    pid: child.pid ?? -1,
+    replicaId: options.replicaId ?? '',
+    url: '',
+    port: 0,
+    adminUrl: undefined,
+    logs: () => output,
+    logRecords: () => records,
+    exited,
+    stop: (timeoutMs = 15_000) => signalAndWait('SIGTERM', timeoutMs),
+    kill: () => signalAndWait('SIGKILL', 0),
+    pause: () => void child.kill('SIGSTOP'),
+    resume: () => void child.kill('SIGCONT'),
+  };
+  if (options.waitForReady === false) return handle;
+
+  const timeoutMs = options.readyTimeoutMs ?? 60_000;
+  const deadline = Date.now() + timeoutMs;
+  const fail = (why: string) =>
+    new Error(`registry (pid ${handle.pid}) ${why}\n--- registry output ---\n${output}`);
+  const early = exited.then((e) => {
+    throw fail(`exited before it was ready (code ${e.code}, signal ${e.signal})`);
+  });
+  const timeout = <T>(p: Promise<T>) =>
+    Promise.race([
+      p,
+      early,
+      new Promise<never>((_, reject) =>
+        setTimeout(
+          () => reject(fail(`was not ready within ${timeoutMs} ms`)),
+          Math.max(0, deadline - Date.now()),
+        ),
+      ),
+    ]);
+  try {
+    const { port, adminPort } = await timeout(listening);
+    handle.port = port;
+    handle.url = `http://127.0.0.1:${port}`;
+    handle.adminUrl = adminPort ? `http://127.0.0.1:${adminPort}` : undefined;
+    await timeout(
+      (async () => {
+        for (;;) {
+          const res = await fetch(`${handle.url}/ready`).catch(() => undefined);
+          if (res?.status === 200) return;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })(),
+    );
+  } catch (err) {
+    await handle.kill();
+    throw err;
+  }
+  early.catch(() => {});
+  return handle;
+}
+
+export interface RunResult extends Exit {
+  output: string;
+  durationMs: number;
+}
+
+/** Runs the registry to completion (for invocations expected to exit), with a time limit. */
+export async function runRegistry(
+  options: SpawnRegistryOptions & { timeoutMs?: number },
+): Promise<RunResult> {
+  const started = Date.now();
+  const handle = await spawnRegistry({ ...options, waitForReady: false });
+  const timer = setTimeout(() => void handle.kill(), options.timeoutMs ?? 60_000);
+  const exit = await handle.exited;
+  clearTimeout(timer);
+  return { ...exit, output: handle.logs(), durationMs: Date.now() - started };
+}

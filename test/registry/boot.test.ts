@@ -1,0 +1,237 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ledgerTable, readBundledMigrations } from '@mesh/db';
+import { healthSchema, readySchema } from '@mesh/protocol';
+import { adminUrl, createDatabase, freePort, runRegistry, spawnRegistry, withDatabase } from '@mesh/testkit';
+import postgres from 'postgres';
+import { afterEach, describe, expect, it } from 'vitest';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const f of cleanups.splice(0).reverse()) await f();
+});
+
+async function database(options: { migrated?: boolean } = {}) {
+  const db = await createDatabase(adminUrl(), options);
+  const sql = postgres(db.url, { max: 2, onnotice: () => {} });
+  cleanups.push(async () => {
+    await sql.end();
+    await db.drop();
+  });
+  return { url: db.url, name: db.name, sql };
+}
+
+const noStackTrace = (output: string) => expect(output).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+
+describe('registry boot', () => {
+  it('starts 4 replicas at the same moment on one empty database: all ready, each migration recorded once', async () => {
+    const { url, sql } = await database({ migrated: false });
+    const replicas = await Promise.all(
+      ['r1', 'r2', 'r3', 'r4'].map((replicaId) => spawnRegistry({ databaseUrl: url, replicaId })),
+    );
+    const ledger = await sql<{ name: string; n: number }[]>`
+      select name, count(*)::int as n from ${sql(ledgerTable)} group by name order by name`;
+    expect(ledger).toEqual(readBundledMigrations().map((m) => ({ name: m.name, n: 1 })));
+    const healths = await Promise.all(
+      replicas.map(async (r) => healthSchema.parse(await (await fetch(`${r.url}/health`)).json())),
+    );
+    expect(healths.map((h) => h.replica_id)).toEqual(['r1', 'r2', 'r3', 'r4']);
+    expect(new Set(healths.map((h) => h.boot_id)).size).toBe(4);
+    // Exactly one of them applied the migrations; the others found them done.
+    const appliers = replicas.filter((r) => r.logRecords().some((rec) => rec.msg === 'applied migration'));
+    expect(appliers).toHaveLength(1);
+  });
+
+  it('answers /health in the MCP Mesh shape plus version, replica_id, boot_id and features', async () => {
+    const { url } = await database();
+    const r = await spawnRegistry({ databaseUrl: url, replicaId: 'shape-1' });
+    const res = await fetch(`${r.url}/health`);
+    expect(res.status).toBe(200);
+    const body = healthSchema.parse(await res.json());
+    expect(body).toMatchObject({
+      service: 'mcp-mesh-registry',
+      status: 'healthy',
+      replica_id: 'shape-1',
+      schema_version: readBundledMigrations().length,
+    });
+    expect(body.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(body.boot_id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(body.features).toEqual(expect.arrayContaining(['replica-identity', 'schema-versioning']));
+    expect(Number.isInteger(body.uptime_seconds)).toBe(true);
+    expect(new Date(body.timestamp).getTime()).not.toBeNaN();
+
+    const head = await fetch(`${r.url}/health`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('x-health-status')).toBe('healthy');
+    expect(head.headers.get('x-service-version')).toBe(body.version);
+    expect(head.headers.get('x-uptime-seconds')).toMatch(/^\d+$/);
+    expect(head.headers.get('x-mesh-boot-id')).toBe(body.boot_id);
+    expect(await head.text()).toBe('');
+
+    const root = await (await fetch(`${r.url}/`)).json();
+    expect(root).toEqual({
+      service: 'mcp-mesh-registry',
+      status: 'running',
+      version: body.version,
+      endpoints: ['/health', '/heartbeat', '/agents'],
+    });
+
+    // gin's answer to unknown routes and methods, which meshctl expects.
+    for (const [method, path] of [
+      ['GET', '/no/such/route'],
+      ['PUT', '/health'],
+      ['HEAD', '/ready'],
+    ] as const) {
+      const res404 = await fetch(`${r.url}${path}`, { method });
+      expect(res404.status).toBe(404);
+      if (method !== 'HEAD') expect(await res404.text()).toBe('404 page not found');
+    }
+  });
+
+  it('answers /ready 503 while the database refuses connections, and 200 again when it is back', async () => {
+    const { url, name } = await database();
+    const r = await spawnRegistry({
+      databaseUrl: url,
+      replicaId: 'ready-1',
+      env: { MESH_DB_POOL_SIZE: '2' },
+    });
+    expect(readySchema.parse(await (await fetch(`${r.url}/ready`)).json()).checks).toEqual({
+      database: 'ok',
+      migrations: 'done',
+    });
+    const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });
+    try {
+      await admin.unsafe(`alter database ${name} allow_connections false`);
+      await admin`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${name}`;
+      let res = await fetch(`${r.url}/ready`);
+      expect(res.status).toBe(503);
+      expect(await res.json()).toMatchObject({ status: 'not_ready', checks: { database: 'unreachable' } });
+      // Liveness does not depend on the database (MCP Mesh semantics).
+      expect((await fetch(`${r.url}/health`)).status).toBe(200);
+      await admin.unsafe(`alter database ${name} allow_connections true`);
+      res = await fetch(`${r.url}/ready`);
+      expect(res.status).toBe(200);
+    } finally {
+      await admin.unsafe(`alter database ${name} allow_connections true`).catch(() => {});
+      await admin.end();
+    }
+  });
+
+  it('refuses to start on a database holding a migration it does not know, naming both schema versions', async () => {
+    const { url, sql } = await database();
+    await sql`insert into ${sql(ledgerTable)} (name, idx, hash, applied_by)
+              values ('0041_from_the_future', 41, 'f00d', 'a newer registry')`;
+    const run = await runRegistry({ databaseUrl: url, replicaId: 'old-1', timeoutMs: 30_000 });
+    expect(run.code).toBe(1);
+    const bundled = readBundledMigrations();
+    const binary = `${bundled.length} (${bundled.at(-1)?.name})`;
+    expect(run.output).toContain(
+      `mesh-registry: the database is at schema version 42 (0041_from_the_future) but this binary knows schema version ${binary} at most`,
+    );
+    noStackTrace(run.output);
+  });
+
+  it('exits non-zero within 30 s with a clear message when PostgreSQL is unreachable', async () => {
+    const port = await freePort();
+    const run = await runRegistry({
+      databaseUrl: `postgres://mesh:secret@127.0.0.1:${port}/mesh`,
+      env: { MESH_DB_CONNECT_TIMEOUT: '3s' },
+      timeoutMs: 30_000,
+    });
+    expect(run.code).toBe(1);
+    expect(run.durationMs).toBeLessThan(30_000);
+    expect(run.output).toContain(
+      `mesh-registry: cannot reach PostgreSQL at 127.0.0.1:${port}/mesh: connection refused`,
+    );
+    expect(run.output).not.toContain('secret');
+    noStackTrace(run.output);
+  });
+
+  it('with the default connect timeout still gives up well within 30 s', async () => {
+    const port = await freePort();
+    const run = await runRegistry({ databaseUrl: `postgres://127.0.0.1:${port}/mesh`, timeoutMs: 40_000 });
+    expect(run.code).toBe(1);
+    expect(run.durationMs).toBeLessThan(30_000);
+  }, 45_000);
+
+  it('fails fast, without retrying, on a database that does not exist', async () => {
+    const run = await runRegistry({ databaseUrl: withDatabase(adminUrl(), 'no_such_db'), timeoutMs: 30_000 });
+    expect(run.code).toBe(1);
+    expect(run.durationMs).toBeLessThan(10_000);
+    expect(run.output).toMatch(
+      /cannot use PostgreSQL at 127\.0\.0\.1:\d+\/no_such_db: the database does not exist/,
+    );
+    noStackTrace(run.output);
+  });
+
+  it('rejects invalid configuration with exit code 2 and one line per problem', async () => {
+    const run = await runRegistry({
+      args: ['--port', '99999'],
+      env: { DATABASE_URL: 'sqlite.db', MESH_LOG_LEVEL: 'chatty' },
+      timeoutMs: 20_000,
+    });
+    expect(run.code).toBe(2);
+    expect(run.output).toContain('mesh-registry: invalid configuration:');
+    expect(run.output).toContain('  - --port: must be a TCP port (an integer from 0 to 65535), got "99999"');
+    expect(run.output).toMatch(/ {2}- DATABASE_URL: must be a PostgreSQL URL/);
+    expect(run.output).toMatch(/ {2}- MESH_LOG_LEVEL: must be one of/);
+    noStackTrace(run.output);
+  });
+
+  it('reports a port already in use as a start failure', async () => {
+    const { url } = await database();
+    const first = await spawnRegistry({ databaseUrl: url, replicaId: 'p1' });
+    const run = await runRegistry({ databaseUrl: url, port: first.port, timeoutMs: 30_000 });
+    expect(run.code).toBe(1);
+    expect(run.output).toContain(`cannot listen on 127.0.0.1:${first.port}: EADDRINUSE`);
+  });
+
+  it('stops gracefully on SIGTERM with exit code 0', async () => {
+    const { url } = await database();
+    const r = await spawnRegistry({ databaseUrl: url, replicaId: 'term-1' });
+    const exit = await r.stop();
+    expect(exit).toEqual({ code: 0, signal: null });
+    const messages = r.logRecords().map((rec) => rec.msg);
+    expect(messages).toEqual(expect.arrayContaining(['shutting down', 'stopped']));
+  });
+});
+
+describe('quickstart: no DATABASE_URL', () => {
+  it('starts an embedded PostgreSQL in a persistent directory, says where, and keeps data across a restart', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mesh-quickstart-'));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const env = { MESH_DATA_DIR: dir };
+    const first = await spawnRegistry({ replicaId: 'qs', env, readyTimeoutMs: 120_000 });
+    const started = first
+      .logRecords()
+      .find((rec) => String(rec.msg).startsWith('embedded PostgreSQL started'));
+    expect(started).toMatchObject({ data_dir: join(dir, 'pgdata'), created: true });
+    expect(String(started?.msg)).toContain(`its data lives in ${join(dir, 'pgdata')}`);
+    // Write through the registry's own database, then restart.
+    const { readFileSync } = await import('node:fs');
+    const password = readFileSync(join(dir, 'password'), 'utf8').trim();
+    const dbUrl = (port: unknown) =>
+      `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/mesh`;
+    let sql = postgres(dbUrl(started?.port), { max: 1, onnotice: () => {} });
+    await sql`insert into registry_settings (key, value) values ('quickstart-marker', '"kept"')`;
+    await sql.end();
+    expect(await first.stop()).toEqual({ code: 0, signal: null });
+
+    const second = await spawnRegistry({ replicaId: 'qs', env, readyTimeoutMs: 120_000 });
+    const again = second
+      .logRecords()
+      .find((rec) => String(rec.msg).startsWith('embedded PostgreSQL started'));
+    expect(again).toMatchObject({ created: false });
+    sql = postgres(dbUrl(again?.port), { max: 1, onnotice: () => {} });
+    try {
+      expect(await sql`select value from registry_settings where key = 'quickstart-marker'`).toEqual([
+        { value: 'kept' },
+      ]);
+    } finally {
+      await sql.end();
+    }
+    expect((await fetch(`${second.url}/ready`)).status).toBe(200);
+    expect(await second.stop()).toEqual({ code: 0, signal: null });
+  }, 240_000);
+});
