@@ -4,9 +4,12 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { requestId } from 'hono/request-id';
-import { ApiError, errorBody } from './errors.ts';
+import { ApiError, errorBody, fromDatabaseError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { healthRoutes } from './routes/health.ts';
+import { jobRoutes } from './routes/jobs.ts';
+import type { JobSignals } from './services/job-signals.ts';
+import type { JobStore } from './services/jobs.ts';
 
 /** Paths that answer HEAD, as in MCP Mesh 3.7. */
 const headRoutes = [/^\/health$/, /^\/heartbeat\/[^/]+$/];
@@ -31,6 +34,8 @@ export interface AppDeps {
   readiness: Readiness;
   features: readonly Feature[];
   logger: Logger;
+  jobs: JobStore;
+  signals: JobSignals;
   /** Largest accepted request body, in bytes. */
   maxBodyBytes?: number;
 }
@@ -82,6 +87,7 @@ export function createApp(deps: AppDeps) {
     }),
   );
   app.route('/', healthRoutes);
+  app.route('/', jobRoutes);
 
   // MCP Mesh (gin) answers unknown routes and wrong methods with this text.
   app.notFound((c) => c.text('404 page not found', 404));
@@ -89,6 +95,11 @@ export function createApp(deps: AppDeps) {
     if (err instanceof ApiError) return c.json(err.body(), err.status);
     if (err instanceof HTTPException && err.status < 500) {
       return c.json(errorBody('bad_request', err.message || 'bad request'), err.status);
+    }
+    const mapped = fromDatabaseError(err);
+    if (mapped) {
+      if (mapped.status >= 500) (c.var.log ?? deps.logger).warn({ err }, 'database unavailable');
+      return c.json(mapped.body(), mapped.status);
     }
     (c.var.log ?? deps.logger).error({ err }, 'unhandled error');
     return c.json(errorBody('internal', 'internal error'), 500);

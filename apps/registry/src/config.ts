@@ -23,6 +23,18 @@ export interface RegistryConfig {
   dbConnectTimeoutMs: number;
   migrationLockTimeoutMs: number;
   shutdownTimeoutMs: number;
+  /** Lease window of a job without max_duration. */
+  defaultLeaseMs: number;
+  sweepIntervalMs: number;
+  /** Opt-in ceiling on a deadline-less job's total runtime; 0 = off. */
+  staleTimeoutMs: number;
+  /** Events of a terminal job are deleted this long after it finished; 0 = keep. */
+  eventRetentionMs: number;
+  /** Terminal jobs are deleted this long after they finished; 0 = keep. */
+  jobRetentionMs: number;
+  /** Refuse epoch-less owner writes (once every agent sends claim epochs). */
+  requireClaimEpoch: boolean;
+  maxBodyBytes: number;
 }
 
 /** A configuration that cannot be used; `problems` are one line each. */
@@ -206,6 +218,67 @@ const settings: Setting<keyof RegistryConfig>[] = [
     describe: 'On SIGTERM, how long in-flight requests may take to finish (default 10s)',
     parse: duration(0),
     fallback: () => 10_000,
+  },
+  {
+    key: 'defaultLeaseMs',
+    flag: 'default-lease',
+    env: ['MESH_DEFAULT_LEASE'],
+    describe: 'Lease window of a job submitted without max_duration (default 300s, as MCP Mesh)',
+    parse: duration(1_000),
+    fallback: () => 300_000,
+  },
+  {
+    key: 'sweepIntervalMs',
+    flag: 'sweep-interval',
+    env: ['MESH_SWEEP_INTERVAL', 'MCP_MESH_SWEEP_INTERVAL'],
+    describe: 'How often lease expiry, deadlines, staleness and retention are swept (default 5s)',
+    parse: duration(100),
+    fallback: () => 5_000,
+  },
+  {
+    key: 'staleTimeoutMs',
+    flag: 'job-stale-timeout',
+    env: ['MESH_JOB_STALE_TIMEOUT', 'MCP_MESH_JOB_STALE_TIMEOUT'],
+    describe: 'Fail jobs without total_deadline older than this (floored at max_duration); 0 = off (default)',
+    parse: duration(0),
+    fallback: () => 0,
+  },
+  {
+    key: 'eventRetentionMs',
+    flag: 'event-retention',
+    env: ['MESH_EVENT_RETENTION', 'MCP_MESH_RETENTION'],
+    describe: "Delete a finished job's events this long after it finished (default 1h; 0 = keep)",
+    parse: duration(0),
+    fallback: () => 3_600_000,
+  },
+  {
+    key: 'jobRetentionMs',
+    flag: 'job-retention',
+    env: ['MESH_JOB_RETENTION'],
+    describe: 'Delete finished jobs this long after they finished (default 7d; 0 = keep forever)',
+    parse: duration(0),
+    fallback: () => 7 * 86_400_000,
+  },
+  {
+    key: 'requireClaimEpoch',
+    flag: 'require-claim-epoch',
+    env: ['MESH_REQUIRE_CLAIM_EPOCH'],
+    describe: 'Refuse owner writes without claim_epoch, once every agent is upgraded (default false)',
+    parse: (raw) => {
+      const t = raw.trim().toLowerCase();
+      if (['', 'true', '1', 'yes', 'on'].includes(t)) return ok(true);
+      if (['false', '0', 'no', 'off'].includes(t)) return ok(false);
+      return bad(`must be true or false, got "${raw}"`);
+    },
+    fallback: () => false,
+  },
+  {
+    key: 'maxBodyBytes',
+    flag: 'max-body-bytes',
+    env: ['MESH_MAX_BODY_BYTES'],
+    describe: 'Largest request body accepted, in bytes (default 1048576)',
+    parse: integer(1024, 256 * 1024 * 1024, 'a size in bytes'),
+    fallback: () => 1_048_576,
   },
 ];
 

@@ -27,3 +27,30 @@ export const errorBody = (code: ErrorCode, message: string): ErrorBody => ({
   timestamp: new Date().toISOString(),
   code,
 });
+
+const connectionErrors = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'CONNECTION_CLOSED',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+  'CONNECT_TIMEOUT',
+]);
+
+/**
+ * Maps a PostgreSQL failure to the wire: a value the database cannot store
+ * (class 22, e.g. a NUL character or an out-of-range number) is the caller's
+ * error (400); an unreachable or restarting database is 503, as in MCP Mesh.
+ * Anything else is not ours to explain (undefined → 500).
+ */
+export function fromDatabaseError(err: unknown): ApiError | undefined {
+  const e = err as { code?: string; message?: string };
+  if (typeof e?.code !== 'string') return undefined;
+  if (e.code.startsWith('22')) return new ApiError('bad_request', `invalid value: ${e.message}`);
+  if (connectionErrors.has(e.code) || /^(08|57P)/.test(e.code) || e.code === '53300') {
+    return new ApiError('unavailable', `database unavailable: ${e.message}`);
+  }
+  return undefined;
+}

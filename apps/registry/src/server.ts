@@ -9,6 +9,9 @@ import { type AppDeps, createApp, type Identity } from './app.ts';
 import type { RegistryConfig } from './config.ts';
 import { StartupError, waitForDatabase } from './database.ts';
 import type { Logger } from './logger.ts';
+import { JobSignals } from './services/job-signals.ts';
+import { JobStore } from './services/jobs.ts';
+import { Sweeper } from './services/sweeper.ts';
 import { registryVersion } from './version.ts';
 
 export interface RunningRegistry {
@@ -88,6 +91,23 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       max: config.dbPoolSize,
       applicationName: `mesh-registry:${config.replicaId}`,
     });
+    const jobs = new JobStore(sql, {
+      defaultLeaseSeconds: Math.ceil(config.defaultLeaseMs / 1000),
+      requireClaimEpoch: config.requireClaimEpoch,
+      replicaId: config.replicaId,
+    });
+    const signals = new JobSignals(sql, logger);
+    await signals.start();
+    const sweeper = new Sweeper(
+      sql,
+      {
+        intervalMs: config.sweepIntervalMs,
+        staleTimeoutMs: config.staleTimeoutMs,
+        eventRetentionMs: config.eventRetentionMs,
+        jobRetentionMs: config.jobRetentionMs,
+      },
+      logger.child({ component: 'sweeper' }),
+    );
     let shuttingDown = false;
     const identity: Identity = {
       replicaId: config.replicaId,
@@ -98,8 +118,19 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     };
     const deps: AppDeps = {
       identity,
-      features: [features.replicaIdentity, features.schemaVersioning],
+      features: [
+        features.replicaIdentity,
+        features.schemaVersioning,
+        features.fencedRelease,
+        features.batchClaim,
+        features.leaseRenewal,
+        features.anyJsonResult,
+        features.deadlineEvents,
+      ],
       logger,
+      jobs,
+      signals,
+      maxBodyBytes: config.maxBodyBytes,
       readiness: {
         async check() {
           const database = await Promise.race([
@@ -133,6 +164,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         );
       });
     }
+    sweeper.start();
     logger.info(
       {
         host: config.host,

@@ -68,6 +68,7 @@ CREATE TABLE "jobs" (
 	"event_seq" bigint DEFAULT 0 NOT NULL,
 	"claimed_by_replica" text,
 	"finished_at" timestamp with time zone,
+	"events_purged" boolean DEFAULT false NOT NULL,
 	CONSTRAINT "jobs_status_check" CHECK ("jobs"."status" in ('working', 'input_required', 'completed', 'failed', 'cancelled')),
 	CONSTRAINT "jobs_counts_check" CHECK ("jobs"."attempt_count" >= 0 and "jobs"."max_retries" >= 0 and "jobs"."claim_epoch" >= 0),
 	CONSTRAINT "jobs_max_duration_check" CHECK ("jobs"."max_duration" is null or "jobs"."max_duration" > 0)
@@ -99,9 +100,11 @@ CREATE INDEX "agent_capabilities_capability_idx" ON "agent_capabilities" USING b
 CREATE INDEX "agent_capabilities_agent_idx" ON "agent_capabilities" USING btree ("agent_id");--> statement-breakpoint
 CREATE INDEX "agents_name_idx" ON "agents" USING btree ("name");--> statement-breakpoint
 CREATE INDEX "agents_status_updated_idx" ON "agents" USING btree ("status","updated_at");--> statement-breakpoint
-CREATE INDEX "jobs_claimable_idx" ON "jobs" USING btree ("capability","submitted_at","id") WHERE "jobs"."status" = 'working' and "jobs"."owner_instance_id" is null;--> statement-breakpoint
+CREATE INDEX "jobs_claimable_idx" ON "jobs" USING btree ("capability","submitted_at","id") WHERE "jobs"."status" = 'working' and "jobs"."owner_instance_id" is null and "jobs"."attempt_count" <= "jobs"."max_retries";--> statement-breakpoint
+CREATE INDEX "jobs_exhausted_idx" ON "jobs" USING btree ("capability") WHERE "jobs"."status" = 'working' and "jobs"."owner_instance_id" is null and "jobs"."attempt_count" > "jobs"."max_retries";--> statement-breakpoint
 CREATE INDEX "jobs_live_owner_idx" ON "jobs" USING btree ("owner_instance_id") WHERE "jobs"."owner_instance_id" is not null and "jobs"."status" in ('working', 'input_required');--> statement-breakpoint
 CREATE INDEX "jobs_lease_idx" ON "jobs" USING btree ("lease_expires_at") WHERE "jobs"."lease_expires_at" is not null and "jobs"."status" in ('working', 'input_required');--> statement-breakpoint
 CREATE INDEX "jobs_deadline_idx" ON "jobs" USING btree ("total_deadline") WHERE "jobs"."total_deadline" is not null and "jobs"."status" in ('working', 'input_required');--> statement-breakpoint
 CREATE INDEX "jobs_finished_idx" ON "jobs" USING btree ("finished_at") WHERE "jobs"."finished_at" is not null;--> statement-breakpoint
+CREATE INDEX "jobs_events_gc_idx" ON "jobs" USING btree ("finished_at") WHERE "jobs"."finished_at" is not null and not "jobs"."events_purged";--> statement-breakpoint
 CREATE INDEX "jobs_list_idx" ON "jobs" USING btree ("submitted_at" DESC NULLS LAST,"id" DESC NULLS LAST);

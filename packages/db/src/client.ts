@@ -1,6 +1,4 @@
-import { drizzle } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
-import * as schema from './schema.ts';
 
 export interface DbOptions {
   /** Pool size. */
@@ -9,7 +7,11 @@ export interface DbOptions {
   applicationName?: string;
 }
 
-/** A postgres.js pool and a drizzle handle over it. */
+/**
+ * The registry's postgres.js pool. Statements are written in SQL (STYLE.md 5);
+ * drizzle owns the schema and migrations. (drizzle's postgres-js driver would
+ * rewrite this client's JSON and timestamp serializers, so it is not wrapped.)
+ */
 export function createDb(databaseUrl: string, options: DbOptions = {}) {
   const sql = postgres(databaseUrl, {
     max: options.max ?? 20,
@@ -17,10 +19,12 @@ export function createDb(databaseUrl: string, options: DbOptions = {}) {
     idle_timeout: 60,
     onnotice: () => {},
     connection: { application_name: options.applicationName ?? 'mesh-registry' },
+    // int8 as a JS number: epochs, sequence numbers and counts stay far below 2^53.
+    types: {
+      bigint: { to: 20, from: [20], serialize: (x: number) => String(x), parse: (x: string) => Number(x) },
+    },
   });
-  const db = drizzle(sql, { schema });
-  return { sql, db };
+  return { sql };
 }
 
-export type Db = ReturnType<typeof createDb>['db'];
 export type Sql = postgres.Sql;

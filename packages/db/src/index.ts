@@ -1,4 +1,4 @@
-export type { Db, DbOptions, Sql } from './client.ts';
+export type { DbOptions, Sql } from './client.ts';
 export { createDb } from './client.ts';
 export type { EmbeddedOptions, EmbeddedPostgres } from './embedded.ts';
 export { startEmbeddedPostgres } from './embedded.ts';

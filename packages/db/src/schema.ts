@@ -53,6 +53,8 @@ export const jobs = pgTable(
     claimedByReplica: text('claimed_by_replica'),
     // Set when the row turns terminal: retention deletes by it.
     finishedAt: tstz('finished_at'),
+    // The event clean-up has deleted this terminal job's events (so it never rescans it).
+    eventsPurged: boolean('events_purged').notNull().default(false),
   },
   (t) => [
     check(
@@ -63,10 +65,20 @@ export const jobs = pgTable(
     check('jobs_max_duration_check', sql`${t.maxDuration} is null or ${t.maxDuration} > 0`),
     // The claim hot path (DESIGN.md §4.4): only claimable rows, in FIFO order per
     // capability, so a claim reads the head of one index range whatever the depth
-    // of the queue, and finished or running jobs cost it nothing.
+    // of the queue; finished, running and over-budget jobs are not in it, so they
+    // can never block the rows behind them.
     index('jobs_claimable_idx')
       .on(t.capability, t.submittedAt, t.id)
-      .where(sql`${t.status} = 'working' and ${t.ownerInstanceId} is null`),
+      .where(
+        sql`${t.status} = 'working' and ${t.ownerInstanceId} is null and ${t.attemptCount} <= ${t.maxRetries}`,
+      ),
+    // Queued rows whose retry budget is spent: normally none (every path that
+    // re-queues applies the budget); the claim retires any it finds here.
+    index('jobs_exhausted_idx')
+      .on(t.capability)
+      .where(
+        sql`${t.status} = 'working' and ${t.ownerInstanceId} is null and ${t.attemptCount} > ${t.maxRetries}`,
+      ),
     // Live claims by owner: drain's live_claims, the orphan sweep, fencing reads.
     index('jobs_live_owner_idx')
       .on(t.ownerInstanceId)
@@ -81,6 +93,10 @@ export const jobs = pgTable(
       .where(sql`${t.totalDeadline} is not null and ${t.status} in ('working', 'input_required')`),
     // Retention of terminal jobs.
     index('jobs_finished_idx').on(t.finishedAt).where(sql`${t.finishedAt} is not null`),
+    // Event clean-up: terminal jobs whose events are still there.
+    index('jobs_events_gc_idx')
+      .on(t.finishedAt)
+      .where(sql`${t.finishedAt} is not null and not ${t.eventsPurged}`),
     // GET /jobs: newest first, keyset pagination on (submitted_at, id).
     index('jobs_list_idx').on(t.submittedAt.desc(), t.id.desc()),
   ],

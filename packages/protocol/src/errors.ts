@@ -13,6 +13,7 @@ export const errorStatus = {
   already_terminal: 409,
   claim_superseded: 409,
   not_owner: 403,
+  epoch_required: 400,
   payload_too_large: 413,
   internal: 500,
   unavailable: 503,

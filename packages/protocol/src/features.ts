@@ -8,6 +8,16 @@ export const features = {
   replicaIdentity: 'replica-identity',
   /** Schema migrations are versioned and checked at boot. */
   schemaVersioning: 'schema-versioning',
+  /** `POST /jobs/{id}/release` accepts `claim_epoch` and is fenced by it. */
+  fencedRelease: 'fenced-release',
+  /** `POST /jobs/claim` accepts `max_jobs`. */
+  batchClaim: 'batch-claim',
+  /** `POST /jobs/leases` renews many leases in one call. */
+  leaseRenewal: 'lease-renewal',
+  /** `result` may be any JSON value, not only an object. */
+  anyJsonResult: 'any-json-result',
+  /** Deadline expiry and staleness write an event a parked handler sees at once. */
+  deadlineEvents: 'deadline-events',
 } as const;
 
 export type Feature = (typeof features)[keyof typeof features];

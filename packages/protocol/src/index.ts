@@ -5,4 +5,5 @@ export { features } from './features.ts';
 export { headers } from './headers.ts';
 export type { Health, Ready, Root } from './health.ts';
 export { healthSchema, readySchema, rootSchema, serviceName } from './health.ts';
+export * from './jobs.ts';
 export { apiVersion } from './version.ts';

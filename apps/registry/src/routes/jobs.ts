@@ -1,0 +1,248 @@
+import {
+  batchRequest,
+  type CancelResponse,
+  type ClaimResponse,
+  type CreateJobResponse,
+  cancelRequest,
+  claimRequest,
+  createJobRequest,
+  type EventsResponse,
+  jobStatuses,
+  type ListJobsResponse,
+  limits,
+  postEventRequest,
+  type RenewLeasesResponse,
+  releaseRequest,
+  renewLeasesRequest,
+} from '@mesh/protocol';
+import { Hono } from 'hono';
+import type { AppEnv } from '../app.ts';
+import { ApiError } from '../errors.ts';
+import { isUuid, jobNotFound } from '../services/jobs.ts';
+import { csv, intParam, noNul, readJson, required } from './input.ts';
+
+// Largest total_deadline a timestamptz holds comfortably (9999-12-31).
+const maxUnixSeconds = 253_402_300_799;
+
+const encodeCursor = (micros: bigint, id: string) =>
+  Buffer.from(`${micros * 1000n}:${id}`).toString('base64url');
+
+function decodeCursor(cursor: string): { micros: bigint; id: string } {
+  const bad = () => new ApiError('bad_request', 'ListJobs: invalid cursor: malformed cursor payload');
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  const match = /^(\d{1,20}):(.+)$/.exec(text);
+  if (!match || !isUuid(match[2] as string)) throw bad();
+  return { micros: BigInt(match[1] as string) / 1000n, id: match[2] as string };
+}
+
+/** MCP Mesh 3.7's jobs API, plus our extensions (batch claim, fenced release, lease renewal). */
+export const jobRoutes = new Hono<AppEnv>()
+  .post('/jobs', async (c) => {
+    const body = await readJson(c, createJobRequest);
+    const capability = noNul(required(body.capability, 'capability'), 'capability');
+    const submittedBy = noNul(required(body.submitted_by, 'submitted_by'), 'submitted_by');
+    if (body.submitted_payload === undefined || body.submitted_payload === null) {
+      throw new ApiError('bad_request', 'submitted_payload is required');
+    }
+    const maxRetries = body.max_retries ?? 1;
+    if (maxRetries < 0) throw new ApiError('bad_request', 'max_retries must be non-negative');
+    if (maxRetries > limits.int32Max)
+      throw new ApiError('bad_request', `max_retries must be at most ${limits.int32Max}`);
+    const maxDuration = body.max_duration ?? null;
+    if (maxDuration !== null && maxDuration < 1)
+      throw new ApiError('bad_request', 'max_duration must be positive');
+    if (maxDuration !== null && maxDuration > limits.int32Max) {
+      throw new ApiError('bad_request', `max_duration must be at most ${limits.int32Max} seconds`);
+    }
+    const totalDeadline = body.total_deadline ?? null;
+    if (totalDeadline !== null && (totalDeadline < 0 || totalDeadline > maxUnixSeconds)) {
+      throw new ApiError(
+        'bad_request',
+        `total_deadline must be Unix seconds between 0 and ${maxUnixSeconds}`,
+      );
+    }
+    const owner = body.owner_instance_id?.trim() || null;
+    const created: CreateJobResponse = await c.var.deps.jobs.create({
+      capability,
+      submittedBy,
+      payload: body.submitted_payload,
+      maxRetries,
+      maxDuration,
+      totalDeadline,
+      owner: owner ? noNul(owner, 'owner_instance_id') : null,
+    });
+    return c.json(created, 201);
+  })
+  .get('/jobs', async (c) => {
+    const statuses = csv(c.req.query('status'));
+    for (const s of statuses) {
+      if (!(jobStatuses as readonly string[]).includes(s)) {
+        throw new ApiError('bad_request', `invalid status "${s}": must be one of ${jobStatuses.join(',')}`);
+      }
+    }
+    const limitRaw = c.req.query('limit');
+    let limit = 50;
+    if (limitRaw !== undefined) {
+      const n = /^-?\d+$/.test(limitRaw.trim()) ? Number(limitRaw) : Number.NaN;
+      if (!Number.isInteger(n) || n < 1 || n > 200) {
+        throw new ApiError('bad_request', `limit must be in [1, 200], got ${limitRaw}`);
+      }
+      limit = n;
+    }
+    const cursor = c.req.query('cursor');
+    const since = intParam(c, 'submitted_since');
+    const page = await c.var.deps.jobs.list({
+      statuses,
+      owner: c.req.query('owner_instance_id')?.trim() || undefined,
+      capability: c.req.query('capability')?.trim() || undefined,
+      submittedSince: since !== undefined && since > 0 ? since : undefined,
+      limit,
+      after: cursor ? decodeCursor(cursor) : undefined,
+    });
+    const body: ListJobsResponse = {
+      jobs: page.rows,
+      next_cursor: page.more && page.last ? encodeCursor(page.last.micros, page.last.id) : null,
+    };
+    return c.json(body);
+  })
+  .post('/jobs/claim', async (c) => {
+    const body = await readJson(c, claimRequest);
+    const capability = required(body.capability, 'capability');
+    const instanceId = required(body.instance_id, 'instance_id');
+    const max = body.max_jobs ?? 1;
+    if (max < 1 || max > limits.maxClaimBatch) {
+      throw new ApiError('bad_request', `max_jobs must be in [1, ${limits.maxClaimBatch}], got ${max}`);
+    }
+    const claimed = await c.var.deps.jobs.claim(capability, noNul(instanceId, 'instance_id'), max);
+    return c.json({ claimed } satisfies ClaimResponse);
+  })
+  .post('/jobs/batch', async (c) => {
+    const body = await readJson(c, batchRequest);
+    const instanceId = required(body.instance_id, 'instance_id');
+    if (!body.deltas || body.deltas.length === 0)
+      throw new ApiError('bad_request', 'deltas must not be empty');
+    if (body.deltas.length > limits.maxDeltas) {
+      throw new ApiError(
+        'bad_request',
+        `at most ${limits.maxDeltas} deltas per batch, got ${body.deltas.length}`,
+      );
+    }
+    if (body.deltas.some((d) => !d.id?.trim()))
+      throw new ApiError('bad_request', 'every delta requires a non-empty id');
+    return c.json(await c.var.deps.jobs.applyDeltas(instanceId, body.deltas));
+  })
+  .post('/jobs/leases', async (c) => {
+    const body = await readJson(c, renewLeasesRequest);
+    const instanceId = required(body.instance_id, 'instance_id');
+    const leases = body.leases ?? [];
+    if (leases.length === 0) throw new ApiError('bad_request', 'leases must not be empty');
+    if (leases.length > limits.maxLeaseRenewals) {
+      throw new ApiError(
+        'bad_request',
+        `at most ${limits.maxLeaseRenewals} leases per call, got ${leases.length}`,
+      );
+    }
+    const pairs = leases.map((l) => {
+      const id = required(l.id, 'every lease requires an id:');
+      if (l.claim_epoch === undefined || l.claim_epoch === null) {
+        throw new ApiError('bad_request', `lease ${id} requires claim_epoch`);
+      }
+      return { id, epoch: l.claim_epoch };
+    });
+    const results = await c.var.deps.jobs.renewLeases(instanceId, pairs);
+    return c.json({ results } satisfies RenewLeasesResponse);
+  })
+  .get('/jobs/:id', async (c) => {
+    const id = c.req.param('id');
+    if (!isUuid(id)) throw jobNotFound(id);
+    return c.json(await c.var.deps.jobs.get(id));
+  })
+  .post('/jobs/:id/release', async (c) => {
+    const body = await readJson(c, releaseRequest);
+    const instanceId = required(body.instance_id, 'instance_id');
+    const released = await c.var.deps.jobs.release(
+      c.req.param('id'),
+      instanceId,
+      noNul(body.reason ?? '', 'reason'),
+      body.claim_epoch ?? null,
+    );
+    return c.json(released);
+  })
+  .post('/jobs/:id/cancel', async (c) => {
+    const body = await readJson(c, cancelRequest, { optional: true });
+    const { previousOwner } = await c.var.deps.jobs.cancel(
+      c.req.param('id'),
+      noNul(body.reason ?? '', 'reason'),
+    );
+    // No grace sleep: the `cancelled` event is committed before this answer, so
+    // an owner parked in a long-poll already has it (reference §4.10).
+    return c.json({ status: 'cancelled', forwarded_to_instance_id: previousOwner } satisfies CancelResponse);
+  })
+  .post('/jobs/:id/reclaim', async (c) => c.json(await c.var.deps.jobs.reclaim(c.req.param('id'))))
+  .post('/jobs/:id/events', async (c) => {
+    const body = await readJson(c, postEventRequest);
+    const id = c.req.param('id');
+    const type = noNul(required(body.type, 'type'), 'type');
+    const posted = await c.var.deps.jobs.postEvent(id, type, body.payload, body.trace_context ?? null);
+    return c.json({ job_id: id, ...posted });
+  })
+  .get('/jobs/:id/events', async (c) => {
+    const id = c.req.param('id');
+    const after = Math.max(0, intParam(c, 'after') ?? 0);
+    const wait = Math.min(60, Math.max(0, intParam(c, 'wait') ?? 0));
+    const limitRaw = intParam(c, 'limit') ?? 100;
+    const limit = limitRaw <= 0 ? 100 : Math.min(500, limitRaw);
+    const types = csv(c.req.query('types'));
+    const instanceId = c.req.query('instance_id')?.trim() || undefined;
+    const epoch = intParam(c, 'claim_epoch');
+    if ((instanceId === undefined) !== (epoch === undefined)) {
+      throw new ApiError(
+        'bad_request',
+        'instance_id and claim_epoch must be supplied together (both for an executor read, or neither for an observer read)',
+      );
+    }
+    if (!isUuid(id)) throw jobNotFound(id);
+    const { jobs, signals } = c.var.deps;
+
+    // An executor read is fenced and renews the lease (DESIGN.md §4.3) at the
+    // start, on every wake-up, at least every third of the lease window while
+    // parked, and at the end (§11 item 5). Once the job is terminal it is an
+    // observer read: the handler must still see the event that ended it.
+    let executor = instanceId !== undefined && epoch !== undefined;
+    let renewEveryMs = Number.POSITIVE_INFINITY;
+    let lastRenew = 0;
+    const touch = async () => {
+      if (!executor) return;
+      const outcome = await jobs.touchExecutor(id, instanceId as string, epoch as number);
+      if (outcome.state === 'missing') throw jobNotFound(id);
+      if (outcome.state === 'superseded') throw new ApiError('claim_superseded');
+      if (outcome.state === 'terminal') executor = false;
+      else renewEveryMs = Math.max(1_000, (outcome.windowSeconds * 1000) / 3);
+      lastRenew = Date.now();
+    };
+    if (executor) await touch();
+    else if ((await jobs.jobState(id)) === 'missing') throw jobNotFound(id);
+
+    let events = await jobs.readEvents(id, after, types, limit);
+    if (events.length === 0 && wait > 0) {
+      const deadline = Date.now() + wait * 1000;
+      const aborted = c.req.raw.signal;
+      while (events.length === 0 && !aborted.aborted) {
+        const now = Date.now();
+        if (now >= deadline) break;
+        // The 2 s cap bounds the delay a lost notification could cause.
+        const woke = await signals.wait(
+          id,
+          Math.min(deadline - now, 2_000, Math.max(0, lastRenew + renewEveryMs - now)),
+          aborted,
+        );
+        if (woke === 'abort') break;
+        events = await jobs.readEvents(id, after, types, limit);
+        // A signal may be a reclaim: re-check the fence at once.
+        if (woke === 'signal' || Date.now() - lastRenew >= renewEveryMs) await touch();
+      }
+      await touch();
+    }
+    const next = events.reduce((m, e) => Math.max(m, e.seq), after);
+    return c.json({ events, next_after: next } satisfies EventsResponse);
+  });

@@ -1,0 +1,492 @@
+import type { Sql } from '@mesh/db';
+import {
+  type BatchResponse,
+  type ClaimedJob,
+  type DeltaRejection,
+  isTerminal,
+  type Job,
+  type JobDelta,
+  type JobEvent,
+  type JobStatus,
+  jobStatuses,
+  type LeaseOutcome,
+  type ReclaimResponse,
+  type ReleaseResponse,
+} from '@mesh/protocol';
+import { ApiError } from '../errors.ts';
+
+/** Channel on which every replica hears "something happened to job X". */
+export const jobChannel = 'mesh_jobs';
+
+export interface JobSettings {
+  /** Lease window for a job without max_duration, in seconds. */
+  defaultLeaseSeconds: number;
+  /** Refuse epoch-less owner writes. */
+  requireClaimEpoch: boolean;
+  /** This replica's id, recorded on the claims it hands out. */
+  replicaId: string;
+}
+
+interface JobRow {
+  id: string;
+  capability: string;
+  status: JobStatus;
+  owner_instance_id: string | null;
+  claim_epoch: number;
+  attempt_count: number;
+  max_retries: number;
+  max_duration: number | null;
+  total_deadline: Date | null;
+  lease_expires_at: Date | null;
+  last_heartbeat_at: Date | null;
+  submitted_at: Date;
+  submitted_by: string;
+  submitted_payload: Record<string, unknown>;
+  progress: number | null;
+  progress_message: string | null;
+  result: unknown;
+  error: string | null;
+  recv_cursor: Record<string, number> | null;
+}
+
+const seconds = (d: Date | null): number | null => (d ? Math.floor(d.getTime() / 1000) : null);
+const cursorOrNull = (c: Record<string, number> | null) => (c && Object.keys(c).length > 0 ? c : null);
+
+/** A row as the 3.7 wire's Job object. */
+export function toJob(r: JobRow): Job {
+  return {
+    id: r.id,
+    capability: r.capability,
+    owner_instance_id: r.owner_instance_id,
+    claim_epoch: r.claim_epoch,
+    recv_cursor: cursorOrNull(r.recv_cursor),
+    status: r.status,
+    progress: r.progress,
+    progress_message: r.progress_message,
+    result: r.result ?? null,
+    error: r.error,
+    submitted_payload: r.submitted_payload,
+    attempt_count: r.attempt_count,
+    max_retries: r.max_retries,
+    max_duration: r.max_duration,
+    total_deadline: seconds(r.total_deadline),
+    lease_expires_at: seconds(r.lease_expires_at),
+    last_heartbeat_at: seconds(r.last_heartbeat_at),
+    submitted_at: seconds(r.submitted_at) as number,
+    submitted_by: r.submitted_by,
+  };
+}
+
+export const jobNotFound = (id: string) => new ApiError('not_found', `job not found: ${id}`);
+export const jobTerminal = () => new ApiError('already_terminal', 'job is already in a terminal state');
+
+export interface NewJob {
+  capability: string;
+  submittedBy: string;
+  payload: Record<string, unknown>;
+  maxRetries: number;
+  maxDuration: number | null;
+  totalDeadline: number | null;
+  owner: string | null;
+}
+
+export interface ListFilter {
+  statuses: string[];
+  owner: string | undefined;
+  capability: string | undefined;
+  submittedSince: number | undefined;
+  limit: number;
+  after: { micros: bigint; id: string } | undefined;
+}
+
+/**
+ * Every state change of a job, each one SQL statement whose WHERE clause holds
+ * all of its preconditions (DESIGN.md §4.2): zero rows changed means a
+ * precondition failed, and only then does a read decide which error to give.
+ * Times come from the database clock (§4.1).
+ */
+export class JobStore {
+  constructor(
+    private readonly sql: Sql,
+    private readonly settings: JobSettings,
+  ) {}
+
+  /**
+   * The lease a (re)newed claim gets: now + max_duration (or the default
+   * window), never past total_deadline (DESIGN.md §4.1).
+   */
+  private lease() {
+    return this
+      .sql`least(now() + make_interval(secs => coalesce(max_duration, ${this.settings.defaultLeaseSeconds}::int)),
+                          coalesce(total_deadline, 'infinity'::timestamptz))`;
+  }
+
+  async create(job: NewJob): Promise<{ id: string; status: JobStatus; owner_instance_id: string | null }> {
+    const id = crypto.randomUUID();
+    // A pushed job is running from the start: it counts as the first attempt, so
+    // it gets exactly max_retries retries like a claimed one (MCP Mesh gives push
+    // mode one more; reference §11 item 15).
+    const [row] = await this.sql<{ id: string; status: JobStatus; owner_instance_id: string | null }[]>`
+      insert into jobs (id, capability, submitted_by, submitted_payload, max_retries, max_duration, total_deadline,
+                        owner_instance_id, attempt_count)
+      values (${id}, ${job.capability}, ${job.submittedBy}, ${this.sql.json(job.payload as never)}, ${job.maxRetries},
+              ${job.maxDuration}, ${job.totalDeadline === null ? null : new Date(job.totalDeadline * 1000)},
+              ${job.owner}, ${job.owner ? 1 : 0})
+      returning id, status, owner_instance_id`;
+    return row as { id: string; status: JobStatus; owner_instance_id: string | null };
+  }
+
+  async get(id: string): Promise<Job> {
+    const [row] = await this.sql<JobRow[]>`select * from jobs where id = ${id}`;
+    if (!row) throw jobNotFound(id);
+    return toJob(row);
+  }
+
+  /** GET /jobs: newest first, keyset pagination on (submitted_at, id). */
+  async list(
+    f: ListFilter,
+  ): Promise<{ rows: Job[]; last: { micros: bigint; id: string } | undefined; more: boolean }> {
+    const s = this.sql;
+    const rows = await s<(JobRow & { micros: string })[]>`
+      select *, (extract(epoch from submitted_at) * 1000000)::bigint::text as micros from jobs
+      where true
+        ${f.statuses.length ? s`and status = any(${f.statuses})` : s``}
+        ${f.owner ? s`and owner_instance_id = ${f.owner}` : s``}
+        ${f.capability ? s`and capability = ${f.capability}` : s``}
+        ${f.submittedSince ? s`and submitted_at >= to_timestamp(${f.submittedSince})` : s``}
+        ${
+          f.after
+            ? s`and (submitted_at, id) < ('epoch'::timestamptz + ${f.after.micros.toString()}::bigint * interval '1 microsecond', ${f.after.id}::uuid)`
+            : s``
+        }
+      order by submitted_at desc, id desc
+      limit ${f.limit + 1}`;
+    const more = rows.length > f.limit;
+    const kept = rows.slice(0, f.limit);
+    const tail = kept.at(-1);
+    return {
+      rows: kept.map(toJob),
+      last: tail ? { micros: BigInt(tail.micros), id: tail.id } : undefined,
+      more,
+    };
+  }
+
+  /**
+   * Claims up to `max` queued jobs of a capability, oldest first (DESIGN.md
+   * §4.4): one statement over the partial index of claimable rows, skipping
+   * rows other claimers hold locked, so concurrent claimers never wait on or
+   * collide with one another, and never answer "no work" while unlocked
+   * claimable rows remain. Each claim bumps attempt_count and claim_epoch (the
+   * fencing token) and sets the lease from the database clock. Queued rows
+   * whose retry budget is spent are not claimable (not in the index) and are
+   * retired here, so they never block the rows behind them (§11 item 1).
+   */
+  async claim(capability: string, instanceId: string, max: number): Promise<ClaimedJob[]> {
+    const rows = await this.sql<(ClaimedJob & { lease: Date | null; submitted_at: Date })[]>`
+      with retired as (
+        update jobs set status = 'failed', error = 'exhausted: max retries exceeded', finished_at = now(),
+                        last_heartbeat_at = now()
+        where id in (select id from jobs
+                     where capability = ${capability} and status = 'working' and owner_instance_id is null
+                       and attempt_count > max_retries
+                     for update skip locked)
+        returning id
+      ), picked as (
+        select id from jobs
+        where capability = ${capability} and status = 'working' and owner_instance_id is null
+          and attempt_count <= max_retries
+        order by submitted_at, id
+        limit ${max}
+        for update skip locked
+      )
+      update jobs j set owner_instance_id = ${instanceId}, attempt_count = j.attempt_count + 1,
+                        claim_epoch = j.claim_epoch + 1, lease_expires_at = ${this.lease()},
+                        last_heartbeat_at = now(), claimed_by_replica = ${this.settings.replicaId}
+      from picked where j.id = picked.id
+      returning j.id, j.submitted_payload, j.attempt_count, j.claim_epoch, j.lease_expires_at as lease,
+                j.max_duration, j.recv_cursor, j.submitted_at`;
+    return rows
+      .sort((a, b) => a.submitted_at.getTime() - b.submitted_at.getTime() || (a.id < b.id ? -1 : 1))
+      .map((r) => ({
+        id: r.id,
+        submitted_payload: r.submitted_payload,
+        attempt_count: r.attempt_count,
+        claim_epoch: r.claim_epoch,
+        lease_expires_at: seconds(r.lease),
+        max_duration: r.max_duration,
+        recv_cursor: r.recv_cursor,
+      }));
+  }
+
+  /** Applies owner deltas one by one, in order; each is independent (3.7 semantics). */
+  async applyDeltas(instanceId: string, deltas: JobDelta[]): Promise<BatchResponse> {
+    const rejected: BatchResponse['rejected'] = [];
+    let accepted = 0;
+    for (const delta of deltas) {
+      const id = delta.id as string;
+      const reason = await this.applyDelta(instanceId, id, delta);
+      if (reason) rejected.push({ id, reason });
+      else accepted += 1;
+    }
+    return { accepted, rejected };
+  }
+
+  private async applyDelta(instanceId: string, id: string, d: JobDelta): Promise<DeltaRejection | undefined> {
+    const epoch = d.claim_epoch ?? null;
+    if (epoch === null && this.settings.requireClaimEpoch) return 'epoch_required';
+    if (!isUuid(id)) return 'not_found';
+    const status = d.status ?? null;
+    const validStatus = status === null || (jobStatuses as readonly string[]).includes(status);
+    if (validStatus) {
+      const terminal = status !== null && isTerminal(status);
+      const hasResult = status === 'completed' && d.result !== undefined && d.result !== null;
+      const cursor = d.recv_cursor ? this.sql.json(d.recv_cursor) : null;
+      // Fenced write (DESIGN.md §4.3): only the current owner, at the current
+      // epoch when one is given, of a live job. A terminal row is never touched
+      // (§11 item 7): terminal states are final.
+      const updated = await this.sql`
+        update jobs set
+          last_heartbeat_at = now(),
+          lease_expires_at = case when ${terminal}::boolean then lease_expires_at else ${this.lease()} end,
+          progress = coalesce(${d.progress ?? null}::float8, progress),
+          progress_message = coalesce(${d.progress_message ?? null}::text, progress_message),
+          recv_cursor = case when ${cursor}::jsonb is null then recv_cursor else (
+            select jsonb_object_agg(key, v) from (
+              select key, max(value::bigint) as v
+              from (select * from jsonb_each_text(coalesce(recv_cursor, '{}'::jsonb))
+                    union all select * from jsonb_each_text(${cursor}::jsonb)) as both_maps
+              group by key) as merged) end,
+          status = coalesce(${status}::text, status),
+          result = case when ${hasResult}::boolean then ${hasResult ? this.sql.json(d.result as never) : null}::jsonb
+                   else result end,
+          error = case when ${status}::text = 'failed' and ${d.error ?? null}::text is not null then ${d.error ?? null}::text
+                  else error end,
+          finished_at = case when ${terminal}::boolean then now() else finished_at end
+        where id = ${id} and owner_instance_id = ${instanceId} and status in ('working', 'input_required')
+          and (${epoch}::bigint is null or claim_epoch = ${epoch}::bigint)
+        returning id`;
+      if (updated.length === 1) return undefined;
+    }
+    const [row] = await this.sql<{ owner_instance_id: string | null; claim_epoch: number; status: string }[]>`
+      select owner_instance_id, claim_epoch, status from jobs where id = ${id}`;
+    if (!row) return 'not_found';
+    if (epoch !== null && (row.owner_instance_id !== instanceId || row.claim_epoch !== epoch))
+      return 'claim_superseded';
+    if (epoch === null && row.owner_instance_id !== instanceId) return 'not_owner';
+    if (isTerminal(row.status)) return 'already_terminal';
+    if (!validStatus) return 'invalid_status';
+    // The row changed between the write and this read and now matches again:
+    // report the conservative outcome rather than guessing.
+    return epoch !== null ? 'claim_superseded' : 'not_owner';
+  }
+
+  /**
+   * The owner gives the job back (DESIGN.md §4.5): within budget it is queued
+   * again, as `working` even if it was `input_required` (§11 item 9); over
+   * budget it fails. Fenced by claim_epoch when one is given (§11 item 2).
+   */
+  async release(
+    id: string,
+    instanceId: string,
+    reason: string,
+    epoch: number | null,
+  ): Promise<ReleaseResponse> {
+    if (epoch === null && this.settings.requireClaimEpoch) {
+      throw new ApiError(
+        'epoch_required',
+        'claim_epoch is required: this registry refuses epoch-less writes',
+      );
+    }
+    if (!isUuid(id)) throw jobNotFound(id);
+    const why = reason.trim() || 'max retries exceeded';
+    const [row] = await this.sql<ReleaseResponse[]>`
+      update jobs set
+        owner_instance_id = null, lease_expires_at = null, last_heartbeat_at = now(), claimed_by_replica = null,
+        status = case when attempt_count > max_retries then 'failed' else 'working' end,
+        error = case when attempt_count > max_retries then ${`exhausted (release): ${why}`} else error end,
+        finished_at = case when attempt_count > max_retries then now() else null end
+      where id = ${id} and owner_instance_id = ${instanceId} and status in ('working', 'input_required')
+        and (${epoch}::bigint is null or claim_epoch = ${epoch}::bigint)
+      returning status, attempt_count`;
+    if (row) return row;
+    const [cur] = await this.sql<{ owner_instance_id: string | null; claim_epoch: number; status: string }[]>`
+      select owner_instance_id, claim_epoch, status from jobs where id = ${id}`;
+    if (!cur) throw jobNotFound(id);
+    if (isTerminal(cur.status)) throw jobTerminal();
+    if (epoch !== null) throw new ApiError('claim_superseded');
+    throw new ApiError('not_owner', 'caller is not the current owner of this job');
+  }
+
+  /**
+   * Cancels a live job and writes the synthetic `cancelled` event in the same
+   * statement (DESIGN.md §4.2); never touches a terminal job (§11 item 7).
+   * The owner stays recorded, so its later deltas report `already_terminal`.
+   */
+  async cancel(id: string, reason: string): Promise<{ previousOwner: string | null }> {
+    if (!isUuid(id)) throw jobNotFound(id);
+    const trimmed = reason.trim();
+    const [row] = await this.sql<{ owner_instance_id: string | null }[]>`
+      with cancelled as (
+        update jobs set status = 'cancelled', last_heartbeat_at = now(), finished_at = now(),
+                        error = case when ${trimmed} <> '' then ${`cancelled: ${trimmed}`} else error end,
+                        event_seq = event_seq + 1
+        where id = ${id} and status in ('working', 'input_required')
+        returning id, owner_instance_id, event_seq
+      ), event as (
+        insert into job_events (job_id, seq, type, payload)
+        select id, event_seq, 'cancelled', ${this.sql.json({ reason: trimmed })} from cancelled
+      )
+      select owner_instance_id, pg_notify(${jobChannel}, id::text) from cancelled`;
+    if (row) return { previousOwner: row.owner_instance_id };
+    const [cur] = await this.sql`select status from jobs where id = ${id}`;
+    if (!cur) throw jobNotFound(id);
+    throw jobTerminal();
+  }
+
+  /**
+   * Operator's force reclaim: evicts the owner of a live job. The retry budget
+   * applies as on every other path back to the queue (DESIGN.md §4.5): at the
+   * last attempt the job fails instead of becoming an unclaimable row (§11
+   * item 1). claim_epoch is unchanged; the next claim mints the next one.
+   */
+  async reclaim(id: string): Promise<ReclaimResponse> {
+    if (!isUuid(id)) throw jobNotFound(id);
+    const [row] = await this.sql<ReclaimResponse[]>`
+      update jobs j set
+        owner_instance_id = null, lease_expires_at = null, claimed_by_replica = null,
+        status = case when j.attempt_count > j.max_retries then 'failed' else 'working' end,
+        error = case when j.attempt_count > j.max_retries then 'exhausted (reclaim): max retries exceeded' else j.error end,
+        finished_at = case when j.attempt_count > j.max_retries then now() else null end,
+        last_heartbeat_at = case when j.attempt_count > j.max_retries then now() else null end
+      from (select id, owner_instance_id from jobs where id = ${id} for update) as before
+      where j.id = before.id and j.status in ('working', 'input_required')
+      returning j.status, before.owner_instance_id as previous_owner_instance_id, j.claim_epoch,
+                pg_notify(${jobChannel}, j.id::text)`;
+    if (row) {
+      return {
+        status: row.status,
+        previous_owner_instance_id: row.previous_owner_instance_id,
+        claim_epoch: row.claim_epoch,
+      };
+    }
+    const [cur] = await this.sql`select status from jobs where id = ${id}`;
+    if (!cur) throw jobNotFound(id);
+    throw jobTerminal();
+  }
+
+  /**
+   * Appends an event to a live job's log: the job row hands out the next seq in
+   * the same statement (dense, no retry loop), and every replica's long-polls
+   * are woken.
+   */
+  async postEvent(
+    id: string,
+    type: string,
+    payload: unknown,
+    traceContext: Record<string, unknown> | null,
+  ): Promise<{ seq: number; created_at: number }> {
+    if (!isUuid(id)) throw jobNotFound(id);
+    const [row] = await this.sql<{ seq: number; created_at: Date }[]>`
+      with job as (
+        update jobs set event_seq = event_seq + 1
+        where id = ${id} and status in ('working', 'input_required')
+        returning id, event_seq
+      ), event as (
+        insert into job_events (job_id, seq, type, payload, trace_context)
+        select id, event_seq, ${type}, ${payload === undefined || payload === null ? null : this.sql.json(payload as never)},
+               ${traceContext ? this.sql.json(traceContext as never) : null}
+        from job
+        returning job_id, seq, created_at
+      )
+      select seq, created_at, pg_notify(${jobChannel}, job_id::text) from event`;
+    if (row) return { seq: row.seq, created_at: seconds(row.created_at) as number };
+    const [cur] = await this.sql`select status from jobs where id = ${id}`;
+    if (!cur) throw jobNotFound(id);
+    throw jobTerminal();
+  }
+
+  async readEvents(id: string, after: number, types: string[], limit: number): Promise<JobEvent[]> {
+    const rows = await this.sql<(Omit<JobEvent, 'created_at'> & { created_at: Date })[]>`
+      select job_id, seq, type, payload, trace_context, posted_by, created_at from job_events
+      where job_id = ${id} and seq > ${after} ${types.length ? this.sql`and type = any(${types})` : this.sql``}
+      order by seq limit ${limit}`;
+    return rows.map((r) => ({ ...r, created_at: seconds(r.created_at) as number }));
+  }
+
+  /** `live`, `terminal` or `missing`: what an observer read needs to know. */
+  async jobState(id: string): Promise<'live' | 'terminal' | 'missing'> {
+    const [row] = await this.sql<{ status: string }[]>`select status from jobs where id = ${id}`;
+    if (!row) return 'missing';
+    return isTerminal(row.status) ? 'terminal' : 'live';
+  }
+
+  /**
+   * Executor read (DESIGN.md §4.3): fenced by (owner, epoch) and renews the
+   * lease, never shortening it. `terminal` reads are served unfenced (3.7).
+   */
+  async touchExecutor(
+    id: string,
+    instanceId: string,
+    epoch: number,
+  ): Promise<{ state: 'renewed' | 'terminal' | 'superseded' | 'missing'; windowSeconds: number }> {
+    const [renewed] = await this.sql<{ window: number }[]>`
+      update jobs set lease_expires_at = greatest(lease_expires_at, ${this.lease()}), last_heartbeat_at = now()
+      where id = ${id} and owner_instance_id = ${instanceId} and claim_epoch = ${epoch}
+        and status in ('working', 'input_required')
+      returning coalesce(max_duration, ${this.settings.defaultLeaseSeconds}::int) as window`;
+    if (renewed) return { state: 'renewed', windowSeconds: renewed.window };
+    const state = await this.jobState(id);
+    return { state: state === 'live' ? 'superseded' : state, windowSeconds: 0 };
+  }
+
+  /**
+   * Renews many leases of one instance in one statement (our extension): the
+   * same fence as every owner write. The read side of the statement sees the
+   * rows as they were, which is what classifies the ones not renewed.
+   */
+  async renewLeases(
+    instanceId: string,
+    leases: { id: string; epoch: number }[],
+  ): Promise<
+    { id: string; outcome: LeaseOutcome; status: JobStatus | null; lease_expires_at: number | null }[]
+  > {
+    const valid = leases.filter((l) => isUuid(l.id));
+    const rows = valid.length
+      ? await this.sql<
+          {
+            id: string;
+            renewed_lease: Date | null;
+            status: JobStatus | null;
+            owner: string | null;
+            epoch: number | null;
+          }[]
+        >`
+      with req as (
+        select * from unnest(${valid.map((l) => l.id)}::uuid[], ${valid.map((l) => l.epoch)}::bigint[]) as r(id, epoch)
+      ), renewed as (
+        update jobs j set lease_expires_at = greatest(j.lease_expires_at, ${this.lease()}), last_heartbeat_at = now()
+        from req where j.id = req.id and j.owner_instance_id = ${instanceId} and j.claim_epoch = req.epoch
+          and j.status in ('working', 'input_required')
+        returning j.id, j.lease_expires_at
+      )
+      select req.id, renewed.lease_expires_at as renewed_lease, j.status, j.owner_instance_id as owner,
+             j.claim_epoch as epoch
+      from req left join renewed on renewed.id = req.id left join jobs j on j.id = req.id`
+      : [];
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    return leases.map((l) => {
+      const r = byId.get(l.id);
+      if (!r || r.status === null)
+        return { id: l.id, outcome: 'not_found', status: null, lease_expires_at: null };
+      if (r.renewed_lease)
+        return { id: l.id, outcome: 'renewed', status: r.status, lease_expires_at: seconds(r.renewed_lease) };
+      const outcome: LeaseOutcome =
+        r.status === 'cancelled' ? 'cancelled' : isTerminal(r.status) ? 'terminal' : 'superseded';
+      return { id: l.id, outcome, status: r.status, lease_expires_at: null };
+    });
+  }
+}
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Job ids are UUIDs; anything else cannot name a job (and must not reach a uuid column). */
+export const isUuid = (id: string): boolean => uuidPattern.test(id);

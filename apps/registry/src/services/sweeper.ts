@@ -1,0 +1,193 @@
+import type { Sql } from '@mesh/db';
+import { formatGoDuration } from '../duration.ts';
+import type { Logger } from '../logger.ts';
+import { jobChannel } from './jobs.ts';
+
+export interface SweepSettings {
+  intervalMs: number;
+  /** 0 = the stale ceiling is off. */
+  staleTimeoutMs: number;
+  /** 0 = keep events of finished jobs. */
+  eventRetentionMs: number;
+  /** 0 = keep finished jobs. */
+  jobRetentionMs: number;
+  /** Rows deleted per retention phase and tick, so one tick stays short. */
+  batchSize?: number;
+}
+
+export interface SweepCounts {
+  leaseRequeued: number;
+  leaseFailed: number;
+  deadlineFailed: number;
+  staleFailed: number;
+  eventsPurgedJobs: number;
+  jobsDeleted: number;
+}
+
+const live = `status in ('working', 'input_required')`;
+
+/**
+ * The registry's background sweeps (DESIGN.md §4): every phase is one
+ * conditional statement on the database clock, so every replica may run them
+ * at once: a row another replica already changed no longer matches the WHERE
+ * clause when the statement re-checks it after the row lock.
+ */
+export class Sweeper {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly settings: SweepSettings,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * Expired leases (§4.5): the job goes back to the queue within its retry
+   * budget, fails past it. `input_required` is normalised to `working` so the
+   * job is claimable again. The evicted owner is fenced by its stale epoch.
+   */
+  async expireLeases(): Promise<{ requeued: number; failed: number }> {
+    const rows = await this.sql<{ status: string }[]>`
+      with expired as (
+        update jobs set
+          owner_instance_id = null, lease_expires_at = null, claimed_by_replica = null,
+          status = case when attempt_count > max_retries then 'failed' else 'working' end,
+          error = case when attempt_count > max_retries then 'lease expired: no completion within lease window'
+                  else error end,
+          finished_at = case when attempt_count > max_retries then now() else null end,
+          last_heartbeat_at = case when attempt_count > max_retries then now() else null end
+        where ${this.sql.unsafe(live)} and lease_expires_at < now()
+        returning id, status
+      )
+      select status, pg_notify(${jobChannel}, id::text) from expired`;
+    return {
+      requeued: rows.filter((r) => r.status === 'working').length,
+      failed: rows.filter((r) => r.status === 'failed').length,
+    };
+  }
+
+  /**
+   * total_deadline passed: the job fails, whatever its budget, and a
+   * `deadline_exceeded` event tells a handler parked in a long-poll at once
+   * (§11 item 8). Guarded by status: never overwrites a completion (§11 item 7).
+   */
+  async expireDeadlines(): Promise<number> {
+    const rows = await this.sql`
+      with expired as (
+        update jobs set status = 'failed', error = 'deadline_exceeded', owner_instance_id = null,
+                        lease_expires_at = null, claimed_by_replica = null, finished_at = now(),
+                        last_heartbeat_at = now(), event_seq = event_seq + 1
+        where ${this.sql.unsafe(live)} and total_deadline < now()
+        returning id, event_seq
+      ), event as (
+        insert into job_events (job_id, seq, type, payload)
+        select id, event_seq, 'deadline_exceeded', '{"reason": "deadline_exceeded"}'::jsonb from expired
+      )
+      select pg_notify(${jobChannel}, id::text) from expired`;
+    return rows.length;
+  }
+
+  /**
+   * The opt-in stale ceiling: a job without total_deadline running longer than
+   * max(stale timeout, max_duration) since submission fails, with MCP Mesh's
+   * error wording and a `stale` event.
+   */
+  async expireStale(): Promise<number> {
+    const staleSeconds = Math.floor(this.settings.staleTimeoutMs / 1000);
+    if (staleSeconds <= 0) return 0;
+    const ceilingText = formatGoDuration(staleSeconds * 1000);
+    const rows = await this.sql`
+      with expired as (
+        update jobs set status = 'failed', owner_instance_id = null, lease_expires_at = null,
+          claimed_by_replica = null, finished_at = now(), last_heartbeat_at = now(), event_seq = event_seq + 1,
+          error = case
+            when coalesce(max_duration, 0) > ${staleSeconds}::int then
+              'stale: no total_deadline set and exceeded max_duration (' ||
+              case when max_duration >= 3600 then (max_duration / 3600) || 'h' || (max_duration % 3600 / 60) || 'm'
+                                                  || (max_duration % 60) || 's'
+                   when max_duration >= 60 then (max_duration / 60) || 'm' || (max_duration % 60) || 's'
+                   else max_duration || 's' end || ')'
+            else ${`stale: no total_deadline set and exceeded the MCP_MESH_JOB_STALE_TIMEOUT ceiling (${ceilingText})`}
+          end
+        where ${this.sql.unsafe(live)} and total_deadline is null
+          and submitted_at < now() - make_interval(secs => greatest(${staleSeconds}::int, coalesce(max_duration, 0)))
+        returning id, event_seq, error
+      ), event as (
+        insert into job_events (job_id, seq, type, payload)
+        select id, event_seq, 'stale', jsonb_build_object('reason', 'stale', 'detail', error) from expired
+      )
+      select pg_notify(${jobChannel}, id::text) from expired`;
+    return rows.length;
+  }
+
+  /**
+   * Deletes the events of jobs that finished longer ago than the event
+   * retention, a batch at a time, and marks those jobs so they are never
+   * scanned again (§11 item 13).
+   */
+  async purgeEvents(): Promise<number> {
+    if (this.settings.eventRetentionMs <= 0) return 0;
+    const rows = await this.sql`
+      with victims as (
+        select id from jobs
+        where finished_at is not null and not events_purged
+          and finished_at < now() - ${this.settings.eventRetentionMs}::bigint * interval '1 millisecond'
+        order by finished_at limit ${this.settings.batchSize ?? 1000}
+        for update skip locked
+      ), purged as (
+        delete from job_events e using victims v where e.job_id = v.id
+      )
+      update jobs set events_purged = true from victims where jobs.id = victims.id
+      returning jobs.id`;
+    return rows.length;
+  }
+
+  /** Deletes finished jobs (and, by cascade, their events) past the job retention. */
+  async deleteFinishedJobs(): Promise<number> {
+    if (this.settings.jobRetentionMs <= 0) return 0;
+    const rows = await this.sql`
+      delete from jobs where id in (
+        select id from jobs
+        where finished_at is not null
+          and finished_at < now() - ${this.settings.jobRetentionMs}::bigint * interval '1 millisecond'
+        order by finished_at limit ${this.settings.batchSize ?? 1000}
+        for update skip locked)
+      returning id`;
+    return rows.length;
+  }
+
+  /** One pass of every phase, in order. */
+  async runOnce(): Promise<SweepCounts> {
+    const lease = await this.expireLeases();
+    const counts: SweepCounts = {
+      leaseRequeued: lease.requeued,
+      leaseFailed: lease.failed,
+      deadlineFailed: await this.expireDeadlines(),
+      staleFailed: await this.expireStale(),
+      eventsPurgedJobs: await this.purgeEvents(),
+      jobsDeleted: await this.deleteFinishedJobs(),
+    };
+    if (Object.values(counts).some((n) => n > 0)) this.logger.info(counts, 'sweep');
+    return counts;
+  }
+
+  start(): void {
+    const tick = () => {
+      this.running = this.runOnce()
+        .catch((err) => this.logger.warn({ err }, 'sweep failed; retrying next interval'))
+        .finally(() => {
+          this.running = undefined;
+          if (this.timer) this.timer = setTimeout(tick, this.settings.intervalMs);
+        });
+    };
+    // A random first delay spreads the replicas' sweeps apart.
+    this.timer = setTimeout(tick, Math.floor(Math.random() * this.settings.intervalMs));
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+}

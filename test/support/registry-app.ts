@@ -1,0 +1,94 @@
+import { createDb } from '@mesh/db';
+import { features } from '@mesh/protocol';
+import { createApp, createLogger } from '@mesh/registry';
+import { JobSignals } from '../../apps/registry/src/services/job-signals.ts';
+import { type JobSettings, JobStore } from '../../apps/registry/src/services/jobs.ts';
+import { Sweeper, type SweepSettings } from '../../apps/registry/src/services/sweeper.ts';
+
+export interface TestRegistryOptions {
+  jobs?: Partial<JobSettings>;
+  sweep?: Partial<SweepSettings>;
+  poolSize?: number;
+  maxBodyBytes?: number;
+}
+
+/**
+ * The registry's HTTP app in this process, on a real database, without a
+ * listening socket: `call()` goes through every middleware and route. The
+ * sweeper is not started; tests run its phases when they choose.
+ */
+export async function startTestRegistry(databaseUrl: string, options: TestRegistryOptions = {}) {
+  const { sql } = createDb(databaseUrl, { max: options.poolSize ?? 10, applicationName: 'mesh-test' });
+  const logger = createLogger({
+    logLevel: (process.env.MESH_TEST_LOG_LEVEL as 'silent') ?? 'silent',
+    logFormat: 'json',
+    replicaId: 'test',
+  });
+  const jobs = new JobStore(sql, {
+    defaultLeaseSeconds: 300,
+    requireClaimEpoch: false,
+    replicaId: 'test',
+    ...options.jobs,
+  });
+  const signals = new JobSignals(sql, logger);
+  await signals.start();
+  const sweeper = new Sweeper(
+    sql,
+    {
+      intervalMs: 1_000,
+      staleTimeoutMs: 0,
+      eventRetentionMs: 3_600_000,
+      jobRetentionMs: 0,
+      ...options.sweep,
+    },
+    logger,
+  );
+  const app = createApp({
+    identity: {
+      replicaId: 'test',
+      bootId: crypto.randomUUID(),
+      version: '0.0.0-test',
+      schemaVersion: 1,
+      uptimeSeconds: () => 0,
+    },
+    readiness: { check: async () => ({ database: 'ok', migrations: 'done' }) },
+    features: Object.values(features),
+    logger,
+    jobs,
+    signals,
+    maxBodyBytes: options.maxBodyBytes,
+  });
+
+  /** Sends a request; JSON bodies are serialised, strings sent as they are. */
+  async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+    const init: RequestInit = { method, headers: { ...headers } };
+    if (body !== undefined) {
+      init.body = typeof body === 'string' ? body : JSON.stringify(body);
+      (init.headers as Record<string, string>)['content-type'] = 'application/json';
+    }
+    const res = await app.request(path, init);
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary wire bodies
+    return { status: res.status, body: json as any, text, headers: res.headers };
+  }
+
+  return {
+    app,
+    sql,
+    jobs,
+    sweeper,
+    call,
+    async close() {
+      await signals.stop();
+      await sql.end({ timeout: 5 });
+    },
+  };
+}
+
+export type TestRegistry = Awaited<ReturnType<typeof startTestRegistry>>;
