@@ -198,24 +198,24 @@ export class JobStore {
         order by submitted_at, id
         limit ${max}
         for update skip locked
+      ), claimed as (
+        update jobs j set owner_instance_id = ${instanceId}, attempt_count = j.attempt_count + 1,
+                          claim_epoch = j.claim_epoch + 1, lease_expires_at = ${this.lease()},
+                          last_heartbeat_at = now(), claimed_by_replica = ${this.settings.replicaId}
+        from picked where j.id = picked.id
+        returning j.id, j.submitted_payload, j.attempt_count, j.claim_epoch, j.lease_expires_at as lease,
+                  j.max_duration, j.recv_cursor, j.submitted_at
       )
-      update jobs j set owner_instance_id = ${instanceId}, attempt_count = j.attempt_count + 1,
-                        claim_epoch = j.claim_epoch + 1, lease_expires_at = ${this.lease()},
-                        last_heartbeat_at = now(), claimed_by_replica = ${this.settings.replicaId}
-      from picked where j.id = picked.id
-      returning j.id, j.submitted_payload, j.attempt_count, j.claim_epoch, j.lease_expires_at as lease,
-                j.max_duration, j.recv_cursor, j.submitted_at`;
-    return rows
-      .sort((a, b) => a.submitted_at.getTime() - b.submitted_at.getTime() || (a.id < b.id ? -1 : 1))
-      .map((r) => ({
-        id: r.id,
-        submitted_payload: r.submitted_payload,
-        attempt_count: r.attempt_count,
-        claim_epoch: r.claim_epoch,
-        lease_expires_at: seconds(r.lease),
-        max_duration: r.max_duration,
-        recv_cursor: r.recv_cursor,
-      }));
+      select * from claimed order by submitted_at, id`;
+    return rows.map((r) => ({
+      id: r.id,
+      submitted_payload: r.submitted_payload,
+      attempt_count: r.attempt_count,
+      claim_epoch: r.claim_epoch,
+      lease_expires_at: seconds(r.lease),
+      max_duration: r.max_duration,
+      recv_cursor: r.recv_cursor,
+    }));
   }
 
   /** Applies owner deltas one by one, in order; each is independent (3.7 semantics). */
