@@ -143,7 +143,8 @@ export const jobRoutes = new Hono<AppEnv>()
       );
     }
     const pairs = leases.map((l) => {
-      const id = required(l.id, 'every lease requires an id:');
+      const id = l.id?.trim();
+      if (!id) throw new ApiError('bad_request', 'every lease requires a non-empty id');
       if (l.claim_epoch === undefined || l.claim_epoch === null) {
         throw new ApiError('bad_request', `lease ${id} requires claim_epoch`);
       }
