@@ -38,10 +38,10 @@ describe('claim under concurrency (16 claimers on their own connections)', () =>
         for (;;) {
           const got = await store.claim(capability, `claimer-${claimer}`, 1 + (claimer % 3));
           if (got.length === 0) {
-            const [{ remaining }] = (await pools[claimer]!<{ remaining: number }[]>`
-              select count(*)::int as remaining from jobs where capability = ${capability} and owner_instance_id is null`) as [
-              { remaining: number },
-            ];
+            const remaining = ((
+              await pools[claimer]!<{ remaining: number }[]>`
+              select count(*)::int as remaining from jobs where capability = ${capability} and owner_instance_id is null`
+            )[0]?.remaining ?? 0) as number;
             if (remaining === 0) return;
             empties.push({ capability, remaining });
             continue;
@@ -62,10 +62,10 @@ describe('claim under concurrency (16 claimers on their own connections)', () =>
     }
     // An empty answer is only possible when what remains is held by the other claimers of that capability.
     for (const e of empties) expect(e.remaining).toBeLessThanOrEqual(8 * 3);
-    const [{ unclaimed }] = (await sql<{ unclaimed: number }[]>`
-      select count(*)::int as unclaimed from jobs where owner_instance_id is null`) as [
-      { unclaimed: number },
-    ];
+    const unclaimed = ((
+      await sql<{ unclaimed: number }[]>`
+      select count(*)::int as unclaimed from jobs where owner_instance_id is null`
+    )[0]?.unclaimed ?? 0) as number;
     expect(unclaimed).toBe(0);
   }, 120_000);
 

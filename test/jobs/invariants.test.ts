@@ -81,10 +81,10 @@ describe('invariants under random interleavings', () => {
         }
         const mine = [...live.values()].filter((c) => c.instance === name);
         if (mine.length === 0) {
-          const [{ open }] = (await r.sql<{ open: number }[]>`
-            select count(*)::int as open from jobs where status in ('working', 'input_required')`) as [
-            { open: number },
-          ];
+          const open = ((
+            await r.sql<{ open: number }[]>`
+            select count(*)::int as open from jobs where status in ('working', 'input_required')`
+          )[0]?.open ?? 0) as number;
           if (open === 0 && !chaos) return;
           await new Promise((res2) => setTimeout(res2, 5));
           continue;
@@ -157,10 +157,10 @@ describe('invariants under random interleavings', () => {
                              where status in ('working', 'input_required') and owner_instance_id is not null
                                and last_heartbeat_at < now() - interval '300 milliseconds'`;
         await Promise.all(sweepers.map((s) => s.expireLeases()));
-        const [{ open }] = (await replicas[0]!.sql<{ open: number }[]>`
-          select count(*)::int as open from jobs where status in ('working', 'input_required')`) as [
-          { open: number },
-        ];
+        const open = ((
+          await replicas[0]!.sql<{ open: number }[]>`
+          select count(*)::int as open from jobs where status in ('working', 'input_required')`
+        )[0]?.open ?? 0) as number;
         if (open === 0) return;
       }
     };
