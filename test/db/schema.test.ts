@@ -30,6 +30,7 @@ describe('jobs schema', () => {
     const plan = await sql.unsafe(
       `explain select id from jobs
         where capability = 'render' and status = 'working' and owner_instance_id is null
+          and attempt_count <= max_retries
         order by submitted_at, id limit 1 for update skip locked`,
     );
     const text = plan.map((r) => Object.values(r)[0]).join('\n');
