@@ -41,7 +41,7 @@ export interface AppDeps {
 }
 
 export interface AppEnv {
-  Variables: { deps: AppDeps; requestId: string; log: Logger };
+  Variables: { deps: AppDeps; requestId: string };
 }
 
 /**
@@ -51,14 +51,15 @@ export interface AppEnv {
 export function createApp(deps: AppDeps) {
   const app = new Hono<AppEnv>();
   app.use(requestId({ headerName: headers.requestId }));
+  const debug = deps.logger.isLevelEnabled('debug');
   app.use(async (c, next) => {
-    const started = performance.now();
     c.set('deps', deps);
-    const log = deps.logger.child({ req_id: c.var.requestId });
-    c.set('log', log);
+    if (!debug) return next();
+    const started = performance.now();
     await next();
-    log.debug(
+    deps.logger.debug(
       {
+        req_id: c.var.requestId,
         method: c.req.method,
         path: c.req.path,
         status: c.res.status,
@@ -75,17 +76,23 @@ export function createApp(deps: AppDeps) {
     }
     await next();
   });
-  app.use(
-    bodyLimit({
-      maxSize: deps.maxBodyBytes ?? 1024 * 1024,
-      onError: () => {
-        throw new ApiError(
-          'payload_too_large',
-          `request body exceeds ${deps.maxBodyBytes ?? 1024 * 1024} bytes`,
-        );
-      },
-    }),
-  );
+  // Body size cap. A declared Content-Length is checked without touching the
+  // body, which keeps @hono/node-server's fast body read (hono's bodyLimit would
+  // build a web stream for every request); chunked bodies go through bodyLimit.
+  const maxBodyBytes = deps.maxBodyBytes ?? 1024 * 1024;
+  const tooLarge = () => {
+    throw new ApiError('payload_too_large', `request body exceeds ${maxBodyBytes} bytes`);
+  };
+  const chunkedLimit = bodyLimit({ maxSize: maxBodyBytes, onError: tooLarge });
+  app.use(async (c, next) => {
+    if (c.req.method === 'GET' || c.req.method === 'HEAD') return next();
+    const declared = c.req.header('content-length');
+    if (declared !== undefined && !c.req.header('transfer-encoding')) {
+      if (Number(declared) > maxBodyBytes) tooLarge();
+      return next();
+    }
+    return chunkedLimit(c, next);
+  });
   app.route('/', healthRoutes);
   app.route('/', jobRoutes);
 
@@ -98,10 +105,10 @@ export function createApp(deps: AppDeps) {
     }
     const mapped = fromDatabaseError(err);
     if (mapped) {
-      if (mapped.status >= 500) (c.var.log ?? deps.logger).warn({ err }, 'database unavailable');
+      if (mapped.status >= 500) deps.logger.warn({ err, req_id: c.var.requestId }, 'database unavailable');
       return c.json(mapped.body(), mapped.status);
     }
-    (c.var.log ?? deps.logger).error({ err }, 'unhandled error');
+    deps.logger.error({ err, req_id: c.var.requestId }, 'unhandled error');
     return c.json(errorBody('internal', 'internal error'), 500);
   });
   return app;

@@ -165,7 +165,9 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       });
     }
     sweeper.start();
-    logger.info(
+    // The listening line is printed at any level but `silent`: operators and
+    // the test harness read the bound port from it.
+    (config.logLevel === 'silent' ? logger : logger.child({}, { level: 'info' })).info(
       {
         host: config.host,
         port,

