@@ -123,10 +123,14 @@ function buildEnv(options: SpawnRegistryOptions): NodeJS.ProcessEnv {
  * r.pause(); r.resume(); await r.stop();
  */
 export async function spawnRegistry(options: SpawnRegistryOptions = {}): Promise<RegistryProcess> {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.bin ?? registryBin, ...(options.args ?? [])], {
-    env: buildEnv(options),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...(options.nodeArgs ?? []), options.bin ?? registryBin, ...(options.args ?? [])],
+    {
+      env: buildEnv(options),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   track(child);
   let output = '';
   const records: Record<string, unknown>[] = [];
