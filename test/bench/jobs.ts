@@ -40,6 +40,7 @@ function request(
   method: string,
   path: string,
   body?: unknown,
+  // biome-ignore lint/suspicious/noExplicitAny: the benchmark reads two registries' bodies loosely
 ): Promise<{ status: number; json: any }> {
   const url = new URL(path, base);
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));

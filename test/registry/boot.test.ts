@@ -99,6 +99,7 @@ describe('registry boot', () => {
     expect(readySchema.parse(await (await fetch(`${r.url}/ready`)).json()).checks).toEqual({
       database: 'ok',
       migrations: 'done',
+      lifecycle: 'running',
     });
     const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });
     try {

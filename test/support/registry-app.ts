@@ -1,6 +1,7 @@
 import { createDb } from '@mesh/db';
 import { features } from '@mesh/protocol';
 import { createApp, createLogger } from '@mesh/registry';
+import { DrainGate } from '../../apps/registry/src/services/drain.ts';
 import { JobSignals } from '../../apps/registry/src/services/job-signals.ts';
 import { type JobSettings, JobStore } from '../../apps/registry/src/services/jobs.ts';
 import { Sweeper, type SweepSettings } from '../../apps/registry/src/services/sweeper.ts';
@@ -10,6 +11,7 @@ export interface TestRegistryOptions {
   sweep?: Partial<SweepSettings>;
   poolSize?: number;
   maxBodyBytes?: number;
+  adminToken?: string;
 }
 
 /**
@@ -31,6 +33,7 @@ export async function startTestRegistry(databaseUrl: string, options: TestRegist
     ...options.jobs,
   });
   const signals = new JobSignals(sql, logger);
+  const gate = new DrainGate();
   await signals.start();
   const sweeper = new Sweeper(
     sql,
@@ -51,7 +54,9 @@ export async function startTestRegistry(databaseUrl: string, options: TestRegist
       schemaVersion: 1,
       uptimeSeconds: () => 0,
     },
-    readiness: { check: async () => ({ database: 'ok', migrations: 'done' }) },
+    readiness: { check: async () => ({ database: 'ok', migrations: 'done', lifecycle: 'running' }) },
+    gate,
+    adminToken: options.adminToken,
     features: Object.values(features),
     logger,
     jobs,
@@ -80,6 +85,7 @@ export async function startTestRegistry(databaseUrl: string, options: TestRegist
 
   return {
     app,
+    gate,
     sql,
     jobs,
     sweeper,

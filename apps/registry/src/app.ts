@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import type { Feature } from '@mesh/protocol';
 import { headers } from '@mesh/protocol';
 import { Hono } from 'hono';
@@ -6,10 +7,14 @@ import { HTTPException } from 'hono/http-exception';
 import { requestId } from 'hono/request-id';
 import { ApiError, errorBody, fromDatabaseError } from './errors.ts';
 import type { Logger } from './logger.ts';
+import { adminRoutes } from './routes/admin.ts';
 import { healthRoutes } from './routes/health.ts';
-import { jobRoutes } from './routes/jobs.ts';
+import { jobRoutes, reclaimRoutes } from './routes/jobs.ts';
+import type { DrainGate } from './services/drain.ts';
 import type { JobSignals } from './services/job-signals.ts';
 import type { JobStore } from './services/jobs.ts';
+import type { Metrics } from './services/metrics.ts';
+import type { ReplicaRegistry } from './services/replicas.ts';
 
 /** Paths that answer HEAD, as in MCP Mesh 3.7. */
 const headRoutes = [/^\/health$/, /^\/heartbeat\/[^/]+$/];
@@ -25,7 +30,11 @@ export interface Identity {
 }
 
 export interface Readiness {
-  check(): Promise<{ database: 'ok' | 'unreachable'; migrations: 'done' | 'pending' }>;
+  check(): Promise<{
+    database: 'ok' | 'unreachable';
+    migrations: 'done' | 'pending';
+    lifecycle: 'running' | 'shutting_down';
+  }>;
 }
 
 /** Services injected into every route through `c.var.deps`. */
@@ -36,6 +45,12 @@ export interface AppDeps {
   logger: Logger;
   jobs: JobStore;
   signals: JobSignals;
+  gate: DrainGate;
+  /** This replica's row in the fleet; absent in single-process tests. */
+  replicas?: ReplicaRegistry;
+  metrics?: Metrics;
+  /** When set, admin routes, force reclaim and GET /jobs require `Authorization: Bearer <token>`. */
+  adminToken?: string;
   /** Largest accepted request body, in bytes. */
   maxBodyBytes?: number;
 }
@@ -45,10 +60,22 @@ export interface AppEnv {
 }
 
 /**
+ * Which routes an app serves: everything (no admin port configured, the 3.7
+ * layout), the main port's share, or the admin port's (drain, fleet, reclaim).
+ */
+export type Surface = 'all' | 'main' | 'admin';
+
+const tokenMatches = (header: string | undefined, token: string): boolean => {
+  const given = Buffer.from(header?.replace(/^Bearer\s+/i, '') ?? '');
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+};
+
+/**
  * Builds the registry's HTTP app. Pure: no listening socket, no timers, so
  * tests can drive it with `app.request()`.
  */
-export function createApp(deps: AppDeps) {
+export function createApp(deps: AppDeps, surface: Surface = 'all') {
   const app = new Hono<AppEnv>();
   app.use(requestId({ headerName: headers.requestId }));
   const debug = deps.logger.isLevelEnabled('debug');
@@ -93,8 +120,46 @@ export function createApp(deps: AppDeps) {
     }
     return chunkedLimit(c, next);
   });
-  app.route('/', healthRoutes);
-  app.route('/', jobRoutes);
+  if (deps.metrics) {
+    const { requests, latency } = deps.metrics;
+    app.use(async (c, next) => {
+      const started = performance.now();
+      await next();
+      const route = c.req.routePath || 'unmatched';
+      requests.inc({ route, method: c.req.method, status: String(c.res.status) });
+      latency.observe({ route, method: c.req.method }, (performance.now() - started) / 1000);
+    });
+  }
+  // Operator routes behind the optional admin token (reference §11 item 12):
+  // admin, force reclaim, and the job list (every job id and payload).
+  if (deps.adminToken) {
+    const token = deps.adminToken;
+    app.use(async (c, next) => {
+      const p = c.req.path;
+      const guarded =
+        p.startsWith('/admin/') ||
+        (c.req.method === 'POST' && /^\/jobs\/[^/]+\/reclaim$/.test(p)) ||
+        (c.req.method === 'GET' && p === '/jobs');
+      if (guarded && !tokenMatches(c.req.header('authorization'), token)) {
+        throw new ApiError('unauthorized', 'missing or wrong admin token (Authorization: Bearer <token>)');
+      }
+      await next();
+    });
+  }
+  if (surface !== 'admin') {
+    app.route('/', healthRoutes);
+    app.route('/', jobRoutes);
+    if (deps.metrics) {
+      const { registry } = deps.metrics;
+      app.get('/metrics', async (c) =>
+        c.text(await registry.metrics(), 200, { 'Content-Type': registry.contentType }),
+      );
+    }
+  }
+  if (surface !== 'main') {
+    app.route('/', adminRoutes);
+    app.route('/', reclaimRoutes);
+  }
 
   // MCP Mesh (gin) answers unknown routes and wrong methods with this text.
   app.notFound((c) => c.text('404 page not found', 404));

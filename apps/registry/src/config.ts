@@ -35,6 +35,12 @@ export interface RegistryConfig {
   /** Refuse epoch-less owner writes (once every agent sends claim epochs). */
   requireClaimEpoch: boolean;
   maxBodyBytes: number;
+  /** When set, admin routes, force reclaim and GET /jobs require this bearer token. */
+  adminToken: string | undefined;
+  /** Host other replicas and meshctl use to reach this one (recorded in the fleet table). */
+  advertiseHost: string | undefined;
+  /** How often this replica records itself (and reads the fleet drain). */
+  replicaHeartbeatMs: number;
 }
 
 /** A configuration that cannot be used; `problems` are one line each. */
@@ -279,6 +285,32 @@ const settings: Setting<keyof RegistryConfig>[] = [
     describe: 'Largest request body accepted, in bytes (default 1048576)',
     parse: integer(1024, 256 * 1024 * 1024, 'a size in bytes'),
     fallback: () => 1_048_576,
+  },
+  {
+    key: 'adminToken',
+    flag: 'admin-token',
+    env: ['MESH_ADMIN_TOKEN'],
+    describe:
+      'Require "Authorization: Bearer <token>" on /admin/*, force reclaim and GET /jobs (default: none, as MCP Mesh 3.7)',
+    parse: (raw) => (raw.trim().length >= 8 ? ok(raw.trim()) : bad('must be at least 8 characters')),
+    fallback: () => undefined,
+  },
+  {
+    key: 'advertiseHost',
+    flag: 'advertise-host',
+    env: ['MESH_ADVERTISE_HOST', 'POD_IP'],
+    describe:
+      'Host recorded for this replica in the fleet table (default: --host, or the hostname when binding all interfaces)',
+    parse: (raw) => (raw.trim() ? ok(raw.trim()) : bad('must not be empty')),
+    fallback: () => undefined,
+  },
+  {
+    key: 'replicaHeartbeatMs',
+    flag: 'replica-heartbeat',
+    env: ['MESH_REPLICA_HEARTBEAT'],
+    describe: 'How often this replica records itself and reads the fleet drain (default 1s)',
+    parse: duration(100),
+    fallback: () => 1_000,
   },
 ];
 

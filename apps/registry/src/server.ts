@@ -1,16 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { createAdaptorServer } from '@hono/node-server';
 import { createDb, describeVersion, migrate, SchemaError, startEmbeddedPostgres } from '@mesh/db';
 import { features } from '@mesh/protocol';
-import { Hono } from 'hono';
 import { type AppDeps, createApp, type Identity } from './app.ts';
 import type { RegistryConfig } from './config.ts';
 import { StartupError, waitForDatabase } from './database.ts';
 import type { Logger } from './logger.ts';
+import { DrainGate } from './services/drain.ts';
 import { JobSignals } from './services/job-signals.ts';
 import { JobStore } from './services/jobs.ts';
+import { createMetrics } from './services/metrics.ts';
+import { ReplicaRegistry } from './services/replicas.ts';
 import { Sweeper } from './services/sweeper.ts';
 import { registryVersion } from './version.ts';
 
@@ -98,6 +101,12 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     });
     const signals = new JobSignals(sql, logger);
     await signals.start();
+    const gate = new DrainGate();
+    const metrics = createMetrics({
+      liveClaims: () => jobs.liveClaims(),
+      draining: () => gate.draining,
+      poolSize: config.dbPoolSize,
+    });
     const sweeper = new Sweeper(
       sql,
       {
@@ -107,6 +116,9 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         jobRetentionMs: config.jobRetentionMs,
       },
       logger.child({ component: 'sweeper' }),
+      (counts) => {
+        for (const [phase, n] of Object.entries(counts)) if (n > 0) metrics.sweeps.inc({ phase }, n);
+      },
     );
     let shuttingDown = false;
     const identity: Identity = {
@@ -116,6 +128,10 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       schemaVersion: result.schemaVersion,
       uptimeSeconds: () => Math.floor((Date.now() - startedAt) / 1000),
     };
+    const urls: { main: string; admin: string | undefined } = { main: '', admin: undefined };
+    const replicas = new ReplicaRegistry(sql, identity, urls, config.replicaHeartbeatMs, gate, logger);
+    // A replica that starts during a fleet drain comes up draining.
+    await replicas.syncFleetDrain();
     const deps: AppDeps = {
       identity,
       features: [
@@ -130,6 +146,10 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       logger,
       jobs,
       signals,
+      gate,
+      replicas,
+      metrics,
+      adminToken: config.adminToken,
       maxBodyBytes: config.maxBodyBytes,
       readiness: {
         async check() {
@@ -140,12 +160,14 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
           return {
             database,
             migrations: 'done' as const,
-            ...(shuttingDown ? { database: 'unreachable' as const } : {}),
+            lifecycle: shuttingDown ? 'shutting_down' : 'running',
           };
         },
       },
     };
-    const app = createApp(deps);
+    // With an admin port, operator routes live only there (bound to --host,
+    // not every interface); without one they share the main port, as in 3.7.
+    const app = createApp(deps, config.adminPort === undefined ? 'all' : 'main');
     const main = createAdaptorServer({ fetch: app.fetch }) as Server;
     const port = await listen(main, config.port, config.host).catch((err: NodeJS.ErrnoException) => {
       throw new StartupError(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`);
@@ -153,10 +175,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     let admin: Server | undefined;
     let adminPort: number | undefined;
     if (config.adminPort !== undefined) {
-      // Admin routes (drain, replicas) are mounted here by later releases.
-      const adminApp = new Hono();
-      adminApp.notFound((c) => c.text('404 page not found', 404));
-      admin = createAdaptorServer({ fetch: adminApp.fetch }) as Server;
+      admin = createAdaptorServer({ fetch: createApp(deps, 'admin').fetch }) as Server;
       adminPort = await listen(admin, config.adminPort, config.host).catch((err: NodeJS.ErrnoException) => {
         main.close();
         throw new StartupError(
@@ -164,6 +183,12 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         );
       });
     }
+    const advertised =
+      config.advertiseHost ?? (['0.0.0.0', '::'].includes(config.host) ? hostname() : config.host);
+    urls.main = `http://${advertised}:${port}`;
+    urls.admin = adminPort ? `http://${advertised}:${adminPort}` : undefined;
+    await replicas.register();
+    replicas.start();
     sweeper.start();
     // The listening line is printed at any level but `silent`: operators and
     // the test harness read the bound port from it.
@@ -187,10 +212,17 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         if (shuttingDown) return;
         shuttingDown = true;
         logger.info({ reason, timeout_ms: config.shutdownTimeoutMs }, 'shutting down');
+        // No new claims (claims in flight finish), long-polls answer now, the
+        // sweeper finishes its pass, in-flight requests finish (up to the
+        // timeout), then the replica is marked stopped and the pool closed.
+        await gate.enter('shutdown');
+        await signals.stop();
+        await sweeper.stop();
         await Promise.all([
           close(main, config.shutdownTimeoutMs),
           admin ? close(admin, config.shutdownTimeoutMs) : undefined,
         ]);
+        await replicas.stop();
         await sql.end({ timeout: 5 });
         await stopEmbedded();
         logger.info('stopped');

@@ -30,6 +30,7 @@ export const readySchema = z.object({
   checks: z.object({
     database: z.enum(['ok', 'unreachable']),
     migrations: z.enum(['done', 'pending']),
+    lifecycle: z.enum(['running', 'shutting_down']),
   }),
 });
 export type Ready = z.infer<typeof readySchema>;

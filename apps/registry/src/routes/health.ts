@@ -33,7 +33,7 @@ export const healthRoutes = new Hono<AppEnv>()
   .get('/ready', async (c) => {
     const { identity, readiness } = c.var.deps;
     const state = await readiness.check();
-    const ready = state.database === 'ok' && state.migrations === 'done';
+    const ready = state.database === 'ok' && state.migrations === 'done' && state.lifecycle === 'running';
     return c.json(
       {
         status: ready ? 'ready' : 'not_ready',

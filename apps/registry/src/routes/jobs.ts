@@ -113,8 +113,17 @@ export const jobRoutes = new Hono<AppEnv>()
     if (max < 1 || max > limits.maxClaimBatch) {
       throw new ApiError('bad_request', `max_jobs must be in [1, ${limits.maxClaimBatch}], got ${max}`);
     }
-    const claimed = await c.var.deps.jobs.claim(capability, noNul(instanceId, 'instance_id'), max);
-    return c.json({ claimed } satisfies ClaimResponse);
+    const { jobs, gate, metrics } = c.var.deps;
+    // The drain barrier: a claim either passes the gate and finishes before a
+    // drain answers, or is refused (no attempt burned, no epoch minted).
+    const claimed = await gate.claim(
+      () => jobs.claim(capability, noNul(instanceId, 'instance_id'), max),
+      null,
+    );
+    if (claimed === null) metrics?.claims.inc({ outcome: 'draining' });
+    else if (claimed.length === 0) metrics?.claims.inc({ outcome: 'empty' });
+    else metrics?.claims.inc({ outcome: 'claimed' }, claimed.length);
+    return c.json({ claimed: claimed ?? [] } satisfies ClaimResponse);
   })
   .post('/jobs/batch', async (c) => {
     const body = await readJson(c, batchRequest);
@@ -129,7 +138,13 @@ export const jobRoutes = new Hono<AppEnv>()
     }
     if (body.deltas.some((d) => !d.id?.trim()))
       throw new ApiError('bad_request', 'every delta requires a non-empty id');
-    return c.json(await c.var.deps.jobs.applyDeltas(instanceId, body.deltas));
+    const result = await c.var.deps.jobs.applyDeltas(instanceId, body.deltas);
+    const { metrics } = c.var.deps;
+    if (metrics) {
+      if (result.accepted) metrics.deltas.inc({ outcome: 'accepted' }, result.accepted);
+      for (const r of result.rejected) metrics.deltas.inc({ outcome: r.reason });
+    }
+    return c.json(result);
   })
   .post('/jobs/leases', async (c) => {
     const body = await readJson(c, renewLeasesRequest);
@@ -179,7 +194,6 @@ export const jobRoutes = new Hono<AppEnv>()
     // an owner parked in a long-poll already has it (reference §4.10).
     return c.json({ status: 'cancelled', forwarded_to_instance_id: previousOwner } satisfies CancelResponse);
   })
-  .post('/jobs/:id/reclaim', async (c) => c.json(await c.var.deps.jobs.reclaim(c.req.param('id'))))
   .post('/jobs/:id/events', async (c) => {
     const body = await readJson(c, postEventRequest);
     const id = c.req.param('id');
@@ -247,3 +261,8 @@ export const jobRoutes = new Hono<AppEnv>()
     const next = events.reduce((m, e) => Math.max(m, e.seq), after);
     return c.json({ events, next_after: next } satisfies EventsResponse);
   });
+
+/** Force reclaim: an operator's action, so it moves to the admin port when there is one. */
+export const reclaimRoutes = new Hono<AppEnv>().post('/jobs/:id/reclaim', async (c) =>
+  c.json(await c.var.deps.jobs.reclaim(c.req.param('id'))),
+);

@@ -136,6 +136,18 @@ export class JobStore {
     return row as { id: string; status: JobStatus; owner_instance_id: string | null };
   }
 
+  /**
+   * Live claims (reference §5): live jobs with an owner, fleet-wide, and how
+   * many of them this replica handed out.
+   */
+  async liveClaims(): Promise<{ total: number; mine: number }> {
+    const [row] = await this.sql<{ total: number; mine: number }[]>`
+      select count(*)::int as total,
+             count(*) filter (where claimed_by_replica = ${this.settings.replicaId})::int as mine
+      from jobs where owner_instance_id is not null and status in ('working', 'input_required')`;
+    return row ?? { total: 0, mine: 0 };
+  }
+
   async get(id: string): Promise<Job> {
     const [row] = await this.sql<JobRow[]>`select * from jobs where id = ${id}`;
     if (!row) throw jobNotFound(id);

@@ -40,6 +40,7 @@ export class Sweeper {
     private readonly sql: Sql,
     private readonly settings: SweepSettings,
     private readonly logger: Logger,
+    private readonly onCounts?: (counts: SweepCounts) => void,
   ) {}
 
   /**
@@ -169,6 +170,7 @@ export class Sweeper {
       jobsDeleted: await this.deleteFinishedJobs(),
     };
     if (Object.values(counts).some((n) => n > 0)) this.logger.info(counts, 'sweep');
+    this.onCounts?.(counts);
     return counts;
   }
 

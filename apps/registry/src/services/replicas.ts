@@ -1,0 +1,175 @@
+import type { Sql } from '@mesh/db';
+import type { Identity } from '../app.ts';
+import type { Logger } from '../logger.ts';
+import type { DrainGate } from './drain.ts';
+
+/** The registry_settings key of the fleet drain. */
+const fleetDrainKey = 'fleet_drain';
+
+export interface ReplicaRow {
+  replica_id: string;
+  boot_id: string;
+  version: string;
+  schema_version: number;
+  main_url: string | null;
+  admin_url: string | null;
+  started_at: string;
+  last_seen_at: string;
+  draining: boolean;
+  draining_since: string | null;
+  stopped_at: string | null;
+  /** Not seen for three heartbeat intervals and not stopped: probably dead. */
+  stale: boolean;
+  /** Running and heard from recently. */
+  live: boolean;
+}
+
+export interface FleetDrainState {
+  draining: boolean;
+  since: string | null;
+}
+
+/**
+ * This replica's row in `registry_replicas` (DESIGN.md §4.6): written at start,
+ * heartbeated on the database clock, marked stopped at shutdown. The heartbeat
+ * also reads the fleet drain, so a fleet drain reaches every replica within one
+ * interval, and a replica that starts during one comes up draining.
+ */
+export class ReplicaRegistry {
+  private timer: NodeJS.Timeout | undefined;
+  private beat: Promise<void> | undefined;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly identity: Identity,
+    private readonly urls: { main: string; admin: string | undefined },
+    private readonly intervalMs: number,
+    private readonly gate: DrainGate,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Applies a fleet drain in force; call before serving any claim. */
+  async syncFleetDrain(): Promise<void> {
+    await this.applyFleetDrain(await this.fleetDrain());
+  }
+
+  /** Records this process (once its listeners have their ports). */
+  async register(): Promise<void> {
+    await this.syncFleetDrain();
+    await this.sql`
+      insert into registry_replicas (replica_id, boot_id, version, schema_version, main_url, admin_url, started_at,
+                                     last_seen_at, draining, draining_since, stopped_at)
+      values (${this.identity.replicaId}, ${this.identity.bootId}, ${this.identity.version},
+              ${this.identity.schemaVersion}, ${this.urls.main}, ${this.urls.admin ?? null}, now(), now(),
+              ${this.gate.draining}, ${this.gate.drainingSince}, null)
+      on conflict (replica_id) do update set
+        boot_id = excluded.boot_id, version = excluded.version, schema_version = excluded.schema_version,
+        main_url = excluded.main_url, admin_url = excluded.admin_url, started_at = excluded.started_at,
+        last_seen_at = excluded.last_seen_at, draining = excluded.draining,
+        draining_since = excluded.draining_since, stopped_at = null`;
+  }
+
+  async fleetDrain(): Promise<FleetDrainState> {
+    const [row] = await this.sql<{ value: FleetDrainState }[]>`
+      select value from registry_settings where key = ${fleetDrainKey}`;
+    return row?.value ?? { draining: false, since: null };
+  }
+
+  private async applyFleetDrain(state: FleetDrainState): Promise<void> {
+    if (state.draining && !this.gate.has('fleet')) {
+      this.logger.info({ since: state.since }, 'fleet drain in force: no new claims on this replica');
+      await this.gate.enter('fleet');
+    } else if (!state.draining && this.gate.has('fleet')) {
+      this.logger.info('fleet drain lifted');
+      this.gate.leave('fleet');
+    }
+  }
+
+  /** Writes the current drain state and last_seen (database clock). */
+  async report(): Promise<void> {
+    const updated = await this.sql`
+      update registry_replicas set last_seen_at = now(), draining = ${this.gate.draining},
+                                   draining_since = ${this.gate.drainingSince}
+      where replica_id = ${this.identity.replicaId} and boot_id = ${this.identity.bootId}
+      returning replica_id`;
+    if (updated.length === 0) {
+      this.logger.error(
+        { replica_id: this.identity.replicaId },
+        'another process registered with this replica id; replica ids must be unique',
+      );
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    await this.applyFleetDrain(await this.fleetDrain());
+    await this.report();
+  }
+
+  start(): void {
+    const tick = () => {
+      this.beat = this.heartbeat()
+        .catch((err) => this.logger.warn({ err }, 'replica heartbeat failed'))
+        .finally(() => {
+          this.beat = undefined;
+          if (this.timer) this.timer = setTimeout(tick, this.intervalMs);
+        });
+    };
+    this.timer = setTimeout(tick, this.intervalMs);
+  }
+
+  /** Stops the heartbeat and marks the row stopped. */
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.beat;
+    await this.sql`
+      update registry_replicas set stopped_at = now(), last_seen_at = now(), draining = ${this.gate.draining}
+      where replica_id = ${this.identity.replicaId} and boot_id = ${this.identity.bootId}`.catch((err) =>
+      this.logger.warn({ err }, 'could not mark the replica stopped'),
+    );
+  }
+
+  async list(): Promise<ReplicaRow[]> {
+    return this.sql<ReplicaRow[]>`
+      select replica_id, boot_id, version, schema_version, main_url, admin_url,
+             to_char(started_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as started_at,
+             to_char(last_seen_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as last_seen_at,
+             draining,
+             to_char(draining_since at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as draining_since,
+             to_char(stopped_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as stopped_at,
+             stopped_at is null and last_seen_at < now() - ${this.intervalMs * 3}::int * interval '1 millisecond' as stale,
+             stopped_at is null and last_seen_at >= now() - ${this.intervalMs * 3}::int * interval '1 millisecond' as live
+      from registry_replicas order by replica_id`;
+  }
+
+  /**
+   * Sets or lifts the fleet drain. Setting it waits (up to `timeoutMs`) until
+   * every live replica has heartbeated after seeing it, each having passed its
+   * own drain barrier, so that no claim can commit anywhere in the fleet.
+   */
+  async setFleetDrain(
+    draining: boolean,
+    timeoutMs: number,
+  ): Promise<{ acknowledged: boolean; pending: string[] }> {
+    const [{ set_at }] = (await this.sql<{ set_at: Date }[]>`
+      insert into registry_settings (key, value, updated_at)
+      values (${fleetDrainKey}, jsonb_build_object('draining', ${draining}::boolean,
+              'since', case when ${draining}::boolean then to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') end),
+              now())
+      on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at
+      returning updated_at as set_at`) as unknown as [{ set_at: Date }];
+    await this.heartbeat();
+    if (!draining) return { acknowledged: true, pending: [] };
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const pending = await this.sql<{ replica_id: string }[]>`
+        select replica_id from registry_replicas
+        where stopped_at is null
+          and last_seen_at >= now() - ${this.intervalMs * 3}::int * interval '1 millisecond'
+          and not (draining and last_seen_at >= ${set_at})`;
+      if (pending.length === 0) return { acknowledged: true, pending: [] };
+      if (Date.now() >= deadline) return { acknowledged: false, pending: pending.map((p) => p.replica_id) };
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
