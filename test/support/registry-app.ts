@@ -1,6 +1,6 @@
 import { createDb } from '@mesh/db';
 import { features } from '@mesh/protocol';
-import { createApp, createLogger } from '@mesh/registry';
+import { createApp, createLogger, type Surface } from '@mesh/registry';
 import { DrainGate } from '../../apps/registry/src/services/drain.ts';
 import { JobSignals } from '../../apps/registry/src/services/job-signals.ts';
 import { type JobSettings, JobStore } from '../../apps/registry/src/services/jobs.ts';
@@ -12,6 +12,8 @@ export interface TestRegistryOptions {
   poolSize?: number;
   maxBodyBytes?: number;
   adminToken?: string;
+  /** Which routes the app serves (see createApp). */
+  surface?: Surface;
 }
 
 /**
@@ -46,23 +48,26 @@ export async function startTestRegistry(databaseUrl: string, options: TestRegist
     },
     logger,
   );
-  const app = createApp({
-    identity: {
-      replicaId: 'test',
-      bootId: crypto.randomUUID(),
-      version: '0.0.0-test',
-      schemaVersion: 1,
-      uptimeSeconds: () => 0,
+  const app = createApp(
+    {
+      identity: {
+        replicaId: 'test',
+        bootId: crypto.randomUUID(),
+        version: '0.0.0-test',
+        schemaVersion: 1,
+        uptimeSeconds: () => 0,
+      },
+      readiness: { check: async () => ({ database: 'ok', migrations: 'done', lifecycle: 'running' }) },
+      gate,
+      adminToken: options.adminToken,
+      features: Object.values(features),
+      logger,
+      jobs,
+      signals,
+      maxBodyBytes: options.maxBodyBytes,
     },
-    readiness: { check: async () => ({ database: 'ok', migrations: 'done', lifecycle: 'running' }) },
-    gate,
-    adminToken: options.adminToken,
-    features: Object.values(features),
-    logger,
-    jobs,
-    signals,
-    maxBodyBytes: options.maxBodyBytes,
-  });
+    options.surface,
+  );
 
   /** Sends a request; JSON bodies are serialised, strings sent as they are. */
   async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {

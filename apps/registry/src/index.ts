@@ -1,4 +1,4 @@
-export type { App, AppDeps, AppEnv, Identity, Readiness } from './app.ts';
+export type { App, AppDeps, AppEnv, Identity, Readiness, Surface } from './app.ts';
 export { createApp } from './app.ts';
 export type { RegistryConfig } from './config.ts';
 export { ConfigError, loadConfig } from './config.ts';
