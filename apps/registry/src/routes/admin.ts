@@ -40,6 +40,9 @@ export const adminRoutes = new Hono<AppEnv>()
   })
   .delete('/admin/drain', async (c) => {
     const { gate, replicas } = c.var.deps;
+    // The fleet drain is read afresh: resuming this replica never lifts a fleet
+    // drain in force, and never keeps one that was lifted.
+    await replicas?.syncFleetDrain();
     gate.leave('local');
     await replicas?.report();
     return c.json(await drainBody(c));
