@@ -122,5 +122,15 @@ describe('three replicas on one database (real processes)', () => {
     const after = await call(r1.url, 'GET', '/admin/replicas');
     const r2row = after.body.replicas.find((r: { replica_id: string }) => r.replica_id === 'r2');
     expect(r2row).toMatchObject({ live: false, stale: false, stopped_at: expect.any(String) });
+    // A killed replica (no clean stop) turns stale after three missed heartbeats.
+    await r3.kill();
+    await until(async () => {
+      const rows = (await call(r1.url, 'GET', '/admin/replicas')).body.replicas;
+      return rows.find((r: { replica_id: string }) => r.replica_id === 'r3')?.stale === true;
+    });
+    const r3row = (await call(r1.url, 'GET', '/admin/replicas')).body.replicas.find(
+      (r: { replica_id: string }) => r.replica_id === 'r3',
+    );
+    expect(r3row).toMatchObject({ live: false, stale: true, stopped_at: null });
   }, 120_000);
 });
