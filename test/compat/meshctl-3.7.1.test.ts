@@ -21,7 +21,8 @@ beforeAll(() => {
 });
 
 // meshctl always prints ANSI colours.
-const plain = (s: string) => s.replace(/\u001b\[[0-9;]*m/g, '');
+const ansi = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g');
+const plain = (s: string) => s.replace(ansi, '');
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   try {
     const { stdout, stderr } = await promisify(execFile)(meshctl, args, {
@@ -43,7 +44,7 @@ const post = (base: string, path: string, body?: unknown) =>
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
-  }).then((r) => r.json());
+  }).then((r) => r.json() as Promise<{ id: string; claimed: { id: string }[] }>);
 
 async function jobFor(r: RegistryProcess, capability: string) {
   const { id } = await post(r.url, '/jobs', { capability, submitted_by: 'compat', submitted_payload: {} });

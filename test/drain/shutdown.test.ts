@@ -20,7 +20,11 @@ describe('SIGTERM under load (real processes)', () => {
     const statuses: number[] = [];
     let refused = 0;
     /** Sends to the first replica that accepts the connection (A until it stops, then B). */
-    const send = async (path: string, body: unknown): Promise<{ status: number; json: any } | undefined> => {
+    type Answer = { claimed?: { id: string; claim_epoch: number }[]; accepted?: number };
+    const send = async (
+      path: string,
+      body: unknown,
+    ): Promise<{ status: number; json: Answer } | undefined> => {
       for (const r of [a, b] as RegistryProcess[]) {
         try {
           const res = await fetch(`${r.url}${path}`, {
@@ -29,7 +33,7 @@ describe('SIGTERM under load (real processes)', () => {
             body: JSON.stringify(body),
           });
           statuses.push(res.status);
-          return { status: res.status, json: await res.json() };
+          return { status: res.status, json: (await res.json()) as Answer };
         } catch {
           refused += 1; // connection refused or reset: the client moves on, no answer was given
         }
@@ -87,7 +91,7 @@ describe('SIGTERM under load (real processes)', () => {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify(body),
-      }).then((x) => x.json());
+      }).then((x) => x.json() as Promise<{ claimed: { id: string }[] }>);
     await post('/jobs', { capability: 'm', submitted_by: 's', submitted_payload: {} });
     const { claimed } = await post('/jobs/claim', { capability: 'm', instance_id: 'w' });
     await post('/jobs/claim', { capability: 'm', instance_id: 'w' });
