@@ -49,7 +49,7 @@ const post = (base: string, path: string, body?: unknown) =>
 async function jobFor(r: RegistryProcess, capability: string) {
   const { id } = await post(r.url, '/jobs', { capability, submitted_by: 'compat', submitted_payload: {} });
   const { claimed } = await post(r.url, '/jobs/claim', { capability, instance_id: 'worker-1' });
-  expect(claimed[0].id).toBe(id);
+  expect(claimed[0]?.id).toBe(id);
   return id as string;
 }
 

@@ -97,7 +97,7 @@ describe('SIGTERM under load (real processes)', () => {
     await post('/jobs/claim', { capability: 'm', instance_id: 'w' });
     await post('/jobs/batch', {
       instance_id: 'w',
-      deltas: [{ id: claimed[0].id, claim_epoch: 9, progress: 1 }],
+      deltas: [{ id: claimed[0]?.id, claim_epoch: 9, progress: 1 }],
     });
     const res = await fetch(`${r.url}/metrics`);
     expect(res.status).toBe(200);
