@@ -1,6 +1,7 @@
 import { createDb } from '@mesh/db';
 import { features } from '@mesh/protocol';
 import { createApp, createLogger, type Surface } from '@mesh/registry';
+import { type AgentSettings, AgentStore } from '../../apps/registry/src/services/agents.ts';
 import { DrainGate } from '../../apps/registry/src/services/drain.ts';
 import { JobSignals } from '../../apps/registry/src/services/job-signals.ts';
 import { type JobSettings, JobStore } from '../../apps/registry/src/services/jobs.ts';
@@ -12,6 +13,7 @@ export interface TestRegistryOptions {
   poolSize?: number;
   maxBodyBytes?: number;
   adminToken?: string;
+  agents?: Partial<AgentSettings>;
   /** Which routes the app serves (see createApp). */
   surface?: Surface;
 }
@@ -36,6 +38,7 @@ export async function startTestRegistry(databaseUrl: string, options: TestRegist
   });
   const signals = new JobSignals(sql, logger);
   const gate = new DrainGate();
+  const agents = new AgentStore(sql, { timeoutThresholdSeconds: 20, ...options.agents }, logger);
   await signals.start();
   const sweeper = new Sweeper(
     sql,
@@ -63,6 +66,7 @@ export async function startTestRegistry(databaseUrl: string, options: TestRegist
       features: Object.values(features),
       logger,
       jobs,
+      agents,
       signals,
       maxBodyBytes: options.maxBodyBytes,
     },
@@ -90,6 +94,7 @@ export async function startTestRegistry(databaseUrl: string, options: TestRegist
 
   return {
     app,
+    agents,
     gate,
     sql,
     jobs,

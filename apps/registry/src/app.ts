@@ -8,8 +8,10 @@ import { requestId } from 'hono/request-id';
 import { ApiError, errorBody, fromDatabaseError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { adminRoutes } from './routes/admin.ts';
+import { agentRoutes } from './routes/agents.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobRoutes, reclaimRoutes } from './routes/jobs.ts';
+import type { AgentStore } from './services/agents.ts';
 import type { DrainGate } from './services/drain.ts';
 import type { JobSignals } from './services/job-signals.ts';
 import type { JobStore } from './services/jobs.ts';
@@ -44,6 +46,7 @@ export interface AppDeps {
   features: readonly Feature[];
   logger: Logger;
   jobs: JobStore;
+  agents: AgentStore;
   signals: JobSignals;
   gate: DrainGate;
   /** This replica's row in the fleet; absent in single-process tests. */
@@ -148,6 +151,7 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
   }
   if (surface !== 'admin') {
     app.route('/', healthRoutes);
+    app.route('/', agentRoutes);
     app.route('/', jobRoutes);
     if (deps.metrics) {
       const { registry } = deps.metrics;

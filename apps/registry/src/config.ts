@@ -41,6 +41,12 @@ export interface RegistryConfig {
   advertiseHost: string | undefined;
   /** How often this replica records itself (and reads the fleet drain). */
   replicaHeartbeatMs: number;
+  /** How often the health monitor looks for silent agents. */
+  healthCheckIntervalMs: number;
+  /** Silence after which an agent turns unhealthy. */
+  agentTimeoutMs: number;
+  /** After a whole-registry outage, how long agents get before any sweep may take their jobs. */
+  outageGraceMs: number;
 }
 
 /** A configuration that cannot be used; `problems` are one line each. */
@@ -311,6 +317,31 @@ const settings: Setting<keyof RegistryConfig>[] = [
     describe: 'How often this replica records itself and reads the fleet drain (default 1s)',
     parse: duration(100),
     fallback: () => 1_000,
+  },
+  {
+    key: 'healthCheckIntervalMs',
+    flag: 'health-check-interval',
+    env: ['MESH_HEALTH_CHECK_INTERVAL', 'HEALTH_CHECK_INTERVAL'],
+    describe: 'How often silent agents are looked for (default 10s)',
+    parse: duration(100),
+    fallback: () => 10_000,
+  },
+  {
+    key: 'agentTimeoutMs',
+    flag: 'agent-timeout',
+    env: ['MESH_AGENT_TIMEOUT', 'DEFAULT_TIMEOUT_THRESHOLD'],
+    describe: 'Silence after which an agent turns unhealthy and its jobs are re-queued (default 20s)',
+    parse: duration(1_000),
+    fallback: () => 20_000,
+  },
+  {
+    key: 'outageGraceMs',
+    flag: 'outage-grace',
+    env: ['MESH_OUTAGE_GRACE'],
+    describe:
+      'After the whole registry was down, how long agents get to come back before any sweep takes their jobs (default 60s; 0 = off)',
+    parse: duration(0),
+    fallback: () => 60_000,
   },
 ];
 

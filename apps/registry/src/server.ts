@@ -9,6 +9,7 @@ import { type AppDeps, createApp, type Identity } from './app.ts';
 import type { RegistryConfig } from './config.ts';
 import { StartupError, waitForDatabase } from './database.ts';
 import type { Logger } from './logger.ts';
+import { AgentStore } from './services/agents.ts';
 import { DrainGate } from './services/drain.ts';
 import { JobSignals } from './services/job-signals.ts';
 import { JobStore } from './services/jobs.ts';
@@ -102,6 +103,11 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     const signals = new JobSignals(sql, logger);
     await signals.start();
     const gate = new DrainGate();
+    const agents = new AgentStore(
+      sql,
+      { timeoutThresholdSeconds: Math.ceil(config.agentTimeoutMs / 1000) },
+      logger.child({ component: 'agents' }),
+    );
     const metrics = createMetrics({
       liveClaims: () => jobs.liveClaims(),
       draining: () => gate.draining,
@@ -145,6 +151,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       ],
       logger,
       jobs,
+      agents,
       signals,
       gate,
       replicas,
@@ -187,8 +194,25 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       config.advertiseHost ?? (['0.0.0.0', '::'].includes(config.host) ? hostname() : config.host);
     urls.main = `http://${advertised}:${port}`;
     urls.admin = adminPort ? `http://${advertised}:${adminPort}` : undefined;
+    // Before this replica counts as live: if no other one is, the registry was
+    // down and agents get a grace period to come back (DESIGN.md §4.7).
+    if (
+      await agents.startOutageGraceIfAlone(
+        config.replicaId,
+        config.replicaHeartbeatMs * 3,
+        config.outageGraceMs,
+      )
+    ) {
+      logger.info(
+        { grace_ms: config.outageGraceMs },
+        'no other live replica: outage grace for agents to come back',
+      );
+    }
     await replicas.register();
     replicas.start();
+    const healthMonitor = setInterval(() => {
+      agents.markSilentUnhealthy().catch((err) => logger.warn({ err }, 'health monitor failed'));
+    }, config.healthCheckIntervalMs);
     sweeper.start();
     // The listening line is printed at any level but `silent`: operators and
     // the test harness read the bound port from it.
@@ -216,6 +240,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         // sweeper finishes its pass, in-flight requests finish (up to the
         // timeout), then the replica is marked stopped and the pool closed.
         await gate.enter('shutdown');
+        clearInterval(healthMonitor);
         await signals.stop();
         await sweeper.stop();
         await Promise.all([

@@ -1,3 +1,4 @@
+export * from './agents.ts';
 export type { ErrorBody, ErrorCode } from './errors.ts';
 export { errorBodySchema, errorCodes, errorStatus } from './errors.ts';
 export type { Feature } from './features.ts';

@@ -262,6 +262,29 @@ export const jobRoutes = new Hono<AppEnv>()
     return c.json({ events, next_after: next } satisfies EventsResponse);
   });
 
+/** POST {agent}/jobs/{id}/cancel (reference §2.10): 5 s timeout, failures logged and ignored. */
+async function forwardCancel(
+  deps: AppEnv['Variables']['deps'],
+  owner: string,
+  id: string,
+  reason: string,
+  traceId: string | undefined,
+): Promise<void> {
+  try {
+    const endpoint = await deps.agents.endpoint(owner);
+    if (!endpoint) return;
+    const res = await fetch(`${endpoint}/jobs/${id}/cancel`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(traceId ? { 'x-trace-id': traceId } : {}) },
+      body: reason ? JSON.stringify({ reason }) : undefined,
+      signal: AbortSignal.timeout(5_000),
+    });
+    await res.body?.cancel();
+  } catch (err) {
+    deps.logger.debug({ err, job_id: id, owner }, 'cancel forward failed (ignored)');
+  }
+}
+
 /** Force reclaim: an operator's action, so it moves to the admin port when there is one. */
 export const reclaimRoutes = new Hono<AppEnv>().post('/jobs/:id/reclaim', async (c) =>
   c.json(await c.var.deps.jobs.reclaim(c.req.param('id'))),

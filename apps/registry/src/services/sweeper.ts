@@ -1,6 +1,7 @@
 import type { Sql } from '@mesh/db';
 import { formatGoDuration } from '../duration.ts';
 import type { Logger } from '../logger.ts';
+import { inOutageGrace } from './agents.ts';
 import { jobChannel } from './jobs.ts';
 
 export interface SweepSettings {
@@ -16,6 +17,8 @@ export interface SweepSettings {
 }
 
 export interface SweepCounts {
+  orphansRequeued: number;
+  orphansFailed: number;
   leaseRequeued: number;
   leaseFailed: number;
   deadlineFailed: number;
@@ -58,10 +61,37 @@ export class Sweeper {
                   else error end,
           finished_at = case when attempt_count > max_retries then now() else null end,
           last_heartbeat_at = case when attempt_count > max_retries then now() else null end
-        where ${this.sql.unsafe(live)} and lease_expires_at < now()
+        where ${this.sql.unsafe(live)} and lease_expires_at < now() and not ${this.sql.unsafe(inOutageGrace)}
         returning id, status
       )
       select status, pg_notify(${jobChannel}, id::text) from expired`;
+    return {
+      requeued: rows.filter((r) => r.status === 'working').length,
+      failed: rows.filter((r) => r.status === 'failed').length,
+    };
+  }
+
+  /**
+   * Orphans: live jobs whose owner is an agent that turned unhealthy (or
+   * unregistered) go back to the queue within budget, fail past it. The owner
+   * rows are locked FOR SHARE, so an agent re-registering at that moment either
+   * commits first (and keeps its jobs) or waits. Owners that never registered
+   * are left to their leases. Nothing happens during the post-outage grace.
+   */
+  async resetOrphans(): Promise<{ requeued: number; failed: number }> {
+    const rows = await this.sql<{ status: string }[]>`
+      with orphaned as (
+        update jobs set
+          owner_instance_id = null, lease_expires_at = null, claimed_by_replica = null,
+          status = case when attempt_count > max_retries then 'failed' else 'working' end,
+          error = case when attempt_count > max_retries then 'orphaned: max retries exceeded' else error end,
+          finished_at = case when attempt_count > max_retries then now() else null end,
+          last_heartbeat_at = case when attempt_count > max_retries then now() else null end
+        where ${this.sql.unsafe(live)} and not ${this.sql.unsafe(inOutageGrace)}
+          and owner_instance_id in (select agent_id from agents where status = 'unhealthy' for share)
+        returning id, status
+      )
+      select status, pg_notify(${jobChannel}, id::text) from orphaned`;
     return {
       requeued: rows.filter((r) => r.status === 'working').length,
       failed: rows.filter((r) => r.status === 'failed').length,
@@ -160,8 +190,11 @@ export class Sweeper {
 
   /** One pass of every phase, in order. */
   async runOnce(): Promise<SweepCounts> {
+    const orphans = await this.resetOrphans();
     const lease = await this.expireLeases();
     const counts: SweepCounts = {
+      orphansRequeued: orphans.requeued,
+      orphansFailed: orphans.failed,
       leaseRequeued: lease.requeued,
       leaseFailed: lease.failed,
       deadlineFailed: await this.expireDeadlines(),

@@ -1,0 +1,344 @@
+import type { Sql } from '@mesh/db';
+import type postgres from 'postgres';
+import type {
+  AgentInfo,
+  AgentRegistration,
+  RegistrationResponse,
+  ResolvedDependency,
+  ToolDependency,
+  ToolRegistration,
+} from '@mesh/protocol';
+import type { Logger } from '../logger.ts';
+import { endpointOf, type Provider, Resolver } from './resolution.ts';
+
+/** registry_settings keys. */
+const topologyKey = 'topology_changed_at';
+const graceKey = 'outage_grace_until';
+
+/** SQL: true while the registry is in its post-outage grace (DESIGN.md §4.7). */
+export const inOutageGrace = `exists (select 1 from registry_settings
+  where key = '${graceKey}' and (value->>'until')::timestamptz > now())`;
+
+const idPattern = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
+
+interface StoredRegistration {
+  tools: ToolRegistration[];
+  resolved: Record<string, ResolvedDependency[]>;
+}
+
+interface AgentRow {
+  agent_id: string;
+  name: string;
+  agent_type: string;
+  runtime: string | null;
+  version: string | null;
+  description: string;
+  namespace: string;
+  http_host: string | null;
+  http_port: number | null;
+  status: 'healthy' | 'unhealthy';
+  sdk_version: string | null;
+  registration: StoredRegistration | Record<string, never>;
+  total_dependencies: number;
+  dependencies_resolved: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface AgentSettings {
+  /** Seconds without a heartbeat before an agent turns unhealthy (MCP's DEFAULT_TIMEOUT_THRESHOLD). */
+  timeoutThresholdSeconds: number;
+}
+
+const depsOf = (tool: ToolRegistration): ToolDependency[] => (tool.dependencies ?? []) as ToolDependency[];
+
+/**
+ * Agents: registration and full heartbeat (POST), fast heartbeat (HEAD),
+ * listing in the shape `meshctl` 3.7.1 reads, unregister, the health monitor
+ * and the topology clock behind HEAD's 202.
+ */
+export class AgentStore {
+  constructor(
+    private readonly sql: Sql,
+    private readonly settings: AgentSettings,
+    private readonly logger: Logger,
+  ) {}
+
+  private async providers(): Promise<Provider[]> {
+    const rows = await this.sql<
+      {
+        agent_id: string;
+        status: string;
+        http_host: string | null;
+        http_port: number | null;
+        capability: string;
+        function_name: string;
+        version: string;
+        tags: string[];
+        kwargs: Record<string, unknown> | null;
+        dependencies: ToolDependency[] | null;
+      }[]
+    >`select a.agent_id, a.status, a.http_host, a.http_port, c.capability, c.function_name, c.version, c.tags,
+             c.kwargs, c.dependencies
+      from agent_capabilities c join agents a on a.agent_id = c.agent_id`;
+    return rows.map((r) => ({
+      agentId: r.agent_id,
+      functionName: r.function_name,
+      capability: r.capability,
+      version: r.version,
+      tags: r.tags ?? [],
+      kwargs: r.kwargs,
+      endpoint: endpointOf(r.agent_id, r.http_host, r.http_port),
+      healthy: r.status === 'healthy',
+      dependencies: r.dependencies ?? [],
+    }));
+  }
+
+  /** POST /heartbeat: registers a new agent or refreshes one; always leaves it healthy. */
+  async register(body: AgentRegistration, sdkVersion: string | null): Promise<RegistrationResponse> {
+    const agentId = (body.agent_id ?? '').trim();
+    const timestamp = () => new Date().toISOString();
+    const error = (message: string): RegistrationResponse => ({
+      agent_id: agentId,
+      status: 'error',
+      message,
+      timestamp: timestamp(),
+    });
+    const [existing] = await this.sql<
+      { status: string }[]
+    >`select status from agents where agent_id = ${agentId}`;
+    const name = body.name?.trim() || agentId;
+    const namespace = body.namespace?.trim() || 'default';
+    if (!existing) {
+      // Validation happens on first registration only (MCP Mesh §1.4), answered with HTTP 200.
+      for (const [field, value, max] of [
+        ['agent_id', agentId, 253],
+        ['name', name, 63],
+        ['namespace', namespace, 63],
+      ] as const) {
+        if (!idPattern.test(value) || value.length > max) {
+          return error(
+            `validation failed: ${field}: ${field} must contain only lowercase alphanumeric characters and hyphens` +
+              ` (at most ${max} characters)`,
+          );
+        }
+      }
+    }
+    const tools = body.tools ?? [];
+    const description = (body.description ?? '').trim().slice(0, 256);
+    await this.sql.begin(async (tx) => {
+      await tx`
+        insert into agents (agent_id, name, agent_type, runtime, version, description, namespace, http_host, http_port,
+                            status, sdk_version, created_at, updated_at, last_full_refresh)
+        values (${agentId}, ${name}, ${body.agent_type ?? 'mcp_agent'}, ${body.runtime ?? 'python'},
+                ${body.version || null}, ${description}, ${namespace}, ${body.http_host || null},
+                ${body.http_port && body.http_port > 0 ? body.http_port : null}, 'healthy', ${sdkVersion},
+                now(), now(), now())
+        on conflict (agent_id) do update set
+          status = 'healthy', updated_at = now(), last_full_refresh = now(), sdk_version = excluded.sdk_version,
+          description = excluded.description,
+          version = coalesce(excluded.version, agents.version),
+          http_host = coalesce(excluded.http_host, agents.http_host),
+          http_port = coalesce(excluded.http_port, agents.http_port),
+          agent_type = case when excluded.agent_type <> 'mcp_agent' then excluded.agent_type else agents.agent_type end,
+          runtime = case when excluded.runtime <> 'python' then excluded.runtime else agents.runtime end,
+          name = case when excluded.name <> excluded.agent_id then excluded.name else agents.name end,
+          namespace = case when excluded.namespace <> 'default' then excluded.namespace else agents.namespace end`;
+      await tx`delete from agent_capabilities where agent_id = ${agentId}`;
+      for (const t of tools) {
+        await tx`
+          insert into agent_capabilities (agent_id, capability, function_name, version, description, tags,
+                                          dependencies, kwargs)
+          values (${agentId}, ${t.capability ?? t.function_name ?? ''}, ${t.function_name ?? ''},
+                  ${t.version || '1.0.0'}, ${t.description ?? null}, ${tx.json((t.tags ?? []) as never)},
+                  ${t.dependencies ? tx.json(t.dependencies as never) : null},
+                  ${t.kwargs ? tx.json(t.kwargs as never) : null})`;
+      }
+      // A new agent, or one coming back from unhealthy, changes the topology.
+      if (!existing || existing.status !== 'healthy') await this.bumpTopology(tx);
+    });
+
+    const resolver = new Resolver(await this.providers());
+    const resolved: Record<string, ResolvedDependency[]> = {};
+    let total = 0;
+    let ok = 0;
+    for (const t of tools) {
+      const deps = depsOf(t);
+      if (deps.length === 0) continue;
+      const r = resolver.resolveAll(deps);
+      resolved[t.function_name ?? ''] = r;
+      total += r.length;
+      ok += r.filter((x) => x.status === 'available').length;
+    }
+    const stored: StoredRegistration = { tools, resolved };
+    await this.sql`
+      update agents set registration = ${this.sql.json(stored as never)}, total_dependencies = ${total},
+                        dependencies_resolved = ${ok}
+      where agent_id = ${agentId}`;
+    return {
+      agent_id: agentId,
+      status: 'success',
+      message: existing ? 'Agent updated via heartbeat' : 'Agent registered via heartbeat',
+      timestamp: timestamp(),
+      dependencies_resolved: resolved,
+      llm_tools: {},
+    };
+  }
+
+  private async bumpTopology(tx: postgres.TransactionSql | Sql): Promise<void> {
+    await tx`
+      insert into registry_settings (key, value, updated_at)
+      values (${topologyKey}, jsonb_build_object('at', now()), now())
+      on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at`;
+  }
+
+  /**
+   * HEAD /heartbeat/{id} in one statement: refreshes a healthy agent, tells it
+   * whether the topology changed since its last full heartbeat (202), and counts
+   * claimable work for its name group (capped at 100). Unknown or unhealthy: 410.
+   */
+  async fastHeartbeat(agentId: string): Promise<{ status: 200 | 202 | 410; pending: number }> {
+    const [row] = await this.sql<{ changed: boolean; pending: number }[]>`
+      with touched as (
+        update agents set updated_at = now() where agent_id = ${agentId} and status = 'healthy'
+        returning agent_id, name, last_full_refresh
+      )
+      select coalesce((select (value->>'at')::timestamptz from registry_settings where key = ${topologyKey})
+                        > t.last_full_refresh, false) as changed,
+             (select count(*)::int from (
+                select 1 from jobs j
+                where j.status = 'working' and j.owner_instance_id is null and j.attempt_count <= j.max_retries
+                  and j.capability in (select c.capability from agent_capabilities c join agents a on a.agent_id = c.agent_id
+                                       where a.name = t.name)
+                limit 100) as p) as pending
+      from touched t`;
+    if (!row) return { status: 410, pending: 0 };
+    return { status: row.changed ? 202 : 200, pending: row.pending };
+  }
+
+  /** DELETE /agents/{id}: marks the agent unhealthy (kept for the orphan sweep); idempotent. */
+  async unregister(agentId: string): Promise<void> {
+    await this.sql.begin(async (tx) => {
+      const gone =
+        await tx`update agents set status = 'unhealthy' where agent_id = ${agentId} and status = 'healthy'
+                            returning agent_id`;
+      if (gone.length) await this.bumpTopology(tx);
+    });
+  }
+
+  /**
+   * Health monitor tick: agents silent for longer than the threshold turn
+   * unhealthy, one conditional statement safe on every replica. Never during
+   * the post-outage grace, when agents have had no registry to heartbeat to.
+   */
+  async markSilentUnhealthy(): Promise<string[]> {
+    const rows = await this.sql<{ agent_id: string }[]>`
+      update agents set status = 'unhealthy'
+      where status = 'healthy' and updated_at < now() - make_interval(secs => ${this.settings.timeoutThresholdSeconds}::int)
+        and not ${this.sql.unsafe(inOutageGrace)}
+      returning agent_id`;
+    if (rows.length) {
+      await this.bumpTopology(this.sql);
+      this.logger.info({ agents: rows.map((r) => r.agent_id) }, 'agents turned unhealthy (no heartbeat)');
+    }
+    return rows.map((r) => r.agent_id);
+  }
+
+  /**
+   * At boot: if no other replica is live, the whole registry was down, and
+   * agents get `graceMs` to come back before the health monitor, the orphan
+   * sweep or the lease sweep may act on them (reference §11 item 4).
+   */
+  async startOutageGraceIfAlone(replicaId: string, liveWithinMs: number, graceMs: number): Promise<boolean> {
+    if (graceMs <= 0) return false;
+    const rows = await this.sql`
+      insert into registry_settings (key, value, updated_at)
+      select ${graceKey}, jsonb_build_object('until', now() + ${graceMs}::int * interval '1 millisecond'), now()
+      where not exists (select 1 from registry_replicas
+                        where replica_id <> ${replicaId} and stopped_at is null
+                          and last_seen_at >= now() - ${liveWithinMs}::int * interval '1 millisecond')
+      on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at
+      returning key`;
+    return rows.length > 0;
+  }
+
+  /** Where to tell an agent about a cancel: its HTTP endpoint, if it registered one. */
+  async endpoint(agentId: string): Promise<string | undefined> {
+    const [row] = await this.sql<{ http_host: string | null; http_port: number | null }[]>`
+      select http_host, http_port from agents where agent_id = ${agentId}`;
+    return row?.http_host && row.http_port ? `http://${row.http_host}:${row.http_port}` : undefined;
+  }
+
+  /** GET /agents in MCP Mesh 3.7's shape (what `meshctl list` and `status` decode). */
+  async list(): Promise<AgentInfo[]> {
+    const agents = await this.sql<AgentRow[]>`select * from agents order by created_at, agent_id`;
+    const providers = await this.providers();
+    const resolver = new Resolver(providers);
+    return agents.map((a) => {
+      const mine = providers.filter((p) => p.agentId === a.agent_id);
+      const reg = a.registration as Partial<StoredRegistration>;
+      const resolutions: NonNullable<AgentInfo['dependency_resolutions']> = [];
+      for (const tool of reg.tools ?? []) {
+        const declared = depsOf(tool);
+        declared.forEach((d, i) => {
+          const now = resolver.best(d);
+          const before = reg.resolved?.[tool.function_name ?? '']?.[i];
+          const tags = (d.tags ?? []).filter((t): t is string => typeof t === 'string');
+          if (now) {
+            resolutions.push({
+              function_name: tool.function_name ?? '',
+              capability: d.capability ?? '',
+              tags,
+              mcp_tool: now.functionName,
+              provider_agent_id: now.agentId,
+              endpoint: now.endpoint,
+              status: 'available',
+            });
+          } else {
+            resolutions.push({
+              function_name: tool.function_name ?? '',
+              capability: d.capability ?? '',
+              tags,
+              status: before?.status === 'available' ? 'unavailable' : 'unresolved',
+            });
+          }
+        });
+      }
+      return {
+        id: a.agent_id,
+        name: a.name,
+        agent_type: a.agent_type,
+        runtime: a.runtime ?? '',
+        status: a.status,
+        endpoint: endpointOf(a.agent_id, a.http_host, a.http_port),
+        version: a.version ?? '',
+        description: a.description,
+        a2a_producer: false,
+        a2a_consumer: false,
+        created_at: a.created_at.toISOString(),
+        last_seen: a.updated_at.toISOString(),
+        total_dependencies: a.total_dependencies,
+        dependencies_resolved: a.dependencies_resolved,
+        capabilities: mine.length
+          ? mine.map((p) => {
+              const reason = resolver.unavailableReason(p);
+              return {
+                name: p.capability,
+                function_name: p.functionName,
+                version: p.version,
+                description: '',
+                tags: p.tags,
+                available: reason === undefined,
+                ...(reason ? { unavailable_reason: reason } : {}),
+                ...(p.kwargs?.task === true ? { task: true } : {}),
+              };
+            })
+          : null,
+        dependency_resolutions: resolutions.length ? resolutions : null,
+        llm_tool_resolutions: null,
+        llm_provider_resolutions: null,
+        sdk_version: a.sdk_version,
+      };
+    });
+  }
+}

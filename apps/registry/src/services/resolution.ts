@@ -1,0 +1,139 @@
+import type { ResolvedDependency, ToolDependency } from '@mesh/protocol';
+import semver from 'semver';
+
+/** A capability some agent provides, as dependency resolution sees it. */
+export interface Provider {
+  agentId: string;
+  functionName: string;
+  capability: string;
+  version: string;
+  tags: string[];
+  kwargs: Record<string, unknown> | null;
+  endpoint: string;
+  healthy: boolean;
+  /** The provider's own dependencies (its `required` ones gate its availability). */
+  dependencies: ToolDependency[];
+}
+
+/** `http://host:port`, or `stdio://<id>` for an agent without an HTTP endpoint (MCP Mesh §1.6). */
+export const endpointOf = (agentId: string, host: string | null, port: number | null): string =>
+  host && port ? `http://${host}:${port}` : `stdio://${agentId}`;
+
+/**
+ * Tag score of a provider for a dependency's tags (MCP Mesh §1.8): a plain tag
+ * is required (+5), `+t` preferred (+10 when present), `-t` excluded; an inner
+ * array is an OR group (+5, or +10 when the match is a `+` member). `null` =
+ * the provider does not qualify.
+ */
+export function tagScore(wanted: (string | string[])[], have: string[]): number | null {
+  const set = new Set(have);
+  let score = 0;
+  for (const item of wanted) {
+    if (typeof item === 'string') {
+      if (item.startsWith('-')) {
+        if (set.has(item.slice(1))) return null;
+      } else if (item.startsWith('+')) {
+        if (set.has(item.slice(1))) score += 10;
+      } else if (set.has(item)) score += 5;
+      else return null;
+      continue;
+    }
+    if (item.some((m) => m.startsWith('-') && set.has(m.slice(1)))) return null;
+    const positives = item.filter((m) => !m.startsWith('-'));
+    const hit = positives.find((m) => set.has(m.replace(/^\+/, '')));
+    if (positives.length > 0 && hit === undefined) return null;
+    if (hit !== undefined) score += hit.startsWith('+') ? 10 : 5;
+  }
+  return score;
+}
+
+/** Whether a provider version meets a constraint; unparseable semver falls back to equality. */
+export function versionMatches(constraint: string, version: string): boolean {
+  if (!version) return false;
+  if (semver.valid(version) && semver.validRange(constraint)) return semver.satisfies(version, constraint);
+  return constraint === version;
+}
+
+const compareVersions = (a: string, b: string): number =>
+  semver.valid(a) && semver.valid(b) ? semver.compare(a, b) : a.localeCompare(b);
+
+/**
+ * Resolves dependencies against the known providers. A provider is available
+ * when its agent is healthy and each of its `required` dependencies resolves to
+ * an available provider, transitively (cycles count as unavailable).
+ */
+export class Resolver {
+  private readonly byCapability = new Map<string, Provider[]>();
+  private readonly availability = new Map<Provider, boolean>();
+
+  constructor(providers: Provider[]) {
+    for (const p of providers) {
+      const list = this.byCapability.get(p.capability) ?? [];
+      list.push(p);
+      this.byCapability.set(p.capability, list);
+    }
+  }
+
+  available(p: Provider, visiting = new Set<Provider>()): boolean {
+    const known = this.availability.get(p);
+    if (known !== undefined) return known;
+    if (!p.healthy) return false;
+    if (visiting.has(p)) return false;
+    visiting.add(p);
+    const ok = p.dependencies.filter((d) => d.required).every((d) => this.best(d, visiting) !== undefined);
+    visiting.delete(p);
+    this.availability.set(p, ok);
+    return ok;
+  }
+
+  /** Why a provider is unavailable, for `/agents` (`undefined` when it is available). */
+  unavailableReason(p: Provider): string | undefined {
+    if (!p.healthy) return 'agent unhealthy';
+    const broken = p.dependencies.find((d) => d.required && this.best(d) === undefined);
+    return broken ? `required dep '${broken.capability}' unresolved` : undefined;
+  }
+
+  /** The winning provider: highest tag score, then highest version, then agent id. */
+  best(dep: ToolDependency, visiting = new Set<Provider>()): Provider | undefined {
+    let winner: { p: Provider; score: number } | undefined;
+    for (const p of this.byCapability.get(dep.capability ?? '') ?? []) {
+      if (!this.available(p, visiting)) continue;
+      const score = dep.tags?.length ? tagScore(dep.tags, p.tags) : 0;
+      if (score === null) continue;
+      if (dep.version && !versionMatches(dep.version, p.version)) continue;
+      if (
+        !winner ||
+        score > winner.score ||
+        (score === winner.score &&
+          (compareVersions(p.version, winner.p.version) > 0 ||
+            (compareVersions(p.version, winner.p.version) === 0 && p.agentId < winner.p.agentId)))
+      ) {
+        winner = { p, score };
+      }
+    }
+    return winner?.p;
+  }
+
+  /** One element per declared dependency, in order, with the 3.7 placeholder for unresolved ones. */
+  resolveAll(deps: ToolDependency[]): ResolvedDependency[] {
+    return deps.map((d) => {
+      const p = this.best(d);
+      if (!p)
+        return {
+          agent_id: '',
+          function_name: '',
+          endpoint: '',
+          capability: d.capability ?? '',
+          status: 'unresolved',
+        };
+      return {
+        agent_id: p.agentId,
+        function_name: p.functionName,
+        endpoint: p.endpoint,
+        capability: p.capability,
+        status: 'available',
+        ...(p.kwargs && Object.keys(p.kwargs).length ? { kwargs: p.kwargs } : {}),
+      };
+    });
+  }
+}
