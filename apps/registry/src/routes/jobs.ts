@@ -186,12 +186,13 @@ export const jobRoutes = new Hono<AppEnv>()
   })
   .post('/jobs/:id/cancel', async (c) => {
     const body = await readJson(c, cancelRequest, { optional: true });
-    const { previousOwner } = await c.var.deps.jobs.cancel(
-      c.req.param('id'),
-      noNul(body.reason ?? '', 'reason'),
-    );
+    const id = c.req.param('id');
+    const reason = noNul(body.reason ?? '', 'reason');
+    const { previousOwner } = await c.var.deps.jobs.cancel(id, reason);
     // No grace sleep: the `cancelled` event is committed before this answer, so
-    // an owner parked in a long-poll already has it (reference §4.10).
+    // an owner parked in a long-poll already has it (reference §4.10). The
+    // owner's own endpoint is told too, best effort, without holding the caller.
+    if (previousOwner) void forwardCancel(c.var.deps, previousOwner, id, reason, c.req.header('x-trace-id'));
     return c.json({ status: 'cancelled', forwarded_to_instance_id: previousOwner } satisfies CancelResponse);
   })
   .post('/jobs/:id/events', async (c) => {

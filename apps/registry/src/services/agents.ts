@@ -1,5 +1,4 @@
 import type { Sql } from '@mesh/db';
-import type postgres from 'postgres';
 import type {
   AgentInfo,
   AgentRegistration,
@@ -8,6 +7,7 @@ import type {
   ToolDependency,
   ToolRegistration,
 } from '@mesh/protocol';
+import type postgres from 'postgres';
 import type { Logger } from '../logger.ts';
 import { endpointOf, type Provider, Resolver } from './resolution.ts';
 
