@@ -140,3 +140,55 @@ describe('the real meshctl 3.7.1 administers our registry', () => {
     expect((await run(['job', 'status', id, '--registry-url', r.url])).out).toMatch(/Owner:\s+\(unclaimed\)/);
   }, 120_000);
 });
+
+describe('the real meshctl 3.7.1 lists and shows our agents', () => {
+  it('list and status render our /agents (healthy, dependencies resolved)', async () => {
+    const r = await spawnRegistry({ databaseUrl: db.url, replicaId: 'compat-agents' });
+    const heartbeat = (body: Record<string, unknown>) =>
+      post(r.url, '/heartbeat', { version: '1.0.0', runtime: 'typescript', ...body });
+    await heartbeat({
+      agent_id: 'time-svc-1a2b3c4d',
+      name: 'time-svc',
+      http_host: '127.0.0.1',
+      http_port: 9101,
+      tools: [{ function_name: 'get_time', capability: 'time_service', tags: ['system'] }],
+    });
+    await heartbeat({
+      agent_id: 'report-svc-5e6f7a8b',
+      name: 'report-svc',
+      http_host: '127.0.0.1',
+      http_port: 9102,
+      tools: [
+        {
+          function_name: 'make_report',
+          capability: 'report_service',
+          dependencies: [{ capability: 'time_service', tags: ['system'] }, { capability: 'weather_service' }],
+        },
+      ],
+    });
+    const url = ['--registry-url', r.url];
+    const list = await run(['list', ...url]);
+    expect(list.code).toBe(0);
+    expect(list.err).not.toContain('failed to decode');
+    expect(list.out).toMatch(/Registry: running \(http:\/\/127\.0\.0\.1:\d+\) - 2 healthy/);
+    expect(list.out).toMatch(
+      /report-svc-5e6f7a8b\s+TypeScript\s+Agent\s+healthy\s+1\/2\s+1\/1\s+127\.0\.0\.1:9102/,
+    );
+    expect(list.out).toMatch(
+      /time-svc-1a2b3c4d\s+TypeScript\s+Agent\s+healthy\s+0\/0\s+1\/1\s+127\.0\.0\.1:9101/,
+    );
+    expect(list.out).toContain('2 agents (2 healthy)');
+
+    const status = await run(['status', 'report-svc', ...url]);
+    expect(status.code).toBe(0);
+    expect(status.out).toContain('Agent Details: report-svc-5e6f7a8b');
+    expect(status.out).toMatch(/Dependencies\s+:\s+1\/2/);
+    expect(status.out).toMatch(/time_service\s+get_time\s+http:\/\/127\.0\.0\.1:9101/);
+    expect(status.out).toMatch(/weather_service\s+NOT FOUND/);
+    const json = await run(['status', '--json', ...url]);
+    expect((JSON.parse(json.out) as { id: string }[]).map((a) => a.id).sort()).toEqual([
+      'report-svc-5e6f7a8b',
+      'time-svc-1a2b3c4d',
+    ]);
+  }, 60_000);
+});
