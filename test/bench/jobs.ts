@@ -108,7 +108,7 @@ async function workload(
   workers: number,
 ): Promise<Result> {
   const capability = `bench-${name}-${n}-${Date.now()}`;
-  // 1. register (where the registry has agents; ours gains /heartbeat later)
+  // 1. register
   for (let w = 0; w < workers; w++) {
     await request(base, 'POST', '/heartbeat', {
       agent_id: `bench-worker-${w}`,
@@ -121,6 +121,15 @@ async function workload(
       tools: [{ function_name: 'run', capability, version: '1.0.0', tags: [] }],
     });
   }
+  // Agents heartbeat every 5 s as the SDKs do, so that no registry declares them dead mid-run.
+  let beating = true;
+  const beats = (async () => {
+    while (beating) {
+      await sleep(5_000);
+      for (let w = 0; w < workers && beating; w++)
+        await request(base, 'HEAD', `/heartbeat/bench-worker-${w}`);
+    }
+  })();
   // 2. submit
   const submitLat: number[] = [];
   let next = 0;
@@ -184,6 +193,8 @@ async function workload(
     }),
   );
   const drainSecs = (performance.now() - drainStart) / 1000;
+  beating = false;
+  await beats;
 
   // 5. verify, in the database itself
   const sql = postgres(dbUrl, { max: 1, onnotice: () => {} });

@@ -92,6 +92,17 @@ describe('claim epochs and fencing (reference transcript 04)', () => {
     expect(stale.body).toMatchObject({ error: 'claim_superseded', code: 'claim_superseded' });
     const other = await r.call('GET', `/jobs/${id}/events?instance_id=w2&claim_epoch=1`);
     expect(other.status).toBe(409);
+    // Newer SDKs may send the identity as headers: same fence.
+    const viaHeaders = await r.call('GET', `/jobs/${id}/events`, undefined, {
+      'x-mesh-instance-id': 'w2',
+      'x-mesh-claim-epoch': '1',
+    });
+    expect(viaHeaders.status).toBe(409);
+    const ownHeaders = await r.call('GET', `/jobs/${id}/events`, undefined, {
+      'x-mesh-instance-id': 'w1',
+      'x-mesh-claim-epoch': '1',
+    });
+    expect(ownHeaders.status).toBe(200);
   });
 
   it('a force reclaim at the last attempt fails the job instead of leaving an unclaimable row (§11 item 1)', async () => {

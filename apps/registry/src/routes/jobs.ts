@@ -7,6 +7,7 @@ import {
   claimRequest,
   createJobRequest,
   type EventsResponse,
+  headers,
   jobStatuses,
   type ListJobsResponse,
   limits,
@@ -209,8 +210,21 @@ export const jobRoutes = new Hono<AppEnv>()
     const limitRaw = intParam(c, 'limit') ?? 100;
     const limit = limitRaw <= 0 ? 100 : Math.min(500, limitRaw);
     const types = csv(c.req.query('types'));
-    const instanceId = c.req.query('instance_id')?.trim() || undefined;
-    const epoch = intParam(c, 'claim_epoch');
+    let instanceId = c.req.query('instance_id')?.trim() || undefined;
+    let epoch = intParam(c, 'claim_epoch');
+    // Newer SDKs may carry their identity in headers instead (absent = legacy or observer).
+    const headerId = c.req.header(headers.instanceId)?.trim();
+    const headerEpoch = c.req.header(headers.claimEpoch)?.trim();
+    if (
+      instanceId === undefined &&
+      epoch === undefined &&
+      headerId &&
+      headerEpoch &&
+      /^\d+$/.test(headerEpoch)
+    ) {
+      instanceId = headerId;
+      epoch = Number(headerEpoch);
+    }
     if ((instanceId === undefined) !== (epoch === undefined)) {
       throw new ApiError(
         'bad_request',
