@@ -12,6 +12,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function startAgent(base: string, agentId: string, capability: string) {
   const held: { id: string; claim_epoch: number }[] = [];
   let running = true;
+  let pausedUntil = 0;
   const post = (path: string, body: unknown) =>
     fetch(`${base}${path}`, {
       method: 'POST',
@@ -22,6 +23,10 @@ function startAgent(base: string, agentId: string, capability: string) {
     post('/heartbeat', { agent_id: agentId, name: agentId, tools: [{ function_name: 'f', capability }] });
   const loop = (async () => {
     while (running) {
+      if (Date.now() < pausedUntil) {
+        await sleep(50);
+        continue;
+      }
       try {
         const beat = await fetch(`${base}/heartbeat/${agentId}`, { method: 'HEAD' });
         if (beat.status === 410) await register();
@@ -36,6 +41,10 @@ function startAgent(base: string, agentId: string, capability: string) {
     held,
     register,
     post,
+    /** Like an SDK backing off while the registry is unreachable: silent for `ms`. */
+    pause(ms: number) {
+      pausedUntil = Date.now() + ms;
+    },
     async stop() {
       running = false;
       await loop;
@@ -71,9 +80,12 @@ async function outage(graceMs: number) {
   expect(agent.held).toHaveLength(5);
 
   // The whole registry goes down for longer than the agent timeout and the leases.
+  // The agent backs off and comes back 1.5 s after the registry does.
+  agent.pause(60_000);
   await registry.kill();
   await sleep(5_000);
   registry = await spawnRegistry({ databaseUrl: db.url, replicaId: 'solo', port, env });
+  agent.pause(1_500);
   // Past the grace period, with the agent alive all along.
   await sleep(Math.max(graceMs, 1_000) + 2_000);
   await agent.stop();
