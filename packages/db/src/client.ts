@@ -18,15 +18,7 @@ export function createDb(databaseUrl: string, options: DbOptions = {}) {
     connect_timeout: options.connectTimeoutSeconds ?? 10,
     idle_timeout: 60,
     onnotice: () => {},
-    connection: {
-      application_name: options.applicationName ?? 'mesh-registry',
-      // Every statement here is prepared and shaped for one plan (the claim and
-      // the fenced update read one index range or one row whatever the values).
-      // Left on `auto`, PostgreSQL re-plans the fenced update at every call
-      // (~70 µs, more than it takes to run) because a generic plan cannot fold
-      // the CASE branches; measured with pg_stat_statements, see docs/benchmarks.md.
-      plan_cache_mode: 'force_generic_plan',
-    },
+    connection: { application_name: options.applicationName ?? 'mesh-registry' },
     // int8 as a JS number: epochs, sequence numbers and counts stay far below 2^53.
     types: {
       bigint: { to: 20, from: [20], serialize: (x: number) => String(x), parse: (x: string) => Number(x) },
