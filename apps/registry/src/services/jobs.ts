@@ -208,7 +208,7 @@ export class JobStore {
         where capability = ${capability} and status = 'working' and owner_instance_id is null
           and attempt_count <= max_retries
         order by submitted_at, id
-        limit ${max}
+        limit ${this.sql.unsafe(String(Math.trunc(max)))} -- a literal (1..100): the plan is made for it
         for update skip locked
       ), claimed as (
         update jobs j set owner_instance_id = ${instanceId}, attempt_count = j.attempt_count + 1,
@@ -262,12 +262,18 @@ export class JobStore {
           lease_expires_at = case when ${terminal}::boolean then lease_expires_at else ${this.lease()} end,
           progress = coalesce(${d.progress ?? null}::float8, progress),
           progress_message = coalesce(${d.progress_message ?? null}::text, progress_message),
-          recv_cursor = case when ${cursor}::jsonb is null then recv_cursor else (
-            select jsonb_object_agg(key, v) from (
-              select key, max(value::bigint) as v
-              from (select * from jsonb_each_text(coalesce(recv_cursor, '{}'::jsonb))
-                    union all select * from jsonb_each_text(${cursor}::jsonb)) as both_maps
-              group by key) as merged) end,
+          ${
+            // Only deltas that carry a cursor get the merge: a statement without the
+            // subquery gets a generic plan, so PostgreSQL does not re-plan every call.
+            cursor
+              ? this.sql`recv_cursor = (
+                  select jsonb_object_agg(key, v) from (
+                    select key, max(value::bigint) as v
+                    from (select * from jsonb_each_text(coalesce(recv_cursor, '{}'::jsonb))
+                          union all select * from jsonb_each_text(${cursor}::jsonb)) as both_maps
+                    group by key) as merged),`
+              : this.sql``
+          }
           status = coalesce(${status}::text, status),
           result = case when ${hasResult}::boolean then ${hasResult ? this.sql.json(d.result as never) : null}::jsonb
                    else result end,
