@@ -8,17 +8,18 @@
  *   pnpm bench:jobs --n 2000 --workers 8    one size, both registries
  *   pnpm bench:jobs --json out.json         also write the figures as JSON
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createDatabase, freePort, spawnRegistry, startTestPostgres, withDatabase } from '@mesh/testkit';
+import {
+  createDatabase,
+  mcpRegistryBin,
+  spawnRegistry,
+  startMcpRegistry,
+  startTestPostgres,
+  withDatabase,
+} from '@mesh/testkit';
 import postgres from 'postgres';
-
-const mcpBin = fileURLToPath(
-  new URL('../../node_modules/@mcpmesh/cli-linux-x64/bin/mcp-mesh-registry', import.meta.url),
-);
 
 const { values: args } = parseArgs({
   options: {
@@ -228,39 +229,6 @@ async function workload(
   };
 }
 
-async function startMcp(
-  databaseUrl: string,
-): Promise<{ url: string; child: ChildProcess; logs: () => string }> {
-  const port = await freePort();
-  const child = spawn(mcpBin, [], {
-    env: {
-      ...process.env,
-      DATABASE_URL: `${databaseUrl}${databaseUrl.includes('?') ? '&' : '?'}sslmode=disable`,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      MCP_MESH_LOG_LEVEL: 'ERROR',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout?.on('data', (c: Buffer) => {
-    out += c.toString();
-  });
-  child.stderr?.on('data', (c: Buffer) => {
-    out += c.toString();
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`mcp-mesh-registry exited: ${out}`);
-    const res = await request(url, 'GET', '/health').catch(() => undefined);
-    if (res?.status === 200) break;
-    if (Date.now() > deadline) throw new Error(`mcp-mesh-registry not healthy in 60 s: ${out}`);
-    await sleep(100);
-  }
-  return { url, child, logs: () => out };
-}
-
 const fmt = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 
 async function main() {
@@ -270,7 +238,7 @@ async function main() {
   const only = args.only;
   const warmup = Number(args.warmup);
   const runs = Number(args.runs);
-  const haveMcp = existsSync(mcpBin);
+  const haveMcp = existsSync(mcpRegistryBin);
   if (!haveMcp)
     console.log('note: @mcpmesh/cli-linux-x64 is not installed (linux-x64 only); measuring ours alone');
 
@@ -310,13 +278,12 @@ async function main() {
     };
     const runMcp = async (n: number) => {
       const db = await createDatabase(pg.adminUrl, { migrated: false });
-      const mcp = await startMcp(withDatabase(pg.adminUrl, db.name));
+      const mcp = await startMcpRegistry(withDatabase(pg.adminUrl, db.name));
       try {
         await workload('mcp-mesh-3.7.1', mcp.url, db.url, warmup, workers); // not measured
         results.push(await workload('mcp-mesh-3.7.1', mcp.url, db.url, n, workers));
       } finally {
-        mcp.child.kill('SIGTERM');
-        await new Promise((r) => mcp.child.once('exit', r));
+        await mcp.stop();
         await db.drop();
       }
     };

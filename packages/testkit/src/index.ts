@@ -1,5 +1,7 @@
 export type { TestDatabase } from './databases.ts';
 export { createDatabase, prepareTemplate, templateDatabase, withDatabase } from './databases.ts';
+export type { McpRegistry } from './mcp-registry.ts';
+export { mcpRegistryBin, startMcpRegistry } from './mcp-registry.ts';
 export { freePort } from './ports.ts';
 export type { TestPostgres } from './postgres.ts';
 export { startTestPostgres } from './postgres.ts';
