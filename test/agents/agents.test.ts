@@ -1,17 +1,9 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { useTestDatabase } from '@mesh/testkit';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestRegistry, type TestRegistry } from '../support/registry-app.ts';
+import { describe, expect, it } from 'vitest';
+import { useTestRegistry } from '../support/registry-app.ts';
 
-const db = useTestDatabase();
-let r: TestRegistry;
-beforeAll(async () => {
-  r = await startTestRegistry(db.url);
-});
-afterAll(async () => {
-  await r.close();
-});
+const r = useTestRegistry();
 
 const register = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
   r.call(

@@ -1,15 +1,8 @@
-import { useTestDatabase } from '@mesh/testkit';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestRegistry, type TestRegistry } from '../support/registry-app.ts';
+import { describe, expect, it } from 'vitest';
+import { startTestRegistry, useTestRegistry } from '../support/registry-app.ts';
 
-const db = useTestDatabase();
-let r: TestRegistry;
-beforeAll(async () => {
-  r = await startTestRegistry(db.url);
-});
-afterAll(async () => {
-  await r.close();
-});
+const r = useTestRegistry();
+const db = r.db;
 
 const submit = (capability: string) =>
   r

@@ -1,20 +1,13 @@
 import { createDb } from '@mesh/db';
 import { createLogger } from '@mesh/registry';
-import { useTestDatabase } from '@mesh/testkit';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Sweeper } from '../../apps/registry/src/services/sweeper.ts';
-import { startTestRegistry, type TestRegistry } from '../support/registry-app.ts';
+import { useTestRegistry } from '../support/registry-app.ts';
 
-const db = useTestDatabase();
-let r: TestRegistry;
-beforeAll(async () => {
-  r = await startTestRegistry(db.url, {
-    sweep: { staleTimeoutMs: 4_000, eventRetentionMs: 60_000, jobRetentionMs: 120_000 },
-  });
+const r = useTestRegistry({
+  sweep: { staleTimeoutMs: 4_000, eventRetentionMs: 60_000, jobRetentionMs: 120_000 },
 });
-afterAll(async () => {
-  await r.close();
-});
+const db = r.db;
 
 let n = 0;
 const cap = () => `sw-${++n}`;

@@ -12,7 +12,13 @@ const targets = [
     async start() {
       const db = await createDatabase(adminUrl());
       const r = await spawnRegistry({ databaseUrl: db.url, replicaId: 'sdk' });
-      return { url: r.url, stop: async () => void (await r.stop(), await db.drop()) };
+      return {
+        url: r.url,
+        stop: async () => {
+          await r.stop();
+          await db.drop();
+        },
+      };
     },
   },
   {
@@ -20,7 +26,13 @@ const targets = [
     async start() {
       const db = await createDatabase(adminUrl(), { migrated: false });
       const r = await startMcpRegistry(withDatabase(adminUrl(), db.name));
-      return { url: r.url, stop: async () => void (await r.stop(), await db.drop()) };
+      return {
+        url: r.url,
+        stop: async () => {
+          await r.stop();
+          await db.drop();
+        },
+      };
     },
   },
 ];

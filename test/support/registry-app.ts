@@ -1,6 +1,8 @@
 import { createDb } from '@mesh/db';
 import { features } from '@mesh/protocol';
 import { createApp, createLogger, type Surface } from '@mesh/registry';
+import { type TestDatabase, useTestDatabase } from '@mesh/testkit';
+import { afterAll, beforeAll } from 'vitest';
 import { type AgentSettings, AgentStore } from '../../apps/registry/src/services/agents.ts';
 import { DrainGate } from '../../apps/registry/src/services/drain.ts';
 import { JobSignals } from '../../apps/registry/src/services/job-signals.ts';
@@ -108,3 +110,23 @@ export async function startTestRegistry(databaseUrl: string, options: TestRegist
 }
 
 export type TestRegistry = Awaited<ReturnType<typeof startTestRegistry>>;
+
+/**
+ * A fresh database and an in-process registry on it for the current test
+ * file: started before its tests, closed (then the database dropped) after.
+ *
+ * @example
+ * const r = useTestRegistry();
+ * it('…', async () => { expect((await r.call('GET', '/health')).status).toBe(200); });
+ */
+export function useTestRegistry(options: TestRegistryOptions = {}): TestRegistry & { db: TestDatabase } {
+  const db = useTestDatabase();
+  const ref = { db } as TestRegistry & { db: TestDatabase };
+  beforeAll(async () => {
+    Object.assign(ref, await startTestRegistry(db.url, options));
+  }, 60_000);
+  afterAll(async () => {
+    await ref.close?.();
+  });
+  return ref;
+}

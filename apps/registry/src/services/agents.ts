@@ -155,7 +155,7 @@ export class AgentStore {
                   ${t.kwargs ? tx.json(t.kwargs as never) : null})`;
       }
       // A new agent, or one coming back from unhealthy, changes the topology.
-      if (!existing || existing.status !== 'healthy') await this.bumpTopology(tx);
+      if (existing?.status !== 'healthy') await this.bumpTopology(tx);
     });
 
     const resolver = new Resolver(await this.providers());
