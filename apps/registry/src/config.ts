@@ -345,9 +345,6 @@ const settings: Setting<keyof RegistryConfig>[] = [
   },
 ];
 
-/** The env variables each setting reads, for docs and --help. */
-export const settingsTable = settings.map((s) => ({ flag: `--${s.flag}`, env: s.env, describe: s.describe }));
-
 const usageExamples = `Examples:
   mesh-registry                                   start on :8000 with an embedded PostgreSQL
   DATABASE_URL=postgres://u:p@db/mesh mesh-registry --port 8000 --admin-port 8001

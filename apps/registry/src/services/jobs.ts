@@ -77,6 +77,20 @@ export function toJob(r: JobRow): Job {
   };
 }
 
+/**
+ * The retry-budget rule (DESIGN.md §4.5), written once for every path that
+ * takes a job from its owner (release, force reclaim, lease expiry, orphan
+ * sweep): within budget the job is queued again as `working` (also from
+ * `input_required`), past it the job fails with `exhaustedError`. A SET list
+ * for `update jobs`.
+ */
+export const requeueOrFail = (sql: Sql, exhaustedError: string, heartbeat: 'clear' | 'now' = 'clear') => sql`
+  owner_instance_id = null, lease_expires_at = null, claimed_by_replica = null,
+  status = case when attempt_count > max_retries then 'failed' else 'working' end,
+  error = case when attempt_count > max_retries then ${exhaustedError}::text else error end,
+  finished_at = case when attempt_count > max_retries then now() else null end,
+  last_heartbeat_at = ${heartbeat === 'now' ? sql`now()` : sql`case when attempt_count > max_retries then now() else null end`}`;
+
 export const jobNotFound = (id: string) => new ApiError('not_found', `job not found: ${id}`);
 export const jobTerminal = () => new ApiError('already_terminal', 'job is already in a terminal state');
 
@@ -318,11 +332,7 @@ export class JobStore {
     if (!isUuid(id)) throw jobNotFound(id);
     const why = reason.trim() || 'max retries exceeded';
     const [row] = await this.sql<ReleaseResponse[]>`
-      update jobs set
-        owner_instance_id = null, lease_expires_at = null, last_heartbeat_at = now(), claimed_by_replica = null,
-        status = case when attempt_count > max_retries then 'failed' else 'working' end,
-        error = case when attempt_count > max_retries then ${`exhausted (release): ${why}`} else error end,
-        finished_at = case when attempt_count > max_retries then now() else null end
+      update jobs set ${requeueOrFail(this.sql, `exhausted (release): ${why}`, 'now')}
       where id = ${id} and owner_instance_id = ${instanceId} and status in ('working', 'input_required')
         and (${epoch}::bigint is null or claim_epoch = ${epoch}::bigint)
       returning status, attempt_count`;
@@ -370,12 +380,7 @@ export class JobStore {
   async reclaim(id: string): Promise<ReclaimResponse> {
     if (!isUuid(id)) throw jobNotFound(id);
     const [row] = await this.sql<ReclaimResponse[]>`
-      update jobs j set
-        owner_instance_id = null, lease_expires_at = null, claimed_by_replica = null,
-        status = case when j.attempt_count > j.max_retries then 'failed' else 'working' end,
-        error = case when j.attempt_count > j.max_retries then 'exhausted (reclaim): max retries exceeded' else j.error end,
-        finished_at = case when j.attempt_count > j.max_retries then now() else null end,
-        last_heartbeat_at = case when j.attempt_count > j.max_retries then now() else null end
+      update jobs j set ${requeueOrFail(this.sql, 'exhausted (reclaim): max retries exceeded')}
       from (select id, owner_instance_id from jobs where id = ${id} for update) as before
       where j.id = before.id and j.status in ('working', 'input_required')
       returning j.status, before.owner_instance_id as previous_owner_instance_id, j.claim_epoch,

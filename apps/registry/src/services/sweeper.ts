@@ -2,7 +2,7 @@ import type { Sql } from '@mesh/db';
 import { formatGoDuration } from '../duration.ts';
 import type { Logger } from '../logger.ts';
 import { inOutageGrace } from './agents.ts';
-import { jobChannel } from './jobs.ts';
+import { jobChannel, requeueOrFail } from './jobs.ts';
 
 export interface SweepSettings {
   intervalMs: number;
@@ -54,13 +54,7 @@ export class Sweeper {
   async expireLeases(): Promise<{ requeued: number; failed: number }> {
     const rows = await this.sql<{ status: string }[]>`
       with expired as (
-        update jobs set
-          owner_instance_id = null, lease_expires_at = null, claimed_by_replica = null,
-          status = case when attempt_count > max_retries then 'failed' else 'working' end,
-          error = case when attempt_count > max_retries then 'lease expired: no completion within lease window'
-                  else error end,
-          finished_at = case when attempt_count > max_retries then now() else null end,
-          last_heartbeat_at = case when attempt_count > max_retries then now() else null end
+        update jobs set ${requeueOrFail(this.sql, 'lease expired: no completion within lease window')}
         where ${this.sql.unsafe(live)} and lease_expires_at < now() and not ${this.sql.unsafe(inOutageGrace)}
         returning id, status
       )
@@ -81,12 +75,7 @@ export class Sweeper {
   async resetOrphans(): Promise<{ requeued: number; failed: number }> {
     const rows = await this.sql<{ status: string }[]>`
       with orphaned as (
-        update jobs set
-          owner_instance_id = null, lease_expires_at = null, claimed_by_replica = null,
-          status = case when attempt_count > max_retries then 'failed' else 'working' end,
-          error = case when attempt_count > max_retries then 'orphaned: max retries exceeded' else error end,
-          finished_at = case when attempt_count > max_retries then now() else null end,
-          last_heartbeat_at = case when attempt_count > max_retries then now() else null end
+        update jobs set ${requeueOrFail(this.sql, 'orphaned: max retries exceeded')}
         where ${this.sql.unsafe(live)} and not ${this.sql.unsafe(inOutageGrace)}
           and owner_instance_id in (select agent_id from agents where status = 'unhealthy' for share)
         returning id, status
