@@ -16,6 +16,7 @@ import { JobStore } from './services/jobs.ts';
 import { createMetrics } from './services/metrics.ts';
 import { ReplicaRegistry } from './services/replicas.ts';
 import { Sweeper } from './services/sweeper.ts';
+import { Ticker } from './services/ticker.ts';
 import { registryVersion } from './version.ts';
 
 export interface RunningRegistry {
@@ -210,9 +211,12 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     }
     await replicas.register();
     replicas.start();
-    const healthMonitor = setInterval(() => {
-      agents.markSilentUnhealthy().catch((err) => logger.warn({ err }, 'health monitor failed'));
-    }, config.healthCheckIntervalMs);
+    const healthMonitor = new Ticker(
+      config.healthCheckIntervalMs,
+      () => agents.markSilentUnhealthy(),
+      (err) => logger.warn({ err }, 'health monitor failed'),
+    );
+    healthMonitor.start();
     sweeper.start();
     // The listening line is printed at any level but `silent`: operators and
     // the test harness read the bound port from it.
@@ -240,7 +244,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         // sweeper finishes its pass, in-flight requests finish (up to the
         // timeout), then the replica is marked stopped and the pool closed.
         await gate.enter('shutdown');
-        clearInterval(healthMonitor);
+        await healthMonitor.stop();
         await signals.stop();
         await sweeper.stop();
         await Promise.all([

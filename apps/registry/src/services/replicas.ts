@@ -2,6 +2,7 @@ import type { Sql } from '@mesh/db';
 import type { Identity } from '../app.ts';
 import type { Logger } from '../logger.ts';
 import type { DrainGate } from './drain.ts';
+import { Ticker } from './ticker.ts';
 
 /** The registry_settings key of the fleet drain. */
 const fleetDrainKey = 'fleet_drain';
@@ -36,8 +37,7 @@ export interface FleetDrainState {
  * interval, and a replica that starts during one comes up draining.
  */
 export class ReplicaRegistry {
-  private timer: NodeJS.Timeout | undefined;
-  private beat: Promise<void> | undefined;
+  private readonly ticker: Ticker;
 
   constructor(
     private readonly sql: Sql,
@@ -46,7 +46,13 @@ export class ReplicaRegistry {
     private readonly intervalMs: number,
     private readonly gate: DrainGate,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.ticker = new Ticker(
+      this.intervalMs,
+      () => this.heartbeat(),
+      (err) => this.logger.warn({ err }, 'replica heartbeat failed'),
+    );
+  }
 
   /** Applies a fleet drain in force; call before serving any claim. */
   async syncFleetDrain(): Promise<void> {
@@ -106,22 +112,12 @@ export class ReplicaRegistry {
   }
 
   start(): void {
-    const tick = () => {
-      this.beat = this.heartbeat()
-        .catch((err) => this.logger.warn({ err }, 'replica heartbeat failed'))
-        .finally(() => {
-          this.beat = undefined;
-          if (this.timer) this.timer = setTimeout(tick, this.intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, this.intervalMs);
+    this.ticker.start();
   }
 
   /** Stops the heartbeat and marks the row stopped. */
   async stop(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.beat;
+    await this.ticker.stop();
     await this.sql`
       update registry_replicas set stopped_at = now(), last_seen_at = now(), draining = ${this.gate.draining}
       where replica_id = ${this.identity.replicaId} and boot_id = ${this.identity.bootId}`.catch((err) =>

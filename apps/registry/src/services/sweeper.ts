@@ -3,6 +3,7 @@ import { formatGoDuration } from '../duration.ts';
 import type { Logger } from '../logger.ts';
 import { inOutageGrace } from './agents.ts';
 import { jobChannel, requeueOrFail } from './jobs.ts';
+import { Ticker } from './ticker.ts';
 
 export interface SweepSettings {
   intervalMs: number;
@@ -36,15 +37,20 @@ const live = `status in ('working', 'input_required')`;
  * clause when the statement re-checks it after the row lock.
  */
 export class Sweeper {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
+  private readonly ticker: Ticker;
 
   constructor(
     private readonly sql: Sql,
     private readonly settings: SweepSettings,
     private readonly logger: Logger,
     private readonly onCounts?: (counts: SweepCounts) => void,
-  ) {}
+  ) {
+    this.ticker = new Ticker(
+      this.settings.intervalMs,
+      () => this.runOnce(),
+      (err) => this.logger.warn({ err }, 'sweep failed; retrying next interval'),
+    );
+  }
 
   /**
    * Expired leases (§4.5): the job goes back to the queue within its retry
@@ -197,21 +203,11 @@ export class Sweeper {
   }
 
   start(): void {
-    const tick = () => {
-      this.running = this.runOnce()
-        .catch((err) => this.logger.warn({ err }, 'sweep failed; retrying next interval'))
-        .finally(() => {
-          this.running = undefined;
-          if (this.timer) this.timer = setTimeout(tick, this.settings.intervalMs);
-        });
-    };
     // A random first delay spreads the replicas' sweeps apart.
-    this.timer = setTimeout(tick, Math.floor(Math.random() * this.settings.intervalMs));
+    this.ticker.start(Math.floor(Math.random() * this.settings.intervalMs));
   }
 
-  async stop(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
+  stop(): Promise<void> {
+    return this.ticker.stop();
   }
 }
