@@ -132,5 +132,18 @@ describe('three replicas on one database (real processes)', () => {
       (r: { replica_id: string }) => r.replica_id === 'r3',
     );
     expect(r3row).toMatchObject({ live: false, stale: true, stopped_at: null });
+
+    // A gone replica can be forgotten; a live one cannot, an unknown one is 404.
+    const forgotten = await call(r1.url, 'DELETE', '/admin/replicas/r3');
+    expect(forgotten).toMatchObject({ status: 200, body: { replica_id: 'r3', forgotten: true } });
+    expect(await call(r1.url, 'DELETE', '/admin/replicas/r1')).toMatchObject({
+      status: 409,
+      body: { code: 'conflict' },
+    });
+    expect((await call(r1.url, 'DELETE', '/admin/replicas/r3')).status).toBe(404);
+    const ids = (await call(r1.url, 'GET', '/admin/replicas')).body.replicas.map(
+      (r: { replica_id: string }) => r.replica_id,
+    );
+    expect(ids).toEqual(['r1', 'r2']);
   }, 120_000);
 });

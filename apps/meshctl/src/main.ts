@@ -1,54 +1,59 @@
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
+import { globalOptions } from './cli/connection.ts';
+import { CliError, exitCodes, UsageError } from './cli/errors.ts';
+import { agentCommands } from './commands/agents.ts';
+import { jobCommand } from './commands/job.ts';
+import { registryCommand } from './commands/registry.ts';
 
 const version: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
+const epilogue = `Exit codes: 0 done (for drains: safe), 1 failed, aborted or timed out, 2 usage error or registry/database unreachable.
+Docs: docs/meshctl.md`;
+
 /**
- * The `meshctl` command. Commands arrive with the drain/HA and meshctl
- * releases; this skeleton only parses the 3.7.1 connection flags.
+ * The `meshctl` command line: MCP Mesh meshctl 3.7.1's commands and flags
+ * (`list`, `status`, `registry …`, `job status|reclaim`) and ours on top.
+ *
+ * @example
+ *   await main(['registry', 'drain', '--all', '--wait']);
  */
 export async function main(argv: string[]): Promise<void> {
-  let failed: string | undefined;
-  await yargs(argv)
+  const parser = globalOptions(yargs(argv))
     .scriptName('meshctl')
     .usage(
-      'Usage: meshctl <command> [options]\n\nOperate a mesh registry: drains, fleets, jobs, agents and the database.',
+      'Usage: $0 <command> [options]\n\nOperate a mesh registry: drains, fleets, jobs, agents and the database.',
     )
-    .option('registry-url', {
-      type: 'string',
-      describe: 'Registry URL (wins over host/port) [env: MESH_REGISTRY_URL]',
-    })
-    .option('registry-host', {
-      type: 'string',
-      describe: 'Registry host [env: MCP_MESH_REGISTRY_HOST]',
-      default: 'localhost',
-    })
-    .option('registry-port', {
-      type: 'number',
-      describe: 'Registry port [env: MCP_MESH_REGISTRY_PORT]',
-      default: 8000,
-    })
-    .option('json', { type: 'boolean', describe: 'Print machine-readable JSON' })
-    .command(
-      '$0',
-      false,
-      () => {},
-      () => {
-        failed = 'no command given; commands arrive in a later release (see meshctl --help)';
-      },
-    )
+    .command(registryCommand)
+    .command(jobCommand)
+    .command(agentCommands)
+    .demandCommand(1, 'no command given')
+    .recommendCommands()
     .strict()
+    .completion('completion', 'Print a bash/zsh completion script (meshctl completion >> ~/.bashrc)')
     .version(version)
     .alias('version', 'v')
     .help()
     .alias('help', 'h')
+    .wrap(Math.min(120, process.stdout.columns || 100))
+    .epilogue(epilogue)
     .exitProcess(false)
+    // Throwing here stops yargs from running the handler after a failed check.
     .fail((msg, err) => {
-      failed = msg || err?.message;
-    })
-    .parseAsync();
-  if (failed) {
-    process.stderr.write(`Error: ${failed}\n`);
-    process.exit(2);
+      throw err ?? new UsageError(msg);
+    });
+  try {
+    await parser.parseAsync();
+  } catch (err) {
+    if (err instanceof CliError) {
+      process.stderr.write(`Error: ${err.message}\n`);
+      if (err.hint) process.stderr.write(`${err.hint}\n`);
+      else if (err instanceof UsageError) process.stderr.write("Run 'meshctl --help' for usage.\n");
+      process.exitCode = err.exitCode;
+    } else {
+      // A bug in meshctl itself: show where.
+      process.stderr.write(`Error: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.exitCode = exitCodes.usage;
+    }
   }
 }

@@ -53,6 +53,17 @@ export const adminRoutes = new Hono<AppEnv>()
     const [list, fleet] = await Promise.all([replicas.list(), replicas.fleetDrain()]);
     return c.json({ replicas: list, fleet_draining: fleet.draining, fleet_draining_since: fleet.since });
   })
+  .delete('/admin/replicas/:id', async (c) => {
+    const { replicas } = c.var.deps;
+    if (!replicas) throw new ApiError('unavailable', 'replica registry not running');
+    const id = c.req.param('id');
+    const outcome = await replicas.forget(id);
+    if (outcome === 'not_found') throw new ApiError('not_found', `replica not found: ${id}`);
+    if (outcome === 'live') {
+      throw new ApiError('conflict', `replica ${id} is live; stop it before forgetting it`);
+    }
+    return c.json({ replica_id: id, forgotten: true });
+  })
   .get('/admin/fleet/drain', async (c) => c.json(await fleetBody(c)))
   .post('/admin/fleet/drain', async (c) => {
     const { replicas } = c.var.deps;

@@ -139,6 +139,23 @@ export class ReplicaRegistry {
   }
 
   /**
+   * Removes the row of a replica that is gone (stopped, or stale after a
+   * crash), so fleet views and `meshctl doctor` stop reporting it. One
+   * conditional statement: a live replica is never forgotten.
+   */
+  async forget(replicaId: string): Promise<'forgotten' | 'live' | 'not_found'> {
+    const deleted = await this.sql`
+      delete from registry_replicas
+      where replica_id = ${replicaId}
+        and not (stopped_at is null
+                 and last_seen_at >= now() - ${this.intervalMs * 3}::int * interval '1 millisecond')
+      returning replica_id`;
+    if (deleted.length > 0) return 'forgotten';
+    const [row] = await this.sql`select 1 from registry_replicas where replica_id = ${replicaId}`;
+    return row ? 'live' : 'not_found';
+  }
+
+  /**
    * Sets or lifts the fleet drain. Setting it waits (up to `timeoutMs`) until
    * every live replica has heartbeated after seeing it, each having passed its
    * own drain barrier, so that no claim can commit anywhere in the fleet.

@@ -1,0 +1,131 @@
+import type { Argv } from 'yargs';
+import { UsageError } from './errors.ts';
+
+/** The flags every command accepts (MCP Mesh meshctl 3.7.1's names, plus ours). */
+export interface GlobalArgs {
+  'registry-url'?: string;
+  'registry-host'?: string;
+  'registry-port'?: number;
+  'registry-scheme'?: string;
+  'admin-url'?: string;
+  'admin-token'?: string;
+  insecure?: boolean;
+  timeout?: number;
+  json?: boolean;
+}
+
+/** Adds the connection flags and `--json` as global options. */
+export function globalOptions<T>(y: Argv<T>): Argv<T & GlobalArgs> {
+  return y
+    .option('registry-url', {
+      type: 'string',
+      describe: 'Registry URL; wins over host/port [env: MESH_REGISTRY_URL]',
+      group: 'Connection:',
+    })
+    .option('registry-host', {
+      type: 'string',
+      describe: 'Registry host (default localhost) [env: MCP_MESH_REGISTRY_HOST]',
+      group: 'Connection:',
+    })
+    .option('registry-port', {
+      type: 'number',
+      describe: 'Registry port (default 8000) [env: MCP_MESH_REGISTRY_PORT]',
+      group: 'Connection:',
+    })
+    .option('registry-scheme', {
+      type: 'string',
+      choices: ['http', 'https'],
+      describe: 'Scheme for host/port; when unset, https is tried first, then http (as meshctl 3.7.1)',
+      group: 'Connection:',
+    })
+    .option('admin-url', {
+      type: 'string',
+      describe:
+        'Admin listener URL, when the registry serves /admin on its own port (default: the registry URL) [env: MESH_ADMIN_URL]',
+      group: 'Connection:',
+    })
+    .option('admin-token', {
+      type: 'string',
+      describe: 'Bearer token for admin routes, force reclaim and job listing [env: MESH_ADMIN_TOKEN]',
+      group: 'Connection:',
+    })
+    .option('insecure', {
+      type: 'boolean',
+      describe: 'Skip TLS certificate verification',
+      group: 'Connection:',
+    })
+    .option('timeout', {
+      type: 'number',
+      describe: 'HTTP timeout per request, seconds',
+      default: 30,
+      group: 'Connection:',
+    })
+    .option('json', {
+      type: 'boolean',
+      describe: 'Print machine-readable JSON on stdout',
+    }) as Argv<T & GlobalArgs>;
+}
+
+export interface Target {
+  /** The registry's main URL, no trailing slash. */
+  url: string;
+  /** Where `/admin/*` and force reclaim go. */
+  adminUrl: string;
+  /** True when the scheme is still to be probed (host/port given without a scheme). */
+  probeScheme: boolean;
+  adminToken: string | undefined;
+  insecure: boolean;
+  timeoutMs: number;
+}
+
+function parseUrl(raw: string, what: string): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new UsageError(`${what} is not a URL: ${raw}`, 'Example: --registry-url http://127.0.0.1:8000');
+  }
+  if (!['http:', 'https:'].includes(url.protocol) || !url.hostname) {
+    throw new UsageError(`${what} must be an http(s) URL with a host, got ${raw}`);
+  }
+  return url;
+}
+
+const trim = (u: URL) => u.toString().replace(/\/+$/, '');
+
+/**
+ * Works out where to connect, as meshctl 3.7.1 does: `--registry-url` wins,
+ * then (ours) `MESH_REGISTRY_URL`, then host/port from flags or
+ * `MCP_MESH_REGISTRY_HOST` / `MCP_MESH_REGISTRY_PORT` (default localhost:8000).
+ */
+export function resolveTarget(args: GlobalArgs, env: NodeJS.ProcessEnv = process.env): Target {
+  const timeout = args.timeout ?? 30;
+  if (!Number.isFinite(timeout) || timeout <= 0)
+    throw new UsageError(`--timeout must be a positive number of seconds, got ${args.timeout}`);
+  const explicit = args['registry-url'] || env.MESH_REGISTRY_URL || undefined;
+  let url: string;
+  let probeScheme = false;
+  if (explicit) {
+    url = trim(parseUrl(explicit, args['registry-url'] ? '--registry-url' : 'MESH_REGISTRY_URL'));
+  } else {
+    const host = args['registry-host'] || env.MCP_MESH_REGISTRY_HOST || 'localhost';
+    const portRaw =
+      args['registry-port'] ?? (env.MCP_MESH_REGISTRY_PORT ? Number(env.MCP_MESH_REGISTRY_PORT) : 8000);
+    if (!Number.isInteger(portRaw) || portRaw < 1 || portRaw > 65535) {
+      throw new UsageError(`registry port must be an integer in [1, 65535], got ${portRaw}`);
+    }
+    const scheme = args['registry-scheme'];
+    probeScheme = !scheme;
+    url = `${scheme ?? 'http'}://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${portRaw}`;
+    parseUrl(url, 'registry host/port');
+  }
+  const adminRaw = args['admin-url'] || env.MESH_ADMIN_URL || undefined;
+  return {
+    url,
+    adminUrl: adminRaw ? trim(parseUrl(adminRaw, args['admin-url'] ? '--admin-url' : 'MESH_ADMIN_URL')) : url,
+    probeScheme,
+    adminToken: args['admin-token'] || env.MESH_ADMIN_TOKEN || undefined,
+    insecure: Boolean(args.insecure),
+    timeoutMs: Math.round(timeout * 1000),
+  };
+}

@@ -1,0 +1,139 @@
+import { Agent, fetch } from 'undici';
+import type { Target } from './connection.ts';
+import { ConnectionError } from './errors.ts';
+
+export interface HttpResponse {
+  status: number;
+  /** The raw body (printed as is by `--json`, as meshctl 3.7.1 does). */
+  text: string;
+  url: string;
+  json<T = unknown>(): T;
+}
+
+export interface RequestOptions {
+  /** Send to the admin URL instead of the main one. */
+  admin?: boolean;
+  /** An absolute base URL (a replica discovered from the fleet list). */
+  base?: string;
+  body?: unknown;
+  query?: Record<string, string | number | undefined>;
+  /** Per-request timeout override, ms. */
+  timeoutMs?: number;
+}
+
+const userAgent = 'meshctl-ts';
+
+/**
+ * The HTTP side of meshctl. Network failures and timeouts become a
+ * {@link ConnectionError} (exit 2) naming the URL; any HTTP status is returned
+ * for the command to judge.
+ */
+export class RegistryHttp {
+  private readonly dispatcher: Agent;
+  private schemeProbed: Promise<void> | undefined;
+  url: string;
+  adminUrl: string;
+
+  constructor(readonly target: Target) {
+    this.url = target.url;
+    this.adminUrl = target.adminUrl;
+    this.dispatcher = new Agent({ connect: { rejectUnauthorized: !target.insecure } });
+  }
+
+  /**
+   * meshctl 3.7.1's scheme probe: with host/port and no `--registry-scheme`,
+   * try `https://…/health` (certificate not checked); use https if it answers
+   * 200, http otherwise.
+   */
+  private probe(): Promise<void> {
+    if (!this.target.probeScheme) return Promise.resolve();
+    this.schemeProbed ??= (async () => {
+      const https = this.url.replace(/^http:/, 'https:');
+      const insecure = new Agent({ connect: { rejectUnauthorized: false } });
+      try {
+        const res = await fetch(`${https}/health`, {
+          dispatcher: insecure,
+          signal: AbortSignal.timeout(2000),
+        });
+        await res.arrayBuffer();
+        if (res.status === 200) {
+          if (this.adminUrl === this.url) this.adminUrl = https;
+          this.url = https;
+        }
+      } catch {
+        // plain http it is
+      } finally {
+        await insecure.close().catch(() => {});
+      }
+    })();
+    return this.schemeProbed;
+  }
+
+  async request(method: string, path: string, options: RequestOptions = {}): Promise<HttpResponse> {
+    await this.probe();
+    const base = options.base ?? (options.admin ? this.adminUrl : this.url);
+    const url = new URL(base.replace(/\/+$/, '') + path);
+    for (const [k, v] of Object.entries(options.query ?? {})) {
+      if (v !== undefined && v !== '') url.searchParams.set(k, String(v));
+    }
+    const headers: Record<string, string> = { 'user-agent': userAgent, accept: 'application/json' };
+    if (this.target.adminToken) headers.authorization = `Bearer ${this.target.adminToken}`;
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(options.body);
+    } else if (method === 'POST') {
+      headers['content-type'] = 'application/json';
+    }
+    const timeoutMs = options.timeoutMs ?? this.target.timeoutMs;
+    try {
+      const res = await fetch(url, {
+        method,
+        headers,
+        body,
+        dispatcher: this.dispatcher,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      const text = await res.text();
+      return {
+        status: res.status,
+        text,
+        url: url.toString(),
+        json<T>() {
+          try {
+            return JSON.parse(text) as T;
+          } catch {
+            throw new ConnectionError(
+              `${method} ${url} answered ${res.status} with a body that is not JSON: ${text.slice(0, 200)}`,
+            );
+          }
+        },
+      };
+    } catch (err) {
+      if (err instanceof ConnectionError) throw err;
+      const e = err as Error & { cause?: { code?: string; message?: string } };
+      const reason =
+        e.name === 'TimeoutError'
+          ? `no answer within ${timeoutMs / 1000}s`
+          : (e.cause?.code ?? e.cause?.message ?? e.message);
+      throw new ConnectionError(
+        `cannot reach the registry at ${url.origin} (${method} ${url.pathname}): ${reason}`,
+        'Is it running? Set --registry-url (or MESH_REGISTRY_URL) to its address.',
+      );
+    }
+  }
+
+  get(path: string, options?: RequestOptions) {
+    return this.request('GET', path, options);
+  }
+  post(path: string, options?: RequestOptions) {
+    return this.request('POST', path, options);
+  }
+  delete(path: string, options?: RequestOptions) {
+    return this.request('DELETE', path, options);
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close().catch(() => {});
+  }
+}
