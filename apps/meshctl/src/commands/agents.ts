@@ -232,7 +232,7 @@ const stamp = (iso: string | undefined | null) => {
 };
 
 function printAgent(ctx: Context, a: Agent): void {
-  const line = (label: string, value: string) => ctx.out.line(`  ${`${label}:`.padEnd(14)}${value}`);
+  const line = (label: string, value: string) => ctx.out.line(`  ${label.padEnd(13)}: ${value}`);
   ctx.out.line(`Agent Details: ${a.id}`);
   line('Name', a.name ?? '-');
   line('Type', typeName(a.agent_type));
