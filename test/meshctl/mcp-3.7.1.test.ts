@@ -88,6 +88,7 @@ describe('our meshctl against the real MCP Mesh registry 3.7.1', () => {
       ['registry', 'status', '--all'],
       ['registry', 'drain', '--all', '--wait'],
       ['registry', 'resume', '--all'],
+      ['registry', 'forget', 'some-replica'],
     ]) {
       const out = await meshctl([...args, ...url]);
       expect(out.code, args.join(' ')).toBe(1);

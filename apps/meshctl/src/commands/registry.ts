@@ -620,8 +620,11 @@ const forgetCommand: CommandModule<GlobalArgs, GlobalArgs & { replica: string }>
     const http = ctx.registry();
     const res = await http.delete(`/admin/replicas/${encodeURIComponent(args.replica)}`, { admin: true });
     if (res.status === 404) {
-      const body = res.text.includes('replica not found') ? undefined : res;
-      if (body) throw adminError(res);
+      // Not our "replica not found": the route is missing (MCP Mesh) or on the admin port.
+      if (!res.text.includes('replica not found')) {
+        await fetchFleet(http);
+        throw adminError(res);
+      }
       throw new CliError(
         `replica not found: ${args.replica}`,
         1,
