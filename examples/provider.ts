@@ -1,47 +1,37 @@
 /**
- * A provider agent: registers, heartbeats, and works `echo` jobs.
+ * A provider agent: registers, heartbeats, and works `echo` jobs. A payload
+ * with `ask: true` makes it ask the submitter first (see examples/consumer.ts).
  *
  *   pnpm tsx examples/provider.ts            (registry at http://127.0.0.1:8000, or MESH_REGISTRY_URL)
  */
-import { JobWorker, RegistryClient } from '@mesh/sdk';
+import { Agent, RegistryClient } from '@mesh/sdk';
 
 const url = process.env.MESH_REGISTRY_URL ?? 'http://127.0.0.1:8000';
-const agentId = `echo-${Math.random().toString(16).slice(2, 10)}`;
-const client = new RegistryClient({ urls: url.split(','), instanceId: agentId });
+const client = new RegistryClient({ urls: url.split(',') });
+const agent = new Agent({ client, name: 'echo', version: '1.0.0' });
 
-const registration = {
-  agent_id: agentId,
-  name: 'echo',
-  runtime: 'typescript',
-  version: '1.0.0',
-  tools: [{ function_name: 'echo', capability: 'echo', kwargs: { task: true } }],
-};
-await client.request('POST', '/heartbeat', registration);
-// HEAD every 5 s; a 410 or 202 asks for a full registration.
-const beat = setInterval(async () => {
-  const res = await fetch(`${url.split(',')[0]}/heartbeat/${agentId}`, { method: 'HEAD' }).catch(
-    () => undefined,
-  );
-  if (res && res.status !== 200) await client.request('POST', '/heartbeat', registration).catch(() => {});
-}, 5_000);
-
-const worker = new JobWorker({
-  client,
-  instanceId: agentId,
+agent.worker({
   capability: 'echo',
-  handler: async ({ payload, progress, signal }) => {
-    await progress(0.5, 'thinking');
+  concurrency: 4,
+  handler: async ({ payload, progress, requestInput, sendEvent, signal }) => {
+    await progress(0.25, 'thinking');
+    await sendEvent('thought', { about: payload.text });
+    if (payload.ask) {
+      const { shout } = await requestInput<{ shout?: boolean }>(`Shout "${payload.text}"?`);
+      if (shout) payload = { ...payload, text: String(payload.text).toUpperCase() };
+    }
     await new Promise((r) => setTimeout(r, 500));
-    if (signal.aborted) return undefined;
+    if (signal.aborted) return undefined; // cancelled, superseded or past its deadline: nothing is committed
     return { echoed: payload };
   },
 });
-worker.start();
-console.log(`${agentId} working echo jobs from ${url}; Ctrl-C to stop`);
+agent.on('registered', (_res, why) => console.log(`registered (${why})`));
+await agent.start();
+console.log(`${agent.id} working echo jobs from ${url}; Ctrl-C to stop`);
 
-process.once('SIGINT', async () => {
-  await worker.stop();
-  clearInterval(beat);
-  await client.request('DELETE', `/agents/${agentId}`).catch(() => {});
-  process.exit(0);
-});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, async () => {
+    await agent.stop(); // finishes (or releases) running jobs, then unregisters
+    process.exit(0);
+  });
+}

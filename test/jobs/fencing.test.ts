@@ -275,4 +275,24 @@ describe('lease renewal in bulk (POST /jobs/leases, extension)', () => {
     ]);
     expect(res.body.results[0].lease_expires_at - Math.floor(Date.now() / 1000)).toBeGreaterThanOrEqual(298);
   });
+
+  it('tells a superseded owner it was superseded, even once the new owner finished the job', async () => {
+    const c = cap();
+    const id = await submit(c);
+    await claim(c, 'old');
+    await r.call('POST', `/jobs/${id}/reclaim`);
+    expect((await claim(c, 'new'))[0]).toMatchObject({ id, claim_epoch: 2 });
+    await delta('new', { id, claim_epoch: 2, status: 'completed', result: { by: 'new' } });
+    const res = await r.call('POST', '/jobs/leases', {
+      instance_id: 'old',
+      leases: [{ id, claim_epoch: 1 }],
+    });
+    // The same answer a fenced delta gets (3.7: claim_superseded before already_terminal).
+    expect(res.body.results).toEqual([
+      { id, outcome: 'superseded', status: 'completed', lease_expires_at: null },
+    ]);
+    expect((await delta('old', { id, claim_epoch: 1, progress: 0.5 })).rejected).toEqual([
+      { id, reason: 'claim_superseded' },
+    ]);
+  });
 });

@@ -1,54 +1,17 @@
-import { JobWorker, RegistryClient, waitForJob } from '@mesh/sdk';
-import { adminUrl, createDatabase, spawnRegistry, startMcpRegistry, withDatabase } from '@mesh/testkit';
-import { afterAll, describe, expect, it } from 'vitest';
+import { JobAbortedError, JobWorker, RetryableError, waitForJob } from '@mesh/sdk';
+import { describe, expect, it } from 'vitest';
+import { targets, until, useTarget } from './targets.ts';
 
 /**
  * The same SDK scenarios against our registry and the real MCP Mesh registry
  * 3.7.1 (an older registry: no extensions, the SDK falls back to the 3.7 wire).
  */
-const targets = [
-  {
-    name: 'ours',
-    async start() {
-      const db = await createDatabase(adminUrl());
-      const r = await spawnRegistry({ databaseUrl: db.url, replicaId: 'sdk' });
-      return {
-        url: r.url,
-        stop: async () => {
-          await r.stop();
-          await db.drop();
-        },
-      };
-    },
-  },
-  {
-    name: 'mcp-mesh-3.7.1',
-    async start() {
-      const db = await createDatabase(adminUrl(), { migrated: false });
-      const r = await startMcpRegistry(withDatabase(adminUrl(), db.name));
-      return {
-        url: r.url,
-        stop: async () => {
-          await r.stop();
-          await db.drop();
-        },
-      };
-    },
-  },
-];
-
-const stops: (() => Promise<void>)[] = [];
-afterAll(async () => {
-  for (const s of stops) await s();
-});
-
 describe.each(targets)('SDK against $name', (target) => {
-  let client: RegistryClient;
-  const ready = (async () => {
-    const started = await target.start();
-    stops.push(started.stop);
-    client = new RegistryClient({ urls: [started.url] });
-  })();
+  const registry = useTarget(target);
+  let client: typeof registry.client;
+  const ready = registry.ready.then(() => {
+    client = registry.client;
+  });
 
   it('detects what the registry supports', async () => {
     await ready;
@@ -152,7 +115,7 @@ describe.each(targets)('SDK against $name', (target) => {
 
   it('aborts a superseded execution (force reclaim) and lets the next claim complete the job once', async () => {
     await ready;
-    const epochs: number[] = [];
+    const epochs: (number | null)[] = [];
     let first = true;
     const worker = new JobWorker({
       client,
@@ -181,6 +144,174 @@ describe.each(targets)('SDK against $name', (target) => {
       const job = await waitForJob(client, id, { timeoutMs: 30_000 });
       expect(job).toMatchObject({ status: 'completed', result: { epoch: 2 }, claim_epoch: 2 });
       expect(epochs).toEqual([1, 2]);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('gives a job back when the handler asks for a retry, and completes it at the next attempt', async () => {
+    await ready;
+    const seen: { id: string; attempt: number; epoch: number | null }[] = [];
+    const worker = new JobWorker({
+      client,
+      instanceId: 'retry-worker',
+      capability: 'sdk-retry',
+      handler: async ({ id, attempt, claimEpoch, payload }) => {
+        seen.push({ id, attempt, epoch: claimEpoch });
+        if (payload.always || attempt === 1) throw new RetryableError('upstream down');
+        return { attempt };
+      },
+    });
+    worker.start();
+    try {
+      const { id } = await client.submit({
+        capability: 'sdk-retry',
+        submitted_by: 't',
+        submitted_payload: {},
+        max_retries: 1,
+      });
+      const job = await waitForJob(client, id, { timeoutMs: 30_000 });
+      expect(job).toMatchObject({
+        status: 'completed',
+        result: { attempt: 2 },
+        attempt_count: 2,
+        claim_epoch: 2,
+      });
+      expect(seen.filter((s) => s.id === id).map((s) => [s.attempt, s.epoch])).toEqual([
+        [1, 1],
+        [2, 2],
+      ]);
+      // Past max_retries the registry fails the job instead of queueing it again.
+      const spent = await client.submit({
+        capability: 'sdk-retry',
+        submitted_by: 't',
+        submitted_payload: { always: true },
+        max_retries: 0,
+      });
+      const failed = await waitForJob(client, spent.id, { timeoutMs: 30_000 });
+      expect(failed).toMatchObject({
+        status: 'failed',
+        error: 'exhausted (release): upstream down',
+        attempt_count: 1,
+      });
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('lets a handler send events and ask for input, and resumes it with the answer', async () => {
+    await ready;
+    const worker = new JobWorker({
+      client,
+      instanceId: 'input-worker',
+      capability: 'sdk-input',
+      handler: async (ctx) => {
+        await ctx.sendEvent('step', { n: 1 });
+        // Nothing of that type yet: the wait times out.
+        expect(await ctx.waitForEvent({ types: ['nudge'], timeoutMs: 300 })).toBeUndefined();
+        const answer = await ctx.requestInput<{ approved: boolean }>(`Approve $${ctx.payload.amount}?`);
+        expect(await ctx.progress(0.9, 'approved')).toBe(true);
+        return { approved: answer.approved, amount: ctx.payload.amount };
+      },
+    });
+    worker.start();
+    try {
+      const { id } = await client.submit({
+        capability: 'sdk-input',
+        submitted_by: 't',
+        submitted_payload: { amount: 42 },
+      });
+      const asking = await waitForJob(client, id, { until: ['input_required'], timeoutMs: 30_000 });
+      expect(asking).toMatchObject({ status: 'input_required', progress_message: 'Approve $42?' });
+      // Waiting for input is a live claim: nobody else may take the job meanwhile.
+      expect(await client.claim('sdk-input', 'someone-else')).toEqual([]);
+      await client.sendInput(id, { approved: true });
+      const job = await waitForJob(client, id, { timeoutMs: 30_000 });
+      expect(job).toMatchObject({
+        status: 'completed',
+        result: { approved: true, amount: 42 },
+        attempt_count: 1,
+        claim_epoch: 1,
+      });
+      const log = await client.readEvents(id);
+      expect(log.events.map((e) => [e.seq, e.type, e.payload])).toEqual([
+        [1, 'step', { n: 1 }],
+        [2, 'user_input', { approved: true }],
+      ]);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('wakes a handler waiting for input when its job is cancelled, and commits nothing for it', async () => {
+    await ready;
+    let failure: unknown;
+    const worker = new JobWorker({
+      client,
+      instanceId: 'input-cancel-worker',
+      capability: 'sdk-input-cancel',
+      handler: async (ctx) => {
+        try {
+          await ctx.requestInput('Go ahead?');
+        } catch (err) {
+          failure = err;
+          throw err;
+        }
+        return { should: 'not be stored' };
+      },
+    });
+    worker.start();
+    try {
+      const { id } = await client.submit({
+        capability: 'sdk-input-cancel',
+        submitted_by: 't',
+        submitted_payload: {},
+      });
+      await waitForJob(client, id, { until: ['input_required'], timeoutMs: 30_000 });
+      await client.cancel(id, 'changed my mind');
+      await until('the parked handler to wake', () => failure);
+      expect(failure).toBeInstanceOf(JobAbortedError);
+      expect((failure as JobAbortedError).code).toBe('cancelled');
+      expect(await client.getJob(id)).toMatchObject({
+        status: 'cancelled',
+        result: null,
+        error: 'cancelled: changed my mind',
+      });
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it("aborts a handler when its job's total_deadline passes, and commits nothing", async () => {
+    await ready;
+    let reason: unknown;
+    const worker = new JobWorker({
+      client,
+      instanceId: 'deadline-worker',
+      capability: 'sdk-deadline',
+      handler: ({ signal }) =>
+        new Promise((resolve) => {
+          signal.addEventListener('abort', () => {
+            reason = signal.reason;
+            resolve({ late: true });
+          });
+        }),
+    });
+    worker.start();
+    try {
+      const { id } = await client.submit({
+        capability: 'sdk-deadline',
+        submitted_by: 't',
+        submitted_payload: {},
+        max_retries: 0,
+        total_deadline: Math.floor(Date.now() / 1000) + 2,
+      });
+      await until('the handler to be aborted', () => reason, 20_000);
+      expect(reason).toBeInstanceOf(JobAbortedError);
+      expect((reason as JobAbortedError).code).toBe('deadline_exceeded');
+      const job = await client.getJob(id);
+      expect(job.status).not.toBe('completed');
+      expect(job.result).toBeNull();
     } finally {
       await worker.stop();
     }

@@ -1,4 +1,5 @@
 import {
+  type AgentRegistration,
   type BatchResponse,
   type ClaimedJob,
   type ClaimResponse,
@@ -9,6 +10,8 @@ import {
   headers,
   type Job,
   type JobDelta,
+  type PostEventResponse,
+  type RegistrationResponse,
   type ReleaseResponse,
   type RenewLeasesResponse,
 } from '@mesh/protocol';
@@ -49,6 +52,17 @@ export interface RegistryInfo {
   extended: boolean;
 }
 
+/** Options of one request. */
+export interface RequestOptions {
+  /** Safe to repeat: retried on network errors and 503 (otherwise only when the connection was refused). */
+  retry?: boolean;
+  timeoutMs?: number;
+  /** Extra request headers. */
+  headers?: Record<string, string>;
+  /** Gives up (the fetch and any retry) when it aborts; the request then rejects with its reason. */
+  signal?: AbortSignal;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -60,32 +74,58 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * const { id } = await client.submit({ capability: 'echo', submitted_by: 'me', submitted_payload: { text: 'hi' } });
  */
 export class RegistryClient {
-  private current = 0;
-  private infoPromise: Promise<RegistryInfo> | undefined;
+  // Shared with the clients `forInstance()` derives: one failover position and
+  // one `/health` read for all of them.
+  private readonly shared: { current: number; info: Promise<RegistryInfo> | undefined };
   private readonly timeoutMs: number;
   private readonly attempts: number;
 
-  constructor(private readonly options: RegistryClientOptions) {
+  constructor(
+    private readonly options: RegistryClientOptions,
+    shared?: { current: number; info: Promise<RegistryInfo> | undefined },
+  ) {
     if (options.urls.length === 0) throw new Error('RegistryClient needs at least one registry URL');
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.attempts = options.attempts ?? Math.max(3, options.urls.length * 2);
+    this.shared = shared ?? { current: 0, info: undefined };
+  }
+
+  /** The instance id sent as `X-Mesh-Instance-Id`, if any. */
+  get instanceId(): string | undefined {
+    return this.options.instanceId;
   }
 
   /**
-   * Sends one request. Network failures and 503 move to the next URL and are
-   * retried with backoff and jitter, but only for requests that are safe to
-   * repeat (`retry`); a claim, for example, is retried only when the
-   * connection was refused (it certainly did not run).
+   * The same client speaking for one agent instance (`X-Mesh-Instance-Id`);
+   * failover position and registry info are shared.
+   *
+   * @example
+   * const mine = client.forInstance(agent.id);
    */
-  async request<T>(
+  forInstance(instanceId: string): RegistryClient {
+    if (this.options.instanceId === instanceId) return this;
+    return new RegistryClient({ ...this.options, instanceId }, this.shared);
+  }
+
+  /**
+   * Sends one request and returns whatever status came back. Network failures
+   * and 503 move to the next URL and are retried with backoff and jitter, but
+   * only for requests that are safe to repeat (`retry`); a claim, for example,
+   * is retried only when the connection was refused (it certainly did not run).
+   * Throws the last network error when every attempt failed without an answer.
+   */
+  async send(
     method: string,
     path: string,
     body?: unknown,
-    options: { retry?: boolean; timeoutMs?: number } = {},
-  ): Promise<T> {
+    options: RequestOptions = {},
+  ): Promise<{ status: number; headers: Headers; body: unknown; text: string }> {
     let lastError: unknown;
+    let last503: { status: number; headers: Headers; body: unknown; text: string } | undefined;
     for (let attempt = 0; attempt < this.attempts; attempt++) {
-      const base = this.options.urls[this.current % this.options.urls.length] as string;
+      options.signal?.throwIfAborted();
+      const base = this.options.urls[this.shared.current % this.options.urls.length] as string;
+      const timeout = AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs);
       try {
         const res = await fetch(`${base}${path}`, {
           method,
@@ -93,9 +133,10 @@ export class RegistryClient {
             ...(body === undefined ? {} : { 'content-type': 'application/json' }),
             [headers.sdkVersion]: sdkVersion,
             ...(this.options.instanceId ? { [headers.instanceId]: this.options.instanceId } : {}),
+            ...options.headers,
           },
           body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs),
+          signal: options.signal ? AbortSignal.any([timeout, options.signal]) : timeout,
         });
         const text = await res.text();
         let parsed: unknown;
@@ -104,48 +145,67 @@ export class RegistryClient {
         } catch {
           parsed = text;
         }
-        if (res.ok) return parsed as T;
-        const error = new RegistryError(
-          res.status,
-          parsed,
-          `${method} ${path}: ${res.status} ${(parsed as { error?: string })?.error ?? text}`,
-        );
-        if (res.status !== 503 || !options.retry) throw error;
-        lastError = error;
+        const answer = { status: res.status, headers: res.headers, body: parsed, text };
+        if (res.status !== 503 || !options.retry) return answer;
+        last503 = answer;
+        lastError = undefined;
       } catch (err) {
-        if (err instanceof RegistryError && !(err.status === 503 && options.retry)) throw err;
+        // The caller gave up: not a failure of the registry.
+        if (options.signal?.aborted) throw options.signal.reason;
         const refused = (err as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED';
-        if (!(err instanceof RegistryError) && !refused && !options.retry) throw err;
+        if (!refused && !options.retry) throw err;
         lastError = err;
+        last503 = undefined;
       }
-      this.current += 1;
-      await sleep(Math.min(2_000, 100 * 2 ** attempt) * (0.5 + Math.random()));
+      this.shared.current += 1;
+      if (attempt + 1 < this.attempts)
+        await sleep(Math.min(2_000, 100 * 2 ** attempt) * (0.5 + Math.random()));
     }
+    if (last503) return last503;
     throw lastError;
+  }
+
+  /** Sends one request (see `send`) and throws a `RegistryError` for any status but 2xx. */
+  async request<T>(method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
+    const res = await this.send(method, path, body, options);
+    if (res.status >= 200 && res.status < 300) return res.body as T;
+    throw new RegistryError(
+      res.status,
+      res.body,
+      `${method} ${path}: ${res.status} ${(res.body as { error?: string })?.error ?? res.text}`,
+    );
   }
 
   /** Version and features, read once from `/health`. */
   info(): Promise<RegistryInfo> {
-    this.infoPromise ??= this.request<Health>('GET', '/health', undefined, { retry: true }).then(
+    this.shared.info ??= this.request<Health>('GET', '/health', undefined, { retry: true }).then(
       (h) => ({
         version: h.version,
         features: new Set(h.features ?? []),
         extended: (h.features ?? []).length > 0,
       }),
       (err) => {
-        this.infoPromise = undefined;
+        this.shared.info = undefined;
         throw err;
       },
     );
-    return this.infoPromise;
+    return this.shared.info;
   }
 
+  /**
+   * Submits a job (`POST /jobs`).
+   *
+   * @example
+   * const { id } = await client.submit({ capability: 'echo', submitted_by: 'me', submitted_payload: { text: 'hi' } });
+   */
   submit(job: {
     capability: string;
     submitted_by: string;
     submitted_payload: Record<string, unknown>;
     max_retries?: number;
+    /** Seconds: the lease window of each attempt. */
     max_duration?: number;
+    /** Unix seconds: the job fails when it passes, and the handler's signal fires. */
     total_deadline?: number;
   }): Promise<CreateJobResponse> {
     return this.request('POST', '/jobs', job);
@@ -162,11 +222,20 @@ export class RegistryClient {
       info.features.has(featureNames.batchClaim) && max > 1
         ? { capability, instance_id: instanceId, max_jobs: max }
         : { capability, instance_id: instanceId };
-    return (await this.request<ClaimResponse>('POST', '/jobs/claim', body)).claimed;
+    const res = await this.request<ClaimResponse | undefined>('POST', '/jobs/claim', body);
+    // 3.7 SDKs treat a 204 or a malformed answer as "no work"; so do we.
+    return Array.isArray(res?.claimed) ? res.claimed : [];
   }
 
+  /** Owner deltas (`POST /jobs/batch`); a delta carrying `claim_epoch` is fenced by it. */
   deltas(instanceId: string, deltas: JobDelta[]): Promise<BatchResponse> {
-    return this.request('POST', '/jobs/batch', { instance_id: instanceId, deltas }, { retry: true });
+    const only = deltas.length === 1 ? deltas[0] : undefined;
+    return this.request(
+      'POST',
+      '/jobs/batch',
+      { instance_id: instanceId, deltas },
+      { retry: true, headers: epochHeader(only?.claim_epoch) },
+    );
   }
 
   /** Gives a job back; fenced by `claimEpoch` where the registry supports it. */
@@ -178,11 +247,16 @@ export class RegistryClient {
   ): Promise<ReleaseResponse> {
     const info = await this.info();
     const fenced = info.features.has(featureNames.fencedRelease) && claimEpoch !== null;
-    return this.request('POST', `/jobs/${id}/release`, {
-      instance_id: instanceId,
-      reason,
-      ...(fenced ? { claim_epoch: claimEpoch } : {}),
-    });
+    return this.request(
+      'POST',
+      `/jobs/${id}/release`,
+      {
+        instance_id: instanceId,
+        reason,
+        ...(fenced ? { claim_epoch: claimEpoch } : {}),
+      },
+      { headers: epochHeader(claimEpoch) },
+    );
   }
 
   /** Renews leases in one call where supported; `undefined` against a registry without it. */
@@ -199,27 +273,46 @@ export class RegistryClient {
     return this.request('POST', `/jobs/${id}/cancel`, reason ? { reason } : undefined);
   }
 
-  postEvent(
-    id: string,
-    type: string,
-    payload?: unknown,
-  ): Promise<{ job_id: string; seq: number; created_at: number }> {
+  /** Appends an event to a live job's log (anyone holding the job id may). */
+  postEvent(id: string, type: string, payload?: unknown): Promise<PostEventResponse> {
     return this.request('POST', `/jobs/${id}/events`, { type, payload });
   }
 
+  /**
+   * Answers a job waiting for input (`status: input_required`, the prompt in
+   * `progress_message`): posts a `user_input` event the handler's
+   * `requestInput()` receives.
+   *
+   * @example
+   * const job = await waitForJob(client, id, { until: ['input_required'] });
+   * console.log(job.progress_message); // the prompt
+   * await client.sendInput(id, { approved: true });
+   */
+  sendInput(id: string, payload: unknown, type: string = inputEventType): Promise<PostEventResponse> {
+    return this.postEvent(id, type, payload);
+  }
+
+  /**
+   * Reads a job's events. With `executor` it is the owner's read: fenced by the
+   * claim epoch (409 `claim_superseded` once superseded) and renewing the lease.
+   * `wait` (seconds, at most 60) long-polls until a matching event arrives.
+   */
   readEvents(
     id: string,
     options: {
       after?: number;
       types?: string[];
       wait?: number;
+      limit?: number;
       executor?: { instanceId: string; claimEpoch: number };
+      signal?: AbortSignal;
     } = {},
   ): Promise<EventsResponse> {
     const q = new URLSearchParams();
     if (options.after) q.set('after', String(options.after));
     if (options.types?.length) q.set('types', options.types.join(','));
     if (options.wait) q.set('wait', String(options.wait));
+    if (options.limit) q.set('limit', String(options.limit));
     if (options.executor) {
       q.set('instance_id', options.executor.instanceId);
       q.set('claim_epoch', String(options.executor.claimEpoch));
@@ -228,6 +321,43 @@ export class RegistryClient {
     return this.request('GET', `/jobs/${id}/events${query ? `?${query}` : ''}`, undefined, {
       retry: true,
       timeoutMs: this.timeoutMs + (options.wait ?? 0) * 1000,
+      headers: epochHeader(options.executor?.claimEpoch),
+      signal: options.signal,
     });
   }
+
+  /**
+   * Registers an agent or sends its full heartbeat (`POST /heartbeat`). A
+   * registration the registry refuses (HTTP 200 with `status: "error"`, e.g. an
+   * invalid name) is returned as it is: check `status`.
+   */
+  register(registration: AgentRegistration): Promise<RegistrationResponse> {
+    return this.request('POST', '/heartbeat', registration, { retry: true });
+  }
+
+  /**
+   * The fast heartbeat (`HEAD /heartbeat/{id}`): 200 nothing changed, 202 the
+   * topology changed (send a full heartbeat), 410 unknown or unhealthy
+   * (register again), 503 the registry could not record it. `pendingJobs` is
+   * the registry's hint of claimable work for the agent's name group (0 when
+   * absent or malformed).
+   */
+  async fastHeartbeat(agentId: string): Promise<{ status: number; pendingJobs: number }> {
+    const res = await this.send('HEAD', `/heartbeat/${encodeURIComponent(agentId)}`, undefined, {
+      retry: true,
+    });
+    const hint = Number.parseInt(res.headers.get(headers.pendingJobs) ?? '', 10);
+    return { status: res.status, pendingJobs: Number.isFinite(hint) && hint > 0 ? hint : 0 };
+  }
+
+  /** Unregisters an agent (`DELETE /agents/{id}`; idempotent). */
+  async unregister(agentId: string): Promise<void> {
+    await this.request('DELETE', `/agents/${encodeURIComponent(agentId)}`, undefined, { retry: true });
+  }
 }
+
+/** The event type `sendInput()` posts and `requestInput()` waits for (the reference's example). */
+export const inputEventType = 'user_input';
+
+const epochHeader = (epoch: number | null | undefined): Record<string, string> =>
+  epoch === null || epoch === undefined ? {} : { [headers.claimEpoch]: String(epoch) };

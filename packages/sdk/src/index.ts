@@ -1,5 +1,15 @@
-export type { RegistryClientOptions, RegistryInfo } from './client.ts';
-export { RegistryClient, RegistryError } from './client.ts';
+export type { AgentEvents, AgentOptions, RegistrationReason } from './agent.ts';
+export { Agent, RegistrationRefusedError } from './agent.ts';
+export type { RegistryClientOptions, RegistryInfo, RequestOptions } from './client.ts';
+export { inputEventType, RegistryClient, RegistryError } from './client.ts';
 export { sdkVersion } from './version.ts';
-export type { JobContext, JobHandler, JobWorkerOptions } from './worker.ts';
-export { JobWorker, waitForJob } from './worker.ts';
+export type {
+  JobAbortReason,
+  JobContext,
+  JobHandler,
+  JobWorkerOptions,
+  WaitForEventOptions,
+  WorkerNotice,
+  WriteKind,
+} from './worker.ts';
+export { JobAbortedError, JobWorker, RetryableError, waitForJob } from './worker.ts';

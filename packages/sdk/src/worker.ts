@@ -1,19 +1,135 @@
-import type { ClaimedJob, Job } from '@mesh/protocol';
-import { type RegistryClient, RegistryError } from './client.ts';
+import {
+  type ClaimedJob,
+  type DeltaRejection,
+  features as featureNames,
+  isTerminal,
+  type Job,
+  type JobDelta,
+  type JobEvent,
+  type JobStatus,
+  type LeaseOutcome,
+  syntheticEvents,
+} from '@mesh/protocol';
+import { inputEventType, type RegistryClient, RegistryError } from './client.ts';
+
+/**
+ * Why a handler's `signal` fired. The first five are the registry's own words
+ * (delta rejections and lease outcomes); the last two are the SDK's.
+ */
+export type JobAbortReason =
+  | 'cancelled'
+  | 'claim_superseded'
+  | 'already_terminal'
+  | 'not_owner'
+  | 'not_found'
+  | 'epoch_required'
+  | 'deadline_exceeded'
+  | 'worker_stopping';
+
+/**
+ * The `signal.reason` of an aborted handler.
+ *
+ * @example
+ * signal.addEventListener('abort', () => {
+ *   if ((signal.reason as JobAbortedError).code === 'claim_superseded') console.log('another agent owns it now');
+ * });
+ */
+export class JobAbortedError extends Error {
+  override readonly name = 'JobAbortedError';
+  constructor(
+    readonly jobId: string,
+    readonly code: JobAbortReason,
+    detail?: string,
+  ) {
+    super(`job ${jobId}: ${code}${detail && detail !== code ? ` (${detail})` : ''}`);
+  }
+}
+
+/**
+ * Thrown by a handler to give the job back for another attempt (within its
+ * `max_retries`) instead of failing it; the default `retryOn` recognises it.
+ *
+ * @example
+ * handler: async () => { if (!(await upstreamUp())) throw new RetryableError('upstream down'); … }
+ */
+export class RetryableError extends Error {
+  override readonly name = 'RetryableError';
+}
+
+export interface WaitForEventOptions {
+  /** Event types to wait for; all types when empty. */
+  types?: string[];
+  /** Resolves `undefined` when nothing arrived in this time; waits indefinitely when unset. */
+  timeoutMs?: number;
+}
 
 /** What a job handler gets. */
 export interface JobContext {
   id: string;
   payload: Record<string, unknown>;
   attempt: number;
-  claimEpoch: number;
-  /** Fires when the job is cancelled, its lease is lost (claim superseded), or the worker stops hard. */
+  /**
+   * This attempt's fencing token; `null` against a registry that hands out
+   * none, whose writes are then checked by owner only (the legacy path).
+   */
+  claimEpoch: number | null;
+  /**
+   * Fires when the job is cancelled, its lease is lost (`claim_superseded`),
+   * its `total_deadline` passes, or the worker stops hard; `signal.reason` is a
+   * `JobAbortedError` saying which. After that nothing is committed.
+   */
   signal: AbortSignal;
-  /** Reports progress (fenced; also renews the lease). */
-  progress(progress: number, message?: string): Promise<void>;
+  /** Reports progress (fenced; also renews the lease). False when refused or not delivered. */
+  progress(progress: number, message?: string): Promise<boolean>;
+  /** Completes the job now (otherwise the handler's return value does). False when refused. */
+  complete(result?: unknown): Promise<boolean>;
+  /** Fails the job now (otherwise a thrown error does). False when refused. */
+  fail(error: string): Promise<boolean>;
+  /**
+   * Appends an event to the job's log and returns its `seq`. Event posts are
+   * not fenced on the wire, so the lease is confirmed with the claim epoch
+   * first; rejects with `signal.reason` once the execution is aborted.
+   */
+  sendEvent(type: string, payload?: unknown): Promise<number>;
+  /**
+   * Waits for the next event (of `types`) posted to this job, long-polling as
+   * the owner: the read is fenced by the claim epoch and renews the lease.
+   * Each filter keeps its own cursor, starting at the first event of the job.
+   * Rejects with `signal.reason` when the job is cancelled, superseded or past
+   * its deadline meanwhile.
+   */
+  waitForEvent(options?: WaitForEventOptions): Promise<JobEvent | undefined>;
+  /**
+   * Asks the submitter for input: the job turns `input_required` with `prompt`
+   * as its `progress_message`, then the handler waits for a `user_input` event
+   * (`client.sendInput()`) and gets its payload; the job turns `working` again.
+   * Rejects when the job ends meanwhile, or after `timeoutMs` without an answer.
+   *
+   * @example
+   * const { approved } = await requestInput<{ approved: boolean }>('Approve $42?');
+   */
+  requestInput<T = unknown>(prompt: string, options?: { type?: string; timeoutMs?: number }): Promise<T>;
 }
 
 export type JobHandler = (ctx: JobContext) => Promise<unknown>;
+
+/** An owner write, as named in worker notices. */
+export type WriteKind = 'progress' | 'complete' | 'fail' | 'input' | 'renew' | 'release' | 'read' | 'event';
+
+/** What happened to a claimed job, for logs and tests (`onNotice`). */
+export type WorkerNotice =
+  | { type: 'claimed'; jobId: string; claimEpoch: number | null; attempt: number }
+  | { type: 'refused'; jobId: string; claimEpoch: number | null; write: WriteKind; reason: string }
+  | { type: 'aborted'; jobId: string; claimEpoch: number | null; reason: JobAbortReason; message: string }
+  | {
+      type: 'settled';
+      jobId: string;
+      claimEpoch: number | null;
+      /** What the handler's outcome asked for; `abandoned` when it ended after an abort. */
+      outcome: 'completed' | 'failed' | 'released' | 'abandoned';
+      /** Whether the registry accepted it. */
+      committed: boolean;
+    };
 
 export interface JobWorkerOptions {
   client: RegistryClient;
@@ -23,16 +139,357 @@ export interface JobWorkerOptions {
   handler: JobHandler;
   /** Jobs run at once. */
   concurrency?: number;
-  /** How often leases of running jobs are renewed. */
+  /**
+   * Longest time between lease renewals of a running job (default 5 s); a job
+   * with a shorter `max_duration` is renewed three times per window.
+   */
   renewEveryMs?: number;
   /** Longest pause between claims when there is no work. */
   maxIdleMs?: number;
+  /** Errors that release the job for another attempt rather than fail it (default: `RetryableError`). */
+  retryOn?: (error: unknown) => boolean;
+  /** Told of claims, refused writes, aborts and outcomes. */
+  onNotice?: (notice: WorkerNotice) => void;
 }
 
-interface Running {
-  job: ClaimedJob;
-  abort: AbortController;
-  done: Promise<void>;
+const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+
+/** Events the registry writes when a job ends under a parked handler. */
+const endingEvents: string[] = [
+  syntheticEvents.cancelled,
+  syntheticEvents.deadlineExceeded,
+  syntheticEvents.stale,
+];
+
+const rejectionReason = (r: DeltaRejection): JobAbortReason | undefined =>
+  r === 'invalid_status' ? undefined : r;
+
+const leaseReason = (o: LeaseOutcome): JobAbortReason | undefined =>
+  ({
+    renewed: undefined,
+    superseded: 'claim_superseded' as const,
+    cancelled: 'cancelled' as const,
+    terminal: 'already_terminal' as const,
+    not_found: 'not_found' as const,
+  })[o];
+
+/** One claimed attempt of a job: its abort controller, fence, event cursors and deadline. */
+class Execution {
+  readonly abort = new AbortController();
+  readonly epoch: number | null;
+  readonly renewEveryMs: number;
+  nextRenewAt: number;
+  /** A terminal outcome (complete, fail, release) was written or refused. */
+  settled: { outcome: 'completed' | 'failed' | 'released'; committed: boolean } | undefined;
+  done: Promise<void> = Promise.resolve();
+  private readonly cursors = new Map<string, { after: number; queue: JobEvent[] }>();
+  private deadlineTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly job: ClaimedJob,
+    private readonly client: RegistryClient,
+    private readonly instanceId: string,
+    renewEveryMs: number,
+    private readonly notify: (n: WorkerNotice) => void,
+  ) {
+    // A claim without a usable epoch means an older registry: the legacy, owner-only path.
+    this.epoch = Number.isSafeInteger(job.claim_epoch) && job.claim_epoch >= 0 ? job.claim_epoch : null;
+    this.renewEveryMs = Math.max(
+      100,
+      Math.min(renewEveryMs, job.max_duration ? (job.max_duration * 1000) / 3 : Number.POSITIVE_INFINITY),
+    );
+    this.nextRenewAt = Date.now() + this.renewEveryMs;
+  }
+
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  abortWith(reason: JobAbortReason, detail?: string): void {
+    if (this.signal.aborted) return;
+    const error = new JobAbortedError(this.job.id, reason, detail);
+    this.notify({
+      type: 'aborted',
+      jobId: this.job.id,
+      claimEpoch: this.epoch,
+      reason,
+      message: error.message,
+    });
+    this.abort.abort(error);
+  }
+
+  refused(write: WriteKind, reason: string): void {
+    this.notify({ type: 'refused', jobId: this.job.id, claimEpoch: this.epoch, write, reason });
+  }
+
+  private fenced(): { claim_epoch?: number } {
+    return this.epoch === null ? {} : { claim_epoch: this.epoch };
+  }
+
+  /**
+   * One owner delta, fenced by the claim epoch. Resolves false (and aborts
+   * the execution) when the registry refuses it; nothing is sent once aborted.
+   * Rejects when the registry could not be reached.
+   */
+  async write(kind: WriteKind, delta: Omit<JobDelta, 'id' | 'claim_epoch'>): Promise<boolean> {
+    if (this.signal.aborted) return false;
+    const res = await this.client.deltas(this.instanceId, [{ id: this.job.id, ...this.fenced(), ...delta }]);
+    const rejected = res.rejected[0];
+    if (rejected) {
+      this.refused(kind, rejected.reason);
+      const reason = rejectionReason(rejected.reason);
+      if (reason) this.abortWith(reason);
+      return false;
+    }
+    this.nextRenewAt = Date.now() + this.renewEveryMs;
+    return res.accepted === 1;
+  }
+
+  /** Renews this job's lease alone (fenced); false, and aborted, when it is no longer ours. */
+  async confirm(): Promise<boolean> {
+    if (this.signal.aborted) return false;
+    if (this.epoch === null) return this.write('renew', {});
+    const res = await this.client.renewLeases(this.instanceId, [
+      { id: this.job.id, claim_epoch: this.epoch },
+    ]);
+    const outcome = res?.results[0]?.outcome;
+    if (!outcome) return this.write('renew', {});
+    this.applyLeaseOutcome(outcome);
+    return outcome === 'renewed';
+  }
+
+  applyLeaseOutcome(outcome: LeaseOutcome): void {
+    const reason = leaseReason(outcome);
+    if (!reason) {
+      this.nextRenewAt = Date.now() + this.renewEveryMs;
+      return;
+    }
+    this.refused('renew', reason);
+    this.abortWith(reason, outcome);
+  }
+
+  /**
+   * Learns the job's total_deadline (the claim does not carry it) and arms a
+   * timer that aborts the handler when it passes; also catches a job that
+   * ended between the claim and now.
+   */
+  async watchDeadline(): Promise<void> {
+    let job: Job;
+    try {
+      job = await this.client.getJob(this.job.id);
+    } catch {
+      return; // the registry's deadline sweep still applies; the lease renewal will tell us
+    }
+    if (isTerminal(job.status)) {
+      this.abortWith(job.status === 'cancelled' ? 'cancelled' : 'already_terminal', job.status);
+      return;
+    }
+    if (job.total_deadline === null || this.signal.aborted) return;
+    const inMs = job.total_deadline * 1000 - Date.now();
+    this.deadlineTimer = setTimeout(() => this.abortWith('deadline_exceeded'), Math.max(0, inMs));
+    this.deadlineTimer.unref();
+  }
+
+  dispose(): void {
+    clearTimeout(this.deadlineTimer);
+  }
+
+  /** A synthetic `cancelled`/`deadline_exceeded`/`stale` event: true (and aborted) if the job did end. */
+  private async endedBy(event: JobEvent): Promise<boolean> {
+    // Anyone may post any event type: believe the job row, not the event.
+    const job = await this.client.getJob(this.job.id).catch(() => undefined);
+    if (!job || !isTerminal(job.status)) return false;
+    this.abortWith(
+      event.type === syntheticEvents.cancelled
+        ? 'cancelled'
+        : event.type === syntheticEvents.deadlineExceeded
+          ? 'deadline_exceeded'
+          : 'already_terminal',
+      event.type,
+    );
+    return true;
+  }
+
+  async waitForEvent(options: WaitForEventOptions = {}): Promise<JobEvent | undefined> {
+    const signal = this.signal;
+    signal.throwIfAborted();
+    const wanted = [...new Set((options.types ?? []).map((t) => t.trim()).filter(Boolean))].sort();
+    // One cursor per filter, keyed like the reference SDK's (types joined with U+001F).
+    const key = wanted.join('\u001f');
+    const cursor = this.cursors.get(key) ?? { after: 0, queue: [] };
+    this.cursors.set(key, cursor);
+    // The events that end a job are always asked for, so a parked handler learns at once.
+    const queryTypes = wanted.length ? [...new Set([...wanted, ...endingEvents])] : [];
+    const matches = (e: JobEvent) => wanted.length === 0 || wanted.includes(e.type);
+    const deadline =
+      options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
+    let failingSince: number | undefined;
+    let backoff = 200;
+    for (;;) {
+      for (let event = cursor.queue.shift(); event; event = cursor.queue.shift()) {
+        if (endingEvents.includes(event.type) && (await this.endedBy(event))) {
+          if (matches(event)) return event;
+          throw signal.reason;
+        }
+        if (matches(event)) return event;
+      }
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) return undefined;
+      try {
+        const res = await this.client.readEvents(this.job.id, {
+          after: cursor.after,
+          types: queryTypes,
+          wait: Math.min(60, Math.max(1, Math.ceil(remaining / 1000))),
+          limit: 100,
+          executor: this.epoch === null ? undefined : { instanceId: this.instanceId, claimEpoch: this.epoch },
+          signal,
+        });
+        cursor.after = Math.max(cursor.after, res.next_after);
+        cursor.queue.push(...res.events);
+        failingSince = undefined;
+        backoff = 200;
+        // A long-poll renews the lease on the registry's side.
+        if (this.epoch !== null) this.nextRenewAt = Date.now() + this.renewEveryMs;
+      } catch (err) {
+        if (signal.aborted) throw signal.reason;
+        if (err instanceof RegistryError) {
+          if (err.superseded) {
+            this.refused('read', 'claim_superseded');
+            this.abortWith('claim_superseded');
+            throw signal.reason;
+          }
+          if (err.status === 404) {
+            this.abortWith('not_found');
+            throw signal.reason;
+          }
+          if (err.status < 500) throw err;
+        }
+        // Transient: ride it out for a minute, as the reference SDK does.
+        failingSince ??= Date.now();
+        if (Date.now() - failingSince > 60_000) throw err;
+        await sleep(backoff, signal);
+        backoff = Math.min(5_000, backoff * 2);
+      }
+    }
+  }
+
+  async sendEvent(type: string, payload: unknown): Promise<number> {
+    this.signal.throwIfAborted();
+    if (!(await this.confirm()))
+      throw this.signal.reason ?? new Error(`job ${this.job.id}: lease not confirmed`);
+    try {
+      return (await this.client.postEvent(this.job.id, type, payload)).seq;
+    } catch (err) {
+      if (err instanceof RegistryError && (err.status === 404 || err.status === 409)) {
+        const job = await this.client.getJob(this.job.id).catch(() => undefined);
+        this.abortWith(
+          !job ? 'not_found' : job.status === 'cancelled' ? 'cancelled' : 'already_terminal',
+          job?.status,
+        );
+        this.refused('event', (err.body as { error?: string })?.error ?? String(err.status));
+        throw this.signal.reason;
+      }
+      throw err;
+    }
+  }
+
+  async requestInput<T>(prompt: string, options: { type?: string; timeoutMs?: number } = {}): Promise<T> {
+    this.signal.throwIfAborted();
+    if (!(await this.write('input', { status: 'input_required', progress_message: prompt }))) {
+      throw this.signal.reason ?? new Error(`job ${this.job.id}: the registry refused input_required`);
+    }
+    const event = await this.waitForEvent({
+      types: [options.type ?? inputEventType],
+      timeoutMs: options.timeoutMs,
+    });
+    if (!event) throw new Error(`job ${this.job.id}: no input within ${options.timeoutMs} ms`);
+    // Back to working (3.7 accepts the owner's input_required → working delta).
+    await this.write('progress', { status: 'working' }).catch(() => false);
+    return event.payload as T;
+  }
+
+  /** A terminal write; records the outcome so the handler's return does not write again. */
+  async finish(
+    outcome: 'completed' | 'failed',
+    delta: Omit<JobDelta, 'id' | 'claim_epoch'>,
+  ): Promise<boolean> {
+    if (this.settled) return false;
+    if (this.signal.aborted) return false;
+    const committed = await this.write(outcome === 'completed' ? 'complete' : 'fail', delta);
+    this.settled = { outcome, committed };
+    return committed;
+  }
+
+  async complete(result: unknown): Promise<boolean> {
+    const info = await this.client.info();
+    let value = result;
+    // MCP Mesh 3.7 stores objects only (and refuses the whole batch otherwise): wrap the rest.
+    const isObject = value !== null && typeof value === 'object' && !Array.isArray(value);
+    if (
+      !info.features.has(featureNames.anyJsonResult) &&
+      value !== undefined &&
+      value !== null &&
+      !isObject
+    ) {
+      value = { value };
+    }
+    return this.finish('completed', {
+      status: 'completed',
+      progress: 1,
+      ...(value === undefined || value === null ? {} : { result: value }),
+    });
+  }
+
+  /** Gives the job back for another attempt (fenced where supported); fails it if the registry cannot. */
+  async giveBack(reason: string, afterAbort = false): Promise<void> {
+    if (this.settled || (this.signal.aborted && !afterAbort)) return;
+    try {
+      await this.client.release(this.job.id, this.instanceId, this.epoch, reason);
+      this.settled = { outcome: 'released', committed: true };
+    } catch (err) {
+      if (err instanceof RegistryError && err.superseded) {
+        this.refused('release', 'claim_superseded');
+        this.abortWith('claim_superseded');
+        this.settled = { outcome: 'released', committed: false };
+        return;
+      }
+      if (afterAbort) return;
+      // A registry without release, or a refusal: fail instead, as the reference SDK does.
+      await this.finish('failed', { status: 'failed', error: reason }).catch(() => false);
+    }
+  }
+
+  context(): JobContext {
+    return {
+      id: this.job.id,
+      payload: this.job.submitted_payload,
+      attempt: this.job.attempt_count,
+      claimEpoch: this.epoch,
+      signal: this.signal,
+      progress: (progress, message) =>
+        this.write('progress', { progress, ...(message ? { progress_message: message } : {}) }).catch(
+          () => false, // dropped when the registry is unreachable, like the reference SDK
+        ),
+      complete: (result) => this.complete(result),
+      fail: (error) => this.finish('failed', { status: 'failed', error }),
+      sendEvent: (type, payload) => this.sendEvent(type, payload),
+      waitForEvent: (options) => this.waitForEvent(options),
+      requestInput: (prompt, options) => this.requestInput(prompt, options),
+    };
+  }
 }
 
 /**
@@ -47,57 +504,99 @@ interface Running {
  * await worker.stop();
  */
 export class JobWorker {
-  private readonly running = new Map<string, Running>();
+  private readonly running = new Map<string, Execution>();
+  private readonly client: RegistryClient;
   private stopping = false;
   private loop: Promise<void> | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
+  private renewing = false;
+  private wakeUp: () => void = () => {};
 
-  constructor(private readonly o: JobWorkerOptions) {}
-
-  start(): void {
-    this.stopping = false;
-    this.loop = this.claimLoop();
-    this.renewTimer = setInterval(() => void this.renew().catch(() => {}), this.o.renewEveryMs ?? 5_000);
+  constructor(private readonly o: JobWorkerOptions) {
+    this.client = o.client.forInstance(o.instanceId);
   }
 
-  /** Stops claiming and waits for running jobs (up to `deadlineMs`), then releases what is left. */
+  get instanceId(): string {
+    return this.o.instanceId;
+  }
+
+  get capability(): string {
+    return this.o.capability;
+  }
+
+  /** Jobs running now. */
+  get active(): number {
+    return this.running.size;
+  }
+
+  start(): void {
+    if (this.loop) return;
+    this.stopping = false;
+    this.loop = this.claimLoop();
+    const tick = Math.max(50, Math.min(250, (this.o.renewEveryMs ?? 5_000) / 2));
+    this.renewTimer = setInterval(() => void this.renew(), tick);
+  }
+
+  /** Ends the idle pause between claims now (e.g. when the registry hints at pending work). */
+  wake(): void {
+    this.wakeUp();
+  }
+
+  /** Stops claiming and waits for running jobs (up to `deadlineMs`), then aborts and releases what is left. */
   async stop(deadlineMs = 10_000): Promise<void> {
     this.stopping = true;
+    this.wakeUp();
     await this.loop;
     const all = Promise.all([...this.running.values()].map((r) => r.done));
+    let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
       all.then(() => false),
-      new Promise((r) => setTimeout(() => r(true), deadlineMs)),
+      new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(true), deadlineMs);
+      }),
     ]);
+    clearTimeout(timer);
     if (timedOut) {
       for (const r of this.running.values()) {
-        r.abort.abort(new Error('worker stopping'));
-        await this.o.client
-          .release(r.job.id, this.o.instanceId, r.job.claim_epoch, 'worker stopping')
-          .catch(() => undefined);
+        // One already aborted (superseded, cancelled…) holds nothing to give back.
+        if (r.signal.aborted) continue;
+        r.abortWith('worker_stopping');
+        await r.giveBack('worker stopping', true).catch(() => undefined);
       }
     }
     clearInterval(this.renewTimer);
+    this.loop = undefined;
+  }
+
+  private pause(ms: number): Promise<'woken' | 'elapsed'> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve('elapsed'), ms);
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve('woken');
+      };
+    });
   }
 
   private async claimLoop(): Promise<void> {
     let idle = 100;
     const limit = this.o.concurrency ?? 4;
+    const maxIdle = this.o.maxIdleMs ?? 2_000;
     while (!this.stopping) {
       const free = limit - this.running.size;
       if (free <= 0) {
-        await Promise.race([...this.running.values()].map((r) => r.done));
+        await Promise.race([...[...this.running.values()].map((r) => r.done), this.pause(maxIdle)]);
         continue;
       }
       let claimed: ClaimedJob[] = [];
       try {
-        claimed = await this.o.client.claim(this.o.capability, this.o.instanceId, free);
+        claimed = await this.client.claim(this.o.capability, this.o.instanceId, free);
       } catch {
         claimed = [];
       }
       if (claimed.length === 0) {
-        await new Promise((r) => setTimeout(r, idle * (0.5 + Math.random())));
-        idle = Math.min(this.o.maxIdleMs ?? 2_000, idle * 2);
+        if ((await this.pause(idle * (0.5 + Math.random()))) === 'woken') idle = 100;
+        else idle = Math.min(maxIdle, idle * 2);
         continue;
       }
       idle = 100;
@@ -105,75 +604,102 @@ export class JobWorker {
     }
   }
 
+  private notify = (n: WorkerNotice): void => {
+    try {
+      this.o.onNotice?.(n);
+    } catch {
+      // an observer's failure is not the job's
+    }
+  };
+
   private run(job: ClaimedJob): void {
-    const abort = new AbortController();
-    const { client, instanceId } = this.o;
-    // Every write carries the claim epoch: once superseded, nothing is committed.
-    const send = async (delta: Record<string, unknown>): Promise<boolean> => {
-      const res = await client.deltas(instanceId, [{ id: job.id, claim_epoch: job.claim_epoch, ...delta }]);
-      const rejected = res.rejected[0];
-      if (rejected) abort.abort(new Error(`job ${job.id}: ${rejected.reason}`));
-      return res.accepted === 1;
-    };
-    const ctx: JobContext = {
-      id: job.id,
-      payload: job.submitted_payload,
-      attempt: job.attempt_count,
-      claimEpoch: job.claim_epoch,
-      signal: abort.signal,
-      progress: async (progress, message) => {
-        if (!abort.signal.aborted)
-          await send({ progress, ...(message ? { progress_message: message } : {}) });
-      },
-    };
-    const done = (async () => {
+    const exec = new Execution(
+      job,
+      this.client,
+      this.o.instanceId,
+      this.o.renewEveryMs ?? 5_000,
+      this.notify,
+    );
+    this.running.set(job.id, exec);
+    this.notify({ type: 'claimed', jobId: job.id, claimEpoch: exec.epoch, attempt: job.attempt_count });
+    const retryOn = this.o.retryOn ?? ((err: unknown) => err instanceof RetryableError);
+    exec.done = (async () => {
+      void exec.watchDeadline();
+      let outcome: { ok: true; result: unknown } | { ok: false; error: unknown };
       try {
-        const result = await this.o.handler(ctx);
-        if (!abort.signal.aborted) await send({ status: 'completed', progress: 1, result: result ?? null });
-      } catch (err) {
-        if (!abort.signal.aborted)
-          await send({ status: 'failed', error: (err as Error)?.message ?? String(err) }).catch(() => {});
+        outcome = { ok: true, result: await this.o.handler(exec.context()) };
+      } catch (error) {
+        outcome = { ok: false, error };
+      }
+      try {
+        if (!exec.settled && !exec.signal.aborted) {
+          if (outcome.ok) await exec.complete(outcome.result);
+          else if (retryOn(outcome.error)) await exec.giveBack(errorMessage(outcome.error));
+          else await exec.finish('failed', { status: 'failed', error: errorMessage(outcome.error) });
+        }
+      } catch {
+        // The registry could not be reached: the lease runs out and the job is tried again.
       } finally {
+        exec.dispose();
         this.running.delete(job.id);
+        this.notify({
+          type: 'settled',
+          jobId: job.id,
+          claimEpoch: exec.epoch,
+          outcome: exec.settled?.outcome ?? 'abandoned',
+          committed: exec.settled?.committed ?? false,
+        });
       }
     })();
-    this.running.set(job.id, { job, abort, done });
   }
 
   /** Keeps silent handlers' leases alive; learns of cancels and lost leases. */
   private async renew(): Promise<void> {
-    const held = [...this.running.values()];
-    if (held.length === 0) return;
-    const leases = held.map((r) => ({ id: r.job.id, claim_epoch: r.job.claim_epoch }));
-    const res = await this.o.client.renewLeases(this.o.instanceId, leases);
-    if (res) {
-      for (const r of res.results) {
-        if (r.outcome !== 'renewed')
-          this.running.get(r.id)?.abort.abort(new Error(`job ${r.id}: ${r.outcome}`));
+    if (this.renewing) return;
+    const now = Date.now();
+    const due = [...this.running.values()].filter((r) => !r.signal.aborted && r.nextRenewAt <= now);
+    if (due.length === 0) return;
+    this.renewing = true;
+    try {
+      const fenced = due.filter((r) => r.epoch !== null);
+      const res = fenced.length
+        ? await this.client.renewLeases(
+            this.o.instanceId,
+            fenced.map((r) => ({ id: r.job.id, claim_epoch: r.epoch as number })),
+          )
+        : undefined;
+      if (res) {
+        for (const r of res.results) this.running.get(r.id)?.applyLeaseOutcome(r.outcome);
       }
-      return;
-    }
-    // A registry without bulk renewal (MCP Mesh 3.7): an empty fenced delta renews the lease.
-    for (const r of held) {
-      const out = await this.o.client
-        .deltas(this.o.instanceId, [{ id: r.job.id, claim_epoch: r.job.claim_epoch }])
-        .catch(() => undefined);
-      const rejected = out?.rejected[0];
-      if (rejected) r.abort.abort(new Error(`job ${r.job.id}: ${rejected.reason}`));
+      // A registry without bulk renewal (MCP Mesh 3.7), or legacy claims: an empty (fenced) delta renews.
+      for (const r of res ? due.filter((x) => x.epoch === null) : due) await r.write('renew', {});
+    } catch {
+      // unreachable: try again soon, without hammering
+      for (const r of due) r.nextRenewAt = Date.now() + Math.min(r.renewEveryMs, 1_000);
+    } finally {
+      this.renewing = false;
     }
   }
 }
 
 /**
- * Waits for a job to reach a terminal state, reporting progress on the way.
+ * Waits for a job to reach a terminal state (or one of `until`), reporting
+ * progress on the way.
  *
  * @example
  * const job = await waitForJob(client, id, { onProgress: (j) => console.log(j.progress) });
+ * const asking = await waitForJob(client, id, { until: ['input_required'] });
  */
 export async function waitForJob(
   client: RegistryClient,
   id: string,
-  options: { timeoutMs?: number; pollMs?: number; onProgress?: (job: Job) => void } = {},
+  options: {
+    timeoutMs?: number;
+    pollMs?: number;
+    onProgress?: (job: Job) => void;
+    /** Also return when the job reaches one of these live states. */
+    until?: JobStatus[];
+  } = {},
 ): Promise<Job> {
   const deadline = Date.now() + (options.timeoutMs ?? 60_000);
   let last: string | undefined;
@@ -184,10 +710,10 @@ export async function waitForJob(
       last = seen;
       options.onProgress?.(job);
     }
-    if (['completed', 'failed', 'cancelled'].includes(job.status)) return job;
+    if (isTerminal(job.status) || options.until?.includes(job.status)) return job;
     if (Date.now() > deadline)
       throw new Error(`job ${id} still ${job.status} after ${options.timeoutMs ?? 60_000} ms`);
-    await new Promise((r) => setTimeout(r, options.pollMs ?? 200));
+    await sleep(options.pollMs ?? 200);
   }
 }
 

@@ -503,8 +503,16 @@ export class JobStore {
         return { id: l.id, outcome: 'not_found', status: null, lease_expires_at: null };
       if (r.renewed_lease)
         return { id: l.id, outcome: 'renewed', status: r.status, lease_expires_at: seconds(r.renewed_lease) };
-      const outcome: LeaseOutcome =
-        r.status === 'cancelled' ? 'cancelled' : isTerminal(r.status) ? 'terminal' : 'superseded';
+      // As for deltas (3.7): once owner or epoch moved on, the caller was superseded,
+      // whatever became of the job since; `cancelled`/`terminal` only for its own claim.
+      const mine = r.owner === instanceId && r.epoch === l.epoch;
+      const outcome: LeaseOutcome = !mine
+        ? 'superseded'
+        : r.status === 'cancelled'
+          ? 'cancelled'
+          : isTerminal(r.status)
+            ? 'terminal'
+            : 'superseded';
       return { id: l.id, outcome, status: r.status, lease_expires_at: null };
     });
   }
