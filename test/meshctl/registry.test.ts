@@ -24,14 +24,14 @@ async function until(check: () => Promise<boolean> | boolean, timeoutMs = 20_000
 }
 
 const started: RegistryProcess[] = [];
-const replica = async (id: string, capability = 'work') => {
+const replica = async (id: string): Promise<RegistryProcess> => {
   const r = await spawnRegistry({
     databaseUrl: db.url,
     replicaId: id,
     env: { MESH_REPLICA_HEARTBEAT: '200ms' },
   });
   started.push(r);
-  return Object.assign(r, { capability });
+  return r;
 };
 afterEach(async () => {
   await Promise.all(started.splice(0).map((r) => r.stop()));
@@ -57,7 +57,7 @@ const complete = (r: RegistryProcess, job: { id: string; claim_epoch: number }, 
 
 describe('meshctl registry: one replica', () => {
   it('status / drain / resume print meshctl 3.7.1 lines (plus ours) and --json the raw body', async () => {
-    const r = await replica('solo', 'solo');
+    const r = await replica('solo');
     const url = ['--registry-url', r.url];
 
     const status = await meshctl(['registry', 'status', ...url]);
@@ -112,7 +112,7 @@ describe('meshctl registry: one replica', () => {
   }, 120_000);
 
   it('--wait aborts (exit 1) when the registry is resumed or restarted mid-wait', async () => {
-    let r = await replica('bouncer', 'bounce');
+    let r = await replica('bouncer');
     await submit(r, 'bounce', 2);
     const held = (await claimOne(r, 'bounce')) as { id: string; claim_epoch: number };
     const url = () => ['--registry-url', r.url];

@@ -95,14 +95,16 @@ const trim = (u: URL) => u.toString().replace(/\/+$/, '');
 
 /**
  * Works out where to connect, as meshctl 3.7.1 does: `--registry-url` wins,
- * then (ours) `MESH_REGISTRY_URL`, then host/port from flags or
- * `MCP_MESH_REGISTRY_HOST` / `MCP_MESH_REGISTRY_PORT` (default localhost:8000).
+ * then `--registry-host`/`--registry-port`, then (ours) `MESH_REGISTRY_URL`,
+ * then `MCP_MESH_REGISTRY_HOST` / `MCP_MESH_REGISTRY_PORT` (default localhost:8000).
  */
 export function resolveTarget(args: GlobalArgs, env: NodeJS.ProcessEnv = process.env): Target {
   const timeout = args.timeout ?? 30;
   if (!Number.isFinite(timeout) || timeout <= 0)
     throw new UsageError(`--timeout must be a positive number of seconds, got ${args.timeout}`);
-  const explicit = args['registry-url'] || env.MESH_REGISTRY_URL || undefined;
+  // Flags beat the environment: --registry-host/--registry-port beat MESH_REGISTRY_URL.
+  const hostPortFlags = args['registry-host'] !== undefined || args['registry-port'] !== undefined;
+  const explicit = args['registry-url'] || (hostPortFlags ? undefined : env.MESH_REGISTRY_URL) || undefined;
   let url: string;
   let probeScheme = false;
   if (explicit) {
