@@ -1,6 +1,7 @@
+import { execFile } from 'node:child_process';
 import { type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { meshctl } from './support.ts';
+import { meshctl, meshctlBin } from './support.ts';
 
 const db = useTestDatabase();
 
@@ -96,6 +97,33 @@ describe('meshctl registry: one replica', () => {
       'timed out after 1s with 1 live claim(s) still running; the registry is still draining',
     );
     expect(timedOut.stderr).toContain(`To resume dispatch: meshctl registry resume --registry-url ${r.url}`);
+
+    // On a terminal (util-linux `script` gives it one) the progress line is
+    // rewritten in place and shows the elapsed time.
+    const onTty = await new Promise<string>((resolve, reject) => {
+      const cmd = [
+        process.execPath,
+        meshctlBin,
+        'registry',
+        'drain',
+        '--wait',
+        '--wait-timeout',
+        '2',
+        '--poll-interval',
+        '1',
+        ...url,
+      ]
+        .map((a) => `'${a}'`)
+        .join(' ');
+      execFile(
+        'script',
+        ['-qec', cmd, '/dev/null'],
+        { env: { ...process.env, NO_COLOR: '1' } },
+        (err, stdout) => (err && typeof err.code !== 'number' ? reject(err) : resolve(stdout)),
+      );
+    });
+    expect(onTty).toMatch(/\r\x1b\[2K {2}Live claims: 1 · \d+s elapsed/);
+    expect(onTty).toContain('timed out after 2s');
 
     // --wait returns 0 once the claim completes.
     const waiting = meshctl(['registry', 'drain', '--wait', '--poll-interval', '1', ...url]);
