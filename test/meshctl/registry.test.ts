@@ -122,7 +122,8 @@ describe('meshctl registry: one replica', () => {
         (err, stdout) => (err && typeof err.code !== 'number' ? reject(err) : resolve(stdout)),
       );
     });
-    expect(onTty).toMatch(/\r\x1b\[2K {2}Live claims: 1 · \d+s elapsed/);
+    expect(onTty).toContain(`\r${String.fromCharCode(27)}[2K  Live claims: 1 · `);
+    expect(onTty).toMatch(/Live claims: 1 · \d+s elapsed/);
     expect(onTty).toContain('timed out after 2s');
 
     // --wait returns 0 once the claim completes.

@@ -1,12 +1,12 @@
-import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { globalOptions } from './cli/connection.ts';
 import { CliError, exitCodes, UsageError } from './cli/errors.ts';
 import { agentCommands } from './commands/agents.ts';
+import { dbCommand } from './commands/db.ts';
+import { doctorCommand } from './commands/doctor.ts';
 import { jobCommand } from './commands/job.ts';
 import { registryCommand } from './commands/registry.ts';
-
-const version: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
+import { meshctlVersion } from './version.ts';
 
 const epilogue = `Exit codes: 0 done (for drains: safe), 1 failed, aborted or timed out, 2 usage error or registry/database unreachable.
 Docs: docs/meshctl.md`;
@@ -27,11 +27,13 @@ export async function main(argv: string[]): Promise<void> {
     .command(registryCommand)
     .command(jobCommand)
     .command(agentCommands)
+    .command(dbCommand)
+    .command(doctorCommand)
     .demandCommand(1, 'no command given')
     .recommendCommands()
     .strict()
     .completion('completion', 'Print a bash/zsh completion script (meshctl completion >> ~/.bashrc)')
-    .version(version)
+    .version(meshctlVersion)
     .alias('version', 'v')
     .help()
     .alias('help', 'h')

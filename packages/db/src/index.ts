@@ -19,3 +19,4 @@ export {
 export type { BundledMigration } from './migrations.ts';
 export { describeVersion, migrationsDir, readBundledMigrations } from './migrations.ts';
 export * from './schema.ts';
+export { registryTables } from './tables.ts';

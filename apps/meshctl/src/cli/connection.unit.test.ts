@@ -13,16 +13,22 @@ describe('resolveTarget (meshctl 3.7.1 rules, plus MESH_REGISTRY_URL and the adm
   });
 
   it('flags beat the environment: --registry-url, host/port flags, MESH_REGISTRY_URL, host/port env', () => {
-    const env = { MESH_REGISTRY_URL: 'http://env:1', MCP_MESH_REGISTRY_HOST: 'h', MCP_MESH_REGISTRY_PORT: '2' };
+    const env = {
+      MESH_REGISTRY_URL: 'http://env:1',
+      MCP_MESH_REGISTRY_HOST: 'h',
+      MCP_MESH_REGISTRY_PORT: '2',
+    };
     expect(resolveTarget({ 'registry-url': 'https://flag:3/' }, env)).toMatchObject({
       url: 'https://flag:3',
       probeScheme: false,
     });
     expect(resolveTarget({}, env).url).toBe('http://env:1');
-    expect(resolveTarget({}, { MCP_MESH_REGISTRY_HOST: 'h', MCP_MESH_REGISTRY_PORT: '2' }).url).toBe('http://h:2');
-    expect(resolveTarget({ 'registry-host': 'x', 'registry-port': 9, 'registry-scheme': 'https' }, env)).toMatchObject(
-      { url: 'https://x:9' },
+    expect(resolveTarget({}, { MCP_MESH_REGISTRY_HOST: 'h', MCP_MESH_REGISTRY_PORT: '2' }).url).toBe(
+      'http://h:2',
     );
+    expect(
+      resolveTarget({ 'registry-host': 'x', 'registry-port': 9, 'registry-scheme': 'https' }, env),
+    ).toMatchObject({ url: 'https://x:9' });
     expect(
       resolveTarget({ 'registry-host': 'x', 'registry-port': 9, 'registry-scheme': 'https' }, {}),
     ).toMatchObject({ url: 'https://x:9', probeScheme: false });
@@ -34,9 +40,10 @@ describe('resolveTarget (meshctl 3.7.1 rules, plus MESH_REGISTRY_URL and the adm
       { MESH_ADMIN_URL: 'http://a:8001', MESH_ADMIN_TOKEN: 'tok' },
     );
     expect(t).toMatchObject({ adminUrl: 'http://a:8001', adminToken: 'tok' });
-    expect(resolveTarget({ 'registry-url': 'http://a:8000', 'admin-token': 'f' }, { MESH_ADMIN_TOKEN: 'e' }).adminToken).toBe(
-      'f',
-    );
+    expect(
+      resolveTarget({ 'registry-url': 'http://a:8000', 'admin-token': 'f' }, { MESH_ADMIN_TOKEN: 'e' })
+        .adminToken,
+    ).toBe('f');
   });
 
   it('refuses what is not a URL, a bad port or a bad timeout, as usage errors', () => {

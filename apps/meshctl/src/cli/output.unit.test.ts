@@ -4,10 +4,13 @@ import { formatAge, table, unixToIso } from './output.ts';
 describe('output helpers', () => {
   it('pads table columns to the widest cell, ignoring colour codes', () => {
     const esc = String.fromCharCode(27);
-    const out = table(['NAME', 'STATUS'], [
-      ['a', `${esc}[32mhealthy${esc}[39m`],
-      ['longer-name', 'x'],
-    ]);
+    const out = table(
+      ['NAME', 'STATUS'],
+      [
+        ['a', `${esc}[32mhealthy${esc}[39m`],
+        ['longer-name', 'x'],
+      ],
+    );
     expect(out.split('\n')).toEqual([
       'NAME         STATUS',
       '--------------------',

@@ -1,0 +1,838 @@
+import { describeVersion, type SchemaStatus, type Sql, schemaStatus } from '@mesh/db';
+import { features as featureNames } from '@mesh/protocol';
+import { CliError } from '../cli/errors.ts';
+import type { RegistryHttp } from '../cli/http.ts';
+import { formatAge } from '../cli/output.ts';
+import { type Database, describeDbError, redactUrl } from '../db/connect.ts';
+
+export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
+
+/** One thing found wrong, with what to run (`fix`) or do (`hint`) about it. */
+export interface Problem {
+  subject: string;
+  message: string;
+  /** A command that fixes it, to copy and run. */
+  fix: string | null;
+  /** What to do when no single command does. */
+  hint: string | null;
+}
+
+export interface CheckResult {
+  name: string;
+  title: string;
+  status: CheckStatus;
+  summary: string;
+  problems: Problem[];
+}
+
+interface HealthBody {
+  version?: string;
+  timestamp?: string;
+  replica_id?: string;
+  boot_id?: string;
+  schema_version?: number;
+  features?: string[];
+}
+
+interface ReadyBody {
+  status: string;
+  checks?: { database?: string; migrations?: string; lifecycle?: string };
+}
+
+interface FleetReplica {
+  replica_id: string;
+  boot_id: string;
+  version: string;
+  schema_version: number;
+  main_url: string | null;
+  admin_url: string | null;
+  last_seen_at: string;
+  draining: boolean;
+  stopped_at: string | null;
+  stale: boolean;
+  live: boolean;
+}
+
+interface FleetBody {
+  replicas: FleetReplica[];
+  fleet_draining: boolean;
+  fleet_draining_since: string | null;
+}
+
+export interface DoctorOptions {
+  http: RegistryHttp;
+  /** Set when --database-url / DATABASE_URL was given. */
+  databaseUrl: string | undefined;
+  openDatabase(url: string): Promise<Database>;
+  sweepIntervalMs: number;
+  maxClockSkewMs: number;
+  /** Connection flags to append to printed meshctl commands (` --registry-url …`). */
+  connectionFlags: string;
+}
+
+/** What the doctor learnt before judging. */
+interface Facts {
+  url: string;
+  health: { body: HealthBody; at: number } | undefined;
+  healthError: string | undefined;
+  ready: ReadyBody | undefined;
+  ours: boolean;
+  fleet: FleetBody | undefined;
+  /** Why there is no fleet list (a skip reason). */
+  fleetMissing: string;
+  db: Database | undefined;
+  dbError: string | undefined;
+  schema: SchemaStatus | undefined;
+  serverVersion: string | undefined;
+}
+
+const ok = (name: string, title: string, summary: string): CheckResult => ({
+  name,
+  title,
+  status: 'ok',
+  summary,
+  problems: [],
+});
+const skip = (name: string, title: string, summary: string): CheckResult => ({
+  name,
+  title,
+  status: 'skip',
+  summary,
+  problems: [],
+});
+const problem = (
+  subject: string,
+  message: string,
+  fix: string | null = null,
+  hint: string | null = null,
+): Problem => ({
+  subject,
+  message,
+  fix,
+  hint,
+});
+
+const noDb = 'skipped: no --database-url';
+const lacksSchemaVersioning =
+  'skipped: the registry lacks schema versioning (MCP Mesh 3.7?): its database is not ours to judge';
+
+/** A registry that answered but is not a mesh-registry (MCP Mesh 3.7): its database has other tables. */
+const foreignRegistry = (f: Facts) => Boolean(f.health) && !f.ours;
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+const live = (f: FleetBody) => f.replicas.filter((r) => r.live);
+const replicaBase = (r: FleetReplica) => r.admin_url ?? r.main_url;
+
+/** Numeric-aware version order (`0.10.0` after `0.9.1`); unparsable parts compare as text. */
+function compareVersions(a: string, b: string): number {
+  const pa = a.split(/[.+-]/);
+  const pb = b.split(/[.+-]/);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const x = pa[i] ?? '';
+    const y = pb[i] ?? '';
+    const nx = Number(x);
+    const ny = Number(y);
+    const c =
+      Number.isFinite(nx) && Number.isFinite(ny) && x !== '' && y !== '' ? nx - ny : x.localeCompare(y);
+    if (c !== 0) return c;
+  }
+  return 0;
+}
+
+async function gather(o: DoctorOptions): Promise<Facts> {
+  const facts: Facts = {
+    url: o.http.url,
+    health: undefined,
+    healthError: undefined,
+    ready: undefined,
+    ours: false,
+    fleet: undefined,
+    fleetMissing: 'skipped: the registry is unreachable',
+    db: undefined,
+    dbError: undefined,
+    schema: undefined,
+    serverVersion: undefined,
+  };
+  const registry = (async () => {
+    try {
+      const res = await o.http.get('/health');
+      facts.url = o.http.url;
+      if (res.status !== 200) {
+        facts.healthError = `GET /health answered ${res.status}: ${res.text.trim().slice(0, 200)}`;
+        return;
+      }
+      facts.health = { body: res.json<HealthBody>(), at: Date.now() };
+    } catch (err) {
+      facts.healthError = (err as Error).message;
+      return;
+    }
+    const feats = facts.health.body.features;
+    facts.ours = Array.isArray(feats) && feats.includes(featureNames.replicaIdentity);
+    if (facts.ours) {
+      const ready = await o.http.get('/ready').catch(() => undefined);
+      if (ready && (ready.status === 200 || ready.status === 503)) {
+        try {
+          facts.ready = ready.json<ReadyBody>();
+        } catch {
+          // not JSON: treated as no readiness information
+        }
+      }
+    }
+    const res = await o.http.get('/admin/replicas', { admin: true }).catch((err: Error) => err);
+    if (res instanceof Error) facts.fleetMissing = `skipped: GET /admin/replicas failed: ${res.message}`;
+    else if (res.status === 200) {
+      try {
+        facts.fleet = res.json<FleetBody>();
+      } catch (err) {
+        facts.fleetMissing = `skipped: ${(err as Error).message}`;
+      }
+    } else if (res.status === 401)
+      facts.fleetMissing =
+        'skipped: GET /admin/replicas needs an admin token (--admin-token or MESH_ADMIN_TOKEN)';
+    else if (!facts.ours)
+      facts.fleetMissing =
+        'skipped: the registry lacks replica discovery, GET /admin/replicas (MCP Mesh 3.7?)';
+    else if (res.status === 404)
+      facts.fleetMissing =
+        'skipped: GET /admin/replicas answered 404: the admin routes are on a separate port; pass --admin-url';
+    else facts.fleetMissing = `skipped: GET /admin/replicas answered ${res.status}`;
+  })();
+  const database = (async () => {
+    if (!o.databaseUrl) return;
+    try {
+      facts.db = await o.openDatabase(o.databaseUrl);
+    } catch (err) {
+      facts.dbError = err instanceof CliError ? err.message : describeDbError(err);
+      return;
+    }
+    try {
+      const [row] = await facts.db.sql<{ v: string }[]>`select current_setting('server_version') as v`;
+      facts.serverVersion = row?.v;
+      facts.schema = await schemaStatus(facts.db.sql);
+    } catch (err) {
+      facts.dbError = `reading the migration ledger failed: ${describeDbError(err)}`;
+    }
+  })();
+  await Promise.all([registry, database]);
+  return facts;
+}
+
+// ─── the checks ──────────────────────────────────────────────────────────────
+
+function registryCheck(f: Facts): CheckResult {
+  const title = 'registry reachable';
+  if (!f.health) {
+    return {
+      name: 'registry',
+      title,
+      status: 'fail',
+      summary: `cannot reach ${f.url}`,
+      problems: [
+        problem(
+          f.url,
+          f.healthError ?? 'no answer',
+          null,
+          'Start the registry, or point --registry-url (MESH_REGISTRY_URL) at a running replica.',
+        ),
+      ],
+    };
+  }
+  const h = f.health.body;
+  if (!f.ours) {
+    return ok(
+      'registry',
+      title,
+      `${f.url} answers (version ${h.version ?? '?'}; no replica identity: MCP Mesh 3.7?)`,
+    );
+  }
+  const who = `${f.url} answers: mesh-registry ${h.version}, replica ${h.replica_id}, schema ${h.schema_version}`;
+  if (!f.ready) return ok('registry', title, `${who} (no /ready answer)`);
+  if (f.ready.status === 'ready') return ok('registry', title, `${who}, ready`);
+  const c = f.ready.checks ?? {};
+  const why =
+    c.database !== 'ok'
+      ? 'it cannot reach its database'
+      : c.migrations !== 'done'
+        ? 'its migrations are not done'
+        : c.lifecycle !== 'running'
+          ? 'it is shutting down'
+          : 'it is not ready';
+  return {
+    name: 'registry',
+    title,
+    status: 'fail',
+    summary: `${who}, but not ready: ${why}`,
+    problems: [
+      problem(
+        h.replica_id ?? f.url,
+        `GET /ready: ${JSON.stringify(c)}`,
+        null,
+        c.database !== 'ok'
+          ? "Check the replica's DATABASE_URL and that PostgreSQL is up."
+          : 'Look at its logs; restart it if it does not become ready.',
+      ),
+    ],
+  };
+}
+
+function replicasCheck(f: Facts): CheckResult {
+  const name = 'replicas';
+  const title = 'replicas agree on version and schema';
+  if (!f.fleet) return skip(name, title, f.fleetMissing);
+  const reps = live(f.fleet);
+  if (reps.length === 0) return ok(name, title, 'no live replica recorded');
+  const key = (r: FleetReplica) => `${r.version} (schema ${r.schema_version})`;
+  const groups = new Map<string, FleetReplica[]>();
+  for (const r of reps) groups.set(key(r), [...(groups.get(key(r)) ?? []), r]);
+  if (groups.size === 1) {
+    return ok(
+      name,
+      title,
+      `${reps.length === 1 ? '1 live replica' : `${reps.length} live replicas, all`} on version ${key(reps[0] as FleetReplica)}`,
+    );
+  }
+  const newest = [...reps].sort(
+    (a, b) => b.schema_version - a.schema_version || compareVersions(b.version, a.version),
+  )[0] as FleetReplica;
+  return {
+    name,
+    title,
+    status: 'fail',
+    summary: `live replicas disagree: ${[...groups.entries()].map(([k, rs]) => `${rs.map((r) => r.replica_id).join(', ')} on ${k}`).join('; ')}`,
+    problems: reps
+      .filter((r) => key(r) !== key(newest))
+      .map((r) => {
+        const base = replicaBase(r);
+        return problem(
+          r.replica_id,
+          `runs ${key(r)}; the newest in the fleet is ${key(newest)} (a rolling upgrade not finished?)`,
+          base ? `meshctl registry drain --registry-url ${base} --wait` : null,
+          `then restart ${r.replica_id} on ${newest.version}`,
+        );
+      }),
+  };
+}
+
+function schemaCheck(f: Facts, o: DoctorOptions): CheckResult {
+  const name = 'schema';
+  const title = 'schema compatibility';
+  if (!o.databaseUrl) return skip(name, title, noDb);
+  if (foreignRegistry(f)) return skip(name, title, lacksSchemaVersioning);
+  if (!f.schema) return skip(name, title, `skipped: ${f.dbError ?? 'the database is unreachable'}`);
+  const s = f.schema;
+  const dbVersion = describeVersion(s.databaseVersion, s.databaseVersionName);
+  const problems: Problem[] = [];
+  const warnings: Problem[] = [];
+  // The fleet's schema versions: every live replica, or the one registry we reached.
+  const replicas: { id: string; schema: number; base: string | null }[] = f.fleet
+    ? live(f.fleet).map((r) => ({ id: r.replica_id, schema: r.schema_version, base: replicaBase(r) }))
+    : f.health?.body.schema_version !== undefined
+      ? [{ id: f.health.body.replica_id ?? f.url, schema: f.health.body.schema_version, base: f.url }]
+      : [];
+  for (const r of replicas) {
+    if (r.schema === s.databaseVersion) continue;
+    if (r.schema < s.databaseVersion) {
+      problems.push(
+        problem(
+          r.id,
+          `runs schema ${r.schema} but the database is at schema ${dbVersion}: it does not know the newest migration(s)`,
+          r.base ? `meshctl registry drain --registry-url ${r.base} --wait` : null,
+          `then restart ${r.id} on a registry release that bundles ${s.databaseVersionName ?? 'them'}`,
+        ),
+      );
+    } else {
+      const canMigrate = s.unknown.length === 0 && s.mismatched.length === 0 && s.binaryVersion >= r.schema;
+      problems.push(
+        problem(
+          r.id,
+          `runs schema ${r.schema} but the database is at schema ${dbVersion} (restored from an older snapshot?)`,
+          canMigrate ? 'meshctl db migrate' : null,
+          canMigrate ? null : `restart ${r.id}: a registry applies its migrations at boot`,
+        ),
+      );
+    }
+  }
+  if (s.mismatched.length > 0) {
+    warnings.push(
+      problem(
+        'meshctl',
+        `migration(s) ${s.mismatched.map((m) => m.name).join(', ')} were applied with different SQL than this meshctl bundles; registries of this build would refuse to start`,
+        null,
+        'meshctl db status shows the details; use the meshctl of the release the fleet runs',
+      ),
+    );
+  }
+  if (s.unknown.length > 0) {
+    warnings.push(
+      problem(
+        'meshctl',
+        `the database is newer than this meshctl (it holds ${s.unknown.map((m) => m.name).join(', ')})`,
+        null,
+        'use a meshctl at least as new as the registry',
+      ),
+    );
+  }
+  if (s.pending.length > 0 && s.applied.length > 0) {
+    warnings.push(
+      problem(
+        'meshctl',
+        `this meshctl bundles migration(s) the database lacks (${s.pending.map((m) => m.name).join(', ')}); the first upgraded replica applies them at boot`,
+        null,
+        null,
+      ),
+    );
+  }
+  if (s.applied.length === 0) {
+    problems.push(
+      problem('database', 'the database holds no registry schema (never migrated)', 'meshctl db migrate'),
+    );
+  }
+  if (problems.length > 0) {
+    return {
+      name,
+      title,
+      status: 'fail',
+      summary: `the database is at schema ${dbVersion}; ${plural(problems.length, 'mismatch')}`,
+      problems: [...problems, ...warnings],
+    };
+  }
+  const who =
+    replicas.length === 0
+      ? 'no replica to compare'
+      : replicas.length === 1
+        ? 'the live replica agrees'
+        : `${replicas.length} live replicas agree`;
+  if (warnings.length > 0) {
+    return {
+      name,
+      title,
+      status: 'warn',
+      summary: `the database is at schema ${dbVersion}; ${who}; this meshctl is at ${describeVersion(s.binaryVersion, s.binaryVersionName)}`,
+      problems: warnings,
+    };
+  }
+  return ok(name, title, `the database is at schema ${dbVersion}; ${who}; so does this meshctl`);
+}
+
+function databaseCheck(f: Facts, o: DoctorOptions): CheckResult {
+  const name = 'database';
+  const title = 'database reachable';
+  if (o.databaseUrl) {
+    if (f.db)
+      return ok(name, title, `${redactUrl(o.databaseUrl)} answers (PostgreSQL ${f.serverVersion ?? '?'})`);
+    return {
+      name,
+      title,
+      status: 'fail',
+      summary: `cannot reach ${redactUrl(o.databaseUrl)}`,
+      problems: [
+        problem(
+          'database',
+          f.dbError ?? 'no answer',
+          null,
+          'Check --database-url / DATABASE_URL, and that PostgreSQL is up and reachable from here.',
+        ),
+      ],
+    };
+  }
+  const db = f.ready?.checks?.database;
+  const who = f.health?.body.replica_id ?? f.url;
+  if (db === 'ok')
+    return ok(
+      name,
+      title,
+      `reachable from replica ${who} (its /ready); pass --database-url for the direct checks`,
+    );
+  if (db) {
+    return {
+      name,
+      title,
+      status: 'fail',
+      summary: `replica ${who} cannot reach its database (its /ready says ${db})`,
+      problems: [
+        problem(
+          who,
+          `GET /ready: database ${db}`,
+          null,
+          "Check that PostgreSQL is up and the replicas' DATABASE_URL.",
+        ),
+      ],
+    };
+  }
+  return skip(name, title, noDb);
+}
+
+function drainCheck(f: Facts, o: DoctorOptions): CheckResult {
+  const name = 'drain';
+  const title = 'drain state consistent';
+  if (!f.fleet) return skip(name, title, f.fleetMissing);
+  const reps = live(f.fleet);
+  const draining = reps.filter((r) => r.draining);
+  const serving = reps.filter((r) => !r.draining);
+  const ids = (rs: FleetReplica[]) => rs.map((r) => r.replica_id).join(', ');
+  if (f.fleet.fleet_draining) {
+    if (serving.length === 0) {
+      return ok(
+        name,
+        title,
+        `fleet drain in force since ${f.fleet.fleet_draining_since ?? '?'}: all ${reps.length} live replica(s) draining (lift it with meshctl registry resume --all)`,
+      );
+    }
+    return {
+      name,
+      title,
+      status: 'fail',
+      summary: `fleet drain in force but ${ids(serving)} still hand(s) out claims`,
+      problems: serving.map((r) =>
+        problem(
+          r.replica_id,
+          'not draining although the fleet drain is in force',
+          `meshctl registry drain --all${o.connectionFlags}`,
+        ),
+      ),
+    };
+  }
+  if (draining.length === 0)
+    return ok(name, title, `no replica draining (${plural(reps.length, 'live replica')})`);
+  if (serving.length === 0) {
+    return ok(
+      name,
+      title,
+      `${reps.length === 1 ? 'the only live replica is' : `all ${reps.length} live replicas are`} draining (no fleet drain): no claims are handed out`,
+    );
+  }
+  return {
+    name,
+    title,
+    status: 'fail',
+    summary: `mixed: ${ids(draining)} draining, ${ids(serving)} serving, and no fleet drain`,
+    problems: [
+      problem(
+        ids(draining),
+        'draining while the rest of the fleet serves (left over from an upgrade?)',
+        `meshctl registry resume --all${o.connectionFlags}`,
+        `or, to drain everything: meshctl registry drain --all${o.connectionFlags}`,
+      ),
+    ],
+  };
+}
+
+async function clockCheck(f: Facts, o: DoctorOptions): Promise<CheckResult> {
+  const name = 'clock';
+  const title = 'replica clocks vs database clock';
+  if (!o.databaseUrl) return skip(name, title, noDb);
+  if (!f.db) return skip(name, title, 'skipped: the database is unreachable');
+  const db = f.db;
+  const targets: { id: string; base: string }[] = f.fleet
+    ? live(f.fleet).flatMap((r) => (r.main_url ? [{ id: r.replica_id, base: r.main_url }] : []))
+    : f.health
+      ? [{ id: f.health.body.replica_id ?? f.url, base: f.url }]
+      : [];
+  if (targets.length === 0) return skip(name, title, 'skipped: no replica to ask');
+  // Offsets from meshctl's clock, each measured at the midpoint of its round trip.
+  const dbOffset = async () => {
+    const t0 = Date.now();
+    const [row] = await db.sql<
+      { ms: number }[]
+    >`select (extract(epoch from clock_timestamp()) * 1000)::float8 as ms`;
+    const t1 = Date.now();
+    return { offset: (row?.ms ?? 0) - (t0 + t1) / 2, error: (t1 - t0) / 2 };
+  };
+  const measured: { id: string; skew: number; error: number }[] = [];
+  const unreachable: string[] = [];
+  for (const t of targets) {
+    const d = await dbOffset();
+    const t0 = Date.now();
+    const res = await o.http.get('/health', { base: t.base, timeoutMs: 5_000 }).catch(() => undefined);
+    const t1 = Date.now();
+    const ts = res?.status === 200 ? Date.parse(res.json<HealthBody>().timestamp ?? '') : Number.NaN;
+    if (!Number.isFinite(ts)) {
+      unreachable.push(t.id);
+      continue;
+    }
+    measured.push({ id: t.id, skew: ts - (t0 + t1) / 2 - d.offset, error: (t1 - t0) / 2 + d.error });
+  }
+  const note = unreachable.length ? ` (not reachable from here: ${unreachable.join(', ')})` : '';
+  if (measured.length === 0) return skip(name, title, `skipped: no replica answered${note}`);
+  const bad = measured.filter((m) => Math.abs(m.skew) - m.error > o.maxClockSkewMs);
+  const fmt = (ms: number) => `${ms >= 0 ? '+' : '-'}${(Math.abs(ms) / 1000).toFixed(2)}s`;
+  if (bad.length === 0) {
+    const worst = Math.max(...measured.map((m) => Math.abs(m.skew)));
+    return ok(
+      name,
+      title,
+      `${plural(measured.length, 'replica')} within ${o.maxClockSkewMs / 1000}s of the database (largest ${(worst / 1000).toFixed(2)}s)${note}`,
+    );
+  }
+  return {
+    name,
+    title,
+    status: 'fail',
+    summary: `${plural(bad.length, 'replica')} off the database clock by more than ${o.maxClockSkewMs / 1000}s${note}`,
+    problems: bad.map((m) =>
+      problem(
+        m.id,
+        `clock ${fmt(m.skew)} from the database (±${(m.error / 1000).toFixed(2)}s)`,
+        null,
+        `sync the clock of ${m.id}'s host with NTP (e.g. chronyc makestep); leases use the database clock, logs and /health use the host's`,
+      ),
+    ),
+  };
+}
+
+function staleCheck(f: Facts, o: DoctorOptions): CheckResult {
+  const name = 'stale-replicas';
+  const title = 'stale replicas';
+  if (!f.fleet) return skip(name, title, f.fleetMissing);
+  const stale = f.fleet.replicas.filter((r) => r.stale);
+  const stopped = f.fleet.replicas.filter((r) => r.stopped_at).length;
+  const counts = `${live(f.fleet).length} live, ${stopped} stopped`;
+  if (stale.length === 0) return ok(name, title, `none (${counts})`);
+  return {
+    name,
+    title,
+    status: 'fail',
+    summary: `${plural(stale.length, 'replica')} not heard from and never marked stopped (${counts})`,
+    problems: stale.map((r) =>
+      problem(
+        r.replica_id,
+        `last seen ${formatAge(Date.now() - Date.parse(r.last_seen_at))} ago${r.main_url ? ` at ${r.main_url}` : ''} (killed, paused or partitioned)`,
+        `meshctl registry forget ${r.replica_id}${o.connectionFlags}`,
+        'if it is only paused or cut off it comes back by itself; forget it once it is gone',
+      ),
+    ),
+  };
+}
+
+// ─── jobs and agents: from the database, else through the registry's API ─────
+
+interface StuckJob {
+  id: string;
+  capability: string;
+  owner: string;
+  /** Seconds since the lease expired (stuck jobs) or since the owner's last heartbeat (orphans). */
+  age_s: number;
+}
+
+interface JobFindings {
+  source: string;
+  stuck: StuckJob[];
+  stuckTotal: number;
+  orphaned: StuckJob[];
+  orphanedTotal: number;
+  /** The post-outage grace is in force until then (sweeps wait on purpose). */
+  graceUntil: string | null;
+}
+
+const listLimit = 50;
+
+async function jobsFromDatabase(sql: Sql, sweepMs: number): Promise<JobFindings> {
+  const secs = sweepMs / 1000;
+  const stuck = await sql<(StuckJob & { total: number })[]>`
+    select id::text, capability, owner_instance_id as owner,
+           extract(epoch from now() - lease_expires_at)::float8 as age_s, count(*) over ()::int as total
+    from jobs
+    where status in ('working', 'input_required') and owner_instance_id is not null
+      and lease_expires_at < now() - make_interval(secs => ${secs})
+    order by lease_expires_at, id limit ${listLimit}`;
+  const orphaned = await sql<(StuckJob & { total: number })[]>`
+    select j.id::text, j.capability, j.owner_instance_id as owner,
+           extract(epoch from now() - a.updated_at)::float8 as age_s, count(*) over ()::int as total
+    from jobs j join agents a on a.agent_id = j.owner_instance_id
+    where j.status in ('working', 'input_required') and a.status = 'unhealthy'
+      and a.updated_at < now() - make_interval(secs => ${secs})
+    order by a.updated_at, j.id limit ${listLimit}`;
+  // The registry's post-outage grace (DESIGN.md §4.7; key owned by apps/registry's agents service).
+  const [grace] = await sql<{ until: string }[]>`
+    select value->>'until' as until from registry_settings
+    where key = 'outage_grace_until' and (value->>'until')::timestamptz > now()`;
+  return {
+    source: 'database',
+    stuck,
+    stuckTotal: stuck[0]?.total ?? 0,
+    orphaned,
+    orphanedTotal: orphaned[0]?.total ?? 0,
+    graceUntil: grace?.until ?? null,
+  };
+}
+
+interface WireJob {
+  id?: string;
+  job_id?: string;
+  capability: string;
+  status: string;
+  owner_instance_id: string | null;
+  lease_expires_at: number | null;
+}
+
+interface WireAgent {
+  id: string;
+  status: string;
+  last_seen?: string;
+}
+
+/**
+ * Without database access: live jobs from `GET /jobs` (up to 5,000) and agents
+ * from `GET /agents`, judged by the registry's clock (its `/health` timestamp).
+ * Returns a skip reason when the registry does not let us list.
+ */
+async function jobsFromApi(f: Facts, o: DoctorOptions): Promise<JobFindings | string> {
+  const registryNow = Date.parse(f.health?.body.timestamp ?? '');
+  if (!Number.isFinite(registryNow) || !f.health)
+    return `${noDb}, and the registry's /health has no timestamp`;
+  const now = () => registryNow + (Date.now() - (f.health?.at ?? Date.now()));
+  const jobs: WireJob[] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < 25; page++) {
+    const res = await o.http.get('/jobs', {
+      query: { status: 'working,input_required', limit: 200, cursor },
+    });
+    if (res.status === 401)
+      return 'skipped: GET /jobs needs an admin token (--admin-token or MESH_ADMIN_TOKEN)';
+    if (res.status !== 200) return `skipped: GET /jobs answered ${res.status}`;
+    const body = res.json<{ jobs: WireJob[]; next_cursor: string | null }>();
+    jobs.push(...body.jobs);
+    if (!body.next_cursor) break;
+    cursor = body.next_cursor;
+  }
+  const agentsRes = await o.http.get('/agents');
+  const agents =
+    agentsRes.status === 200 ? (agentsRes.json<{ agents: WireAgent[] | null }>().agents ?? []) : [];
+  const unhealthy = new Map(agents.filter((a) => a.status === 'unhealthy').map((a) => [a.id, a]));
+  const t = now();
+  const stuck: StuckJob[] = [];
+  const orphaned: StuckJob[] = [];
+  for (const j of jobs) {
+    if (!j.owner_instance_id) continue;
+    const id = j.id ?? j.job_id ?? '?';
+    if (j.lease_expires_at && j.lease_expires_at * 1000 < t - o.sweepIntervalMs) {
+      stuck.push({
+        id,
+        capability: j.capability,
+        owner: j.owner_instance_id,
+        age_s: (t - j.lease_expires_at * 1000) / 1000,
+      });
+    }
+    const a = unhealthy.get(j.owner_instance_id);
+    const seen = a?.last_seen ? Date.parse(a.last_seen) : Number.NaN;
+    if (a && (!Number.isFinite(seen) || seen < t - o.sweepIntervalMs)) {
+      orphaned.push({
+        id,
+        capability: j.capability,
+        owner: j.owner_instance_id,
+        age_s: Number.isFinite(seen) ? (t - seen) / 1000 : Number.NaN,
+      });
+    }
+  }
+  return {
+    source: "the registry's API, by its clock",
+    stuck: stuck.slice(0, listLimit),
+    stuckTotal: stuck.length,
+    orphaned: orphaned.slice(0, listLimit),
+    orphanedTotal: orphaned.length,
+    graceUntil: null,
+  };
+}
+
+function jobProblems(
+  jobs: StuckJob[],
+  total: number,
+  describe: (j: StuckJob) => string,
+  o: DoctorOptions,
+): Problem[] {
+  const list = jobs.map((j) =>
+    problem(`job ${j.id}`, describe(j), `meshctl job reclaim ${j.id}${o.connectionFlags}`),
+  );
+  if (total > jobs.length)
+    list.push(
+      problem(
+        '…',
+        `and ${total - jobs.length} more`,
+        null,
+        'meshctl job list --status working,input_required',
+      ),
+    );
+  return list;
+}
+
+function jobCheck(
+  name: string,
+  title: string,
+  found: JobFindings | string,
+  pick: (j: JobFindings) => { jobs: StuckJob[]; total: number },
+  describe: (j: StuckJob) => string,
+  okText: string,
+  o: DoctorOptions,
+): CheckResult {
+  if (typeof found === 'string') return skip(name, title, found);
+  const { jobs, total } = pick(found);
+  const via = found.source === 'database' ? '' : ` (via ${found.source})`;
+  if (total === 0) return ok(name, title, `${okText}${via}`);
+  if (found.graceUntil) {
+    return {
+      name,
+      title,
+      status: 'warn',
+      summary: `${plural(total, 'job')}, but the registry is in its post-outage grace until ${found.graceUntil}: the sweeps act after it`,
+      problems: jobProblems(jobs, total, describe, o),
+    };
+  }
+  return {
+    name,
+    title,
+    status: 'fail',
+    summary: `${plural(total, 'job')}${via}`,
+    problems: jobProblems(jobs, total, describe, o),
+  };
+}
+
+const age = (s: number) => (Number.isFinite(s) ? formatAge(s * 1000) : '?');
+
+/** Runs every check. Never throws for what it finds: a check that cannot run says why. */
+export async function runChecks(o: DoctorOptions): Promise<CheckResult[]> {
+  const f = await gather(o);
+  try {
+    let found: JobFindings | string;
+    // MCP Mesh 3.7 keeps other tables: judge its jobs through its API only.
+    if (foreignRegistry(f)) found = await jobsFromApi(f, o);
+    else if (f.db && f.schema && f.schema.applied.length > 0)
+      found = await jobsFromDatabase(f.db.sql, o.sweepIntervalMs);
+    else if (o.databaseUrl)
+      found = f.schema
+        ? 'skipped: the database holds no registry schema'
+        : `skipped: ${f.dbError ?? 'the database is unreachable'}`;
+    else if (f.health) found = await jobsFromApi(f, o);
+    else found = `${noDb}, and the registry is unreachable`;
+    const sweep = formatAge(o.sweepIntervalMs);
+    return [
+      registryCheck(f),
+      replicasCheck(f),
+      schemaCheck(f, o),
+      databaseCheck(f, o),
+      drainCheck(f, o),
+      await clockCheck(f, o),
+      staleCheck(f, o),
+      jobCheck(
+        'stuck-jobs',
+        'stuck jobs (lease expired before the last sweep)',
+        found,
+        (j) => ({ jobs: j.stuck, total: j.stuckTotal }),
+        (j) =>
+          `${j.capability}, owner ${j.owner}: lease expired ${age(j.age_s)} ago (sweep interval ${sweep}); the lease sweep has not re-queued it`,
+        `none past the sweep interval (${sweep})`,
+        o,
+      ),
+      jobCheck(
+        'orphaned-claims',
+        'unhealthy agents holding claims',
+        found,
+        (j) => ({ jobs: j.orphaned, total: j.orphanedTotal }),
+        (j) =>
+          `${j.capability}: owner ${j.owner} is unhealthy (silent for ${age(j.age_s)}); the orphan sweep has not re-queued it`,
+        'none',
+        o,
+      ),
+    ];
+  } finally {
+    await f.db?.close();
+  }
+}
