@@ -1,8 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { RegistryClient } from '@mesh/sdk';
 import { type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { killAgents, spawnAgent } from './agent-process.ts';
 import { until } from './targets.ts';
 
 /**
@@ -13,85 +12,11 @@ import { until } from './targets.ts';
  * and the job completed exactly once.
  */
 const db = useTestDatabase();
-const fixture = fileURLToPath(new URL('./fixtures/slow-agent.ts', import.meta.url));
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-
-type LogRecord = Record<string, unknown> & { event: string };
-
-interface AgentProcess {
-  pid: number;
-  records: LogRecord[];
-  output(): string;
-  /** The first record (so far or to come) matching `match`. */
-  waitFor(what: string, match: (r: LogRecord) => boolean, timeoutMs?: number): Promise<LogRecord>;
-}
-
-const children = new Map<number, ChildProcess>();
-
-function spawnAgent(env: Record<string, string>): AgentProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', fixture], {
-    cwd: repoRoot,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const pid = child.pid as number;
-  children.set(pid, child);
-  child.once('exit', () => children.delete(pid));
-  const records: LogRecord[] = [];
-  let output = '';
-  let pending = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    output += chunk.toString('utf8');
-    pending += chunk.toString('utf8');
-    const lines = pending.split('\n');
-    pending = lines.pop() ?? '';
-    for (const line of lines) {
-      try {
-        records.push(JSON.parse(line) as LogRecord);
-      } catch {
-        // not one of ours
-      }
-    }
-  });
-  child.stderr?.on('data', (chunk: Buffer) => {
-    output += chunk.toString('utf8');
-  });
-  return {
-    pid,
-    records,
-    output: () => output,
-    waitFor: (what, match, timeoutMs = 20_000) =>
-      until(
-        `${what} (agent pid ${pid})`,
-        () => {
-          if (child.exitCode !== null) throw new Error(`agent pid ${pid} exited early:\n${output}`);
-          return records.find(match);
-        },
-        timeoutMs,
-      ).catch((err: Error) => {
-        throw new Error(`${err.message}\n--- agent output ---\n${output}`);
-      }),
-  };
-}
-
-/** Ends the agent processes this test started, by pid (resumed first, in case one is stopped). */
-function killChildren(): void {
-  for (const [pid, child] of children) {
-    if (child.exitCode !== null || child.signalCode !== null) continue;
-    try {
-      process.kill(pid, 'SIGCONT');
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  children.clear();
-}
 
 let registry: RegistryProcess | undefined;
-afterEach(killChildren);
+afterEach(killAgents);
 afterAll(async () => {
-  killChildren();
+  killAgents();
   await registry?.stop();
 });
 

@@ -149,6 +149,56 @@ describe.each(targets)('SDK against $name', (target) => {
     }
   });
 
+  it('claiming a job again that it still runs an older attempt of, supersedes that attempt and keeps the new one', async () => {
+    await ready;
+    const aborted: string[] = [];
+    let secondStarted = false;
+    let finishSecond: () => void = () => {};
+    const worker = new JobWorker({
+      client,
+      instanceId: 'reclaim-again-worker',
+      capability: 'sdk-reclaim-again',
+      concurrency: 2, // a free slot: the worker claims the job again while its first attempt still runs
+      maxIdleMs: 100,
+      handler: ({ signal, claimEpoch }) =>
+        new Promise((resolve) => {
+          signal.addEventListener('abort', () => {
+            aborted.push(`epoch ${claimEpoch}: ${(signal.reason as JobAbortedError).code}`);
+            if (claimEpoch === 1) resolve({ epoch: 1, stale: true });
+          });
+          if (claimEpoch !== 1) {
+            secondStarted = true;
+            finishSecond = () => resolve({ epoch: claimEpoch });
+          }
+        }),
+    });
+    worker.start();
+    try {
+      const { id } = await client.submit({
+        capability: 'sdk-reclaim-again',
+        submitted_by: 't',
+        submitted_payload: {},
+        max_retries: 2,
+      });
+      await until('the first attempt to run', () => worker.active === 1);
+      // No max_duration: leases are renewed every 5 s, so the first attempt learns nothing from a renewal here.
+      await client.request('POST', `/jobs/${id}/reclaim`);
+      await until('the second attempt to run', () => secondStarted);
+      // The older attempt is aborted at once, superseded by the worker's own newer claim…
+      await until('the first attempt to be aborted', () => aborted.length > 0);
+      expect(aborted).toEqual(['epoch 1: claim_superseded']);
+      // …and its end does not drop the new attempt, which is still running (and renewed), not aborted.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(worker.active).toBe(1);
+      finishSecond();
+      const job = await waitForJob(client, id, { timeoutMs: 30_000 });
+      expect(job).toMatchObject({ status: 'completed', result: { epoch: 2 }, claim_epoch: 2 });
+      expect(aborted).toEqual(['epoch 1: claim_superseded']);
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it('gives a job back when the handler asks for a retry, and completes it at the next attempt', async () => {
     await ready;
     const seen: { id: string; attempt: number; epoch: number | null }[] = [];

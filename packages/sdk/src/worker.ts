@@ -81,9 +81,13 @@ export interface JobContext {
   signal: AbortSignal;
   /** Reports progress (fenced; also renews the lease). False when refused or not delivered. */
   progress(progress: number, message?: string): Promise<boolean>;
-  /** Completes the job now (otherwise the handler's return value does). False when refused. */
+  /**
+   * Completes the job now (otherwise the handler's return value does). False
+   * when refused. While the registry cannot be reached it is sent again (the
+   * lease still renewed) until accepted, refused or aborted.
+   */
   complete(result?: unknown): Promise<boolean>;
-  /** Fails the job now (otherwise a thrown error does). False when refused. */
+  /** Fails the job now (otherwise a thrown error does). False when refused; held like `complete()`. */
   fail(error: string): Promise<boolean>;
   /**
    * Appends an event to the job's log and returns its `seq`. Event posts are
@@ -153,6 +157,21 @@ export interface JobWorkerOptions {
 }
 
 const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/**
+ * The registry could not be reached or could not answer (a network error, a
+ * timeout, a 5xx): the request may be tried again. Anything else (a refusal,
+ * a result that cannot be serialised) is final.
+ */
+const unreachable = (err: unknown): boolean => {
+  if (err instanceof RegistryError) return err.status >= 500;
+  const e = err as { name?: unknown; message?: unknown; cause?: { code?: unknown } } | null;
+  return (
+    e?.name === 'TimeoutError' ||
+    (e?.name === 'TypeError' && (e.message === 'fetch failed' || e.message === 'terminated')) ||
+    typeof e?.cause?.code === 'string'
+  );
+};
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
@@ -453,22 +472,51 @@ class Execution {
     });
   }
 
-  /** Gives the job back for another attempt (fenced where supported); fails it if the registry cannot. */
-  async giveBack(reason: string, afterAbort = false): Promise<void> {
-    if (this.settled || (this.signal.aborted && !afterAbort)) return;
+  /**
+   * Gives the job back for another attempt (fenced where supported); fails it
+   * if the registry cannot. Rejects when the registry could not be reached.
+   */
+  async giveBack(reason: string, afterAbort = false): Promise<boolean> {
+    if (this.settled || (this.signal.aborted && !afterAbort)) return false;
     try {
       await this.client.release(this.job.id, this.instanceId, this.epoch, reason);
       this.settled = { outcome: 'released', committed: true };
+      return true;
     } catch (err) {
       if (err instanceof RegistryError && err.superseded) {
         this.refused('release', 'claim_superseded');
         this.abortWith('claim_superseded');
         this.settled = { outcome: 'released', committed: false };
-        return;
+        return false;
       }
-      if (afterAbort) return;
+      if (afterAbort) return false;
+      // Not delivered: failing the job instead would be wrong; `settle()` sends it again.
+      if (unreachable(err)) throw err;
       // A registry without release, or a refusal: fail instead, as the reference SDK does.
-      await this.finish('failed', { status: 'failed', error: reason }).catch(() => false);
+      return this.finish('failed', { status: 'failed', error: reason }).catch(() => false);
+    }
+  }
+
+  /**
+   * Delivers a terminal outcome (`send`: complete, fail or give back). While
+   * the registry cannot be reached (an outage, a restart) the outcome is held
+   * and sent again with backoff rather than dropped: the job stays running, so
+   * its lease keeps being renewed, and a registry back within its outage grace
+   * takes the outcome from this owner instead of re-running the job elsewhere.
+   * Resolves with whether it was committed, once it is accepted or refused or
+   * the execution is aborted (lease lost, cancel, deadline, a hard stop).
+   */
+  async settle(send: () => Promise<boolean>): Promise<boolean> {
+    let backoff = 200;
+    for (;;) {
+      if (this.signal.aborted) return false;
+      try {
+        return await send();
+      } catch (err) {
+        if (!unreachable(err)) throw err;
+        await sleep(backoff * (0.5 + Math.random()), this.signal).catch(() => undefined);
+        backoff = Math.min(backoff * 2, Math.max(1_000, this.renewEveryMs));
+      }
     }
   }
 
@@ -483,8 +531,8 @@ class Execution {
         this.write('progress', { progress, ...(message ? { progress_message: message } : {}) }).catch(
           () => false, // dropped when the registry is unreachable, like the reference SDK
         ),
-      complete: (result) => this.complete(result),
-      fail: (error) => this.finish('failed', { status: 'failed', error }),
+      complete: (result) => this.settle(() => this.complete(result)),
+      fail: (error) => this.settle(() => this.finish('failed', { status: 'failed', error })),
       sendEvent: (type, payload) => this.sendEvent(type, payload),
       waitForEvent: (options) => this.waitForEvent(options),
       requestInput: (prompt, options) => this.requestInput(prompt, options),
@@ -620,6 +668,9 @@ export class JobWorker {
       this.o.renewEveryMs ?? 5_000,
       this.notify,
     );
+    // An older attempt of the same job still winding down here (its lease was lost, e.g. in a
+    // registry outage, and this instance claimed the job again): the new claim supersedes it.
+    this.running.get(job.id)?.abortWith('claim_superseded', 'claimed again');
     this.running.set(job.id, exec);
     this.notify({ type: 'claimed', jobId: job.id, claimEpoch: exec.epoch, attempt: job.attempt_count });
     const retryOn = this.o.retryOn ?? ((err: unknown) => err instanceof RetryableError);
@@ -633,15 +684,19 @@ export class JobWorker {
       }
       try {
         if (!exec.settled && !exec.signal.aborted) {
-          if (outcome.ok) await exec.complete(outcome.result);
-          else if (retryOn(outcome.error)) await exec.giveBack(errorMessage(outcome.error));
-          else await exec.finish('failed', { status: 'failed', error: errorMessage(outcome.error) });
+          if (outcome.ok) await exec.settle(() => exec.complete(outcome.result));
+          else if (retryOn(outcome.error))
+            await exec.settle(() => exec.giveBack(errorMessage(outcome.error)));
+          else
+            await exec.settle(() =>
+              exec.finish('failed', { status: 'failed', error: errorMessage(outcome.error) }),
+            );
         }
       } catch {
-        // The registry could not be reached: the lease runs out and the job is tried again.
+        // Refused otherwise than by a fence (e.g. a 400): nothing committed; the lease runs out and the job is tried again.
       } finally {
         exec.dispose();
-        this.running.delete(job.id);
+        if (this.running.get(job.id) === exec) this.running.delete(job.id);
         this.notify({
           type: 'settled',
           jobId: job.id,
@@ -669,7 +724,9 @@ export class JobWorker {
           )
         : undefined;
       if (res) {
-        for (const r of res.results) this.running.get(r.id)?.applyLeaseOutcome(r.outcome);
+        // To the executions renewed (not a newer claim of the same job made meanwhile).
+        const sent = new Map(fenced.map((r) => [r.job.id, r]));
+        for (const r of res.results) sent.get(r.id)?.applyLeaseOutcome(r.outcome);
       }
       // A registry without bulk renewal (MCP Mesh 3.7), or legacy claims: an empty (fenced) delta renews.
       for (const r of res ? due.filter((x) => x.epoch === null) : due) await r.write('renew', {});
