@@ -195,6 +195,11 @@ describe('agents (reference §1.4–1.8, transcript 02)', () => {
     await r.sql`update agents set updated_at = now() - interval '1 minute' where agent_id = 'silent-1'`;
     expect(await r.agents.markSilentUnhealthy()).toEqual(['silent-1']);
     expect((await head('silent-1')).status).toBe(410);
+    // Just claimed: the owner is visibly alive (its heartbeat only lags), so the
+    // jobs are left to their leases rather than swept and re-claimed in a loop.
+    expect(await r.sweeper.resetOrphans()).toEqual({ requeued: 0, failed: 0 });
+    // Silent on its jobs for longer than the agent timeout too: orphaned.
+    await r.sql`update jobs set last_heartbeat_at = now() - interval '1 minute' where owner_instance_id = 'silent-1'`;
     expect(await r.sweeper.resetOrphans()).toEqual({ requeued: 1, failed: 1 });
     const job = async (id: string) => (await r.call('GET', `/jobs/${id}`)).body;
     expect(await job(a)).toMatchObject({ status: 'working', owner_instance_id: null, attempt_count: 1 });

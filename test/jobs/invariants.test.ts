@@ -126,7 +126,13 @@ describe('invariants under random interleavings', () => {
       (r) =>
         new Sweeper(
           r.sql,
-          { intervalMs: 1_000, staleTimeoutMs: 0, eventRetentionMs: 0, jobRetentionMs: 0 },
+          {
+            intervalMs: 1_000,
+            staleTimeoutMs: 0,
+            eventRetentionMs: 0,
+            jobRetentionMs: 0,
+            orphanQuietMs: 20_000,
+          },
           createLogger({ logLevel: 'silent', logFormat: 'json', replicaId: 'inv' }),
         ),
     );

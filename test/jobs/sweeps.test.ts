@@ -203,7 +203,13 @@ describe('sweeps on every replica at once', () => {
         (sql) =>
           new Sweeper(
             sql,
-            { intervalMs: 1_000, staleTimeoutMs: 0, eventRetentionMs: 0, jobRetentionMs: 0 },
+            {
+              intervalMs: 1_000,
+              staleTimeoutMs: 0,
+              eventRetentionMs: 0,
+              jobRetentionMs: 0,
+              orphanQuietMs: 20_000,
+            },
             createLogger({ logLevel: 'silent', logFormat: 'json', replicaId: 'sweep-test' }),
           ),
       );

@@ -49,6 +49,7 @@ export async function startTestRegistry(databaseUrl: string, options: TestRegist
       staleTimeoutMs: 0,
       eventRetentionMs: 3_600_000,
       jobRetentionMs: 0,
+      orphanQuietMs: 20_000,
       ...options.sweep,
     },
     logger,

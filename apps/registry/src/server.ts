@@ -121,6 +121,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         staleTimeoutMs: config.staleTimeoutMs,
         eventRetentionMs: config.eventRetentionMs,
         jobRetentionMs: config.jobRetentionMs,
+        orphanQuietMs: config.agentTimeoutMs,
       },
       logger.child({ component: 'sweeper' }),
       (counts) => {

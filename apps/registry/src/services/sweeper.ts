@@ -15,6 +15,11 @@ export interface SweepSettings {
   jobRetentionMs: number;
   /** Rows deleted per retention phase and tick, so one tick stays short. */
   batchSize?: number;
+  /**
+   * The orphan sweep leaves a job alone while its owner touched it (claim,
+   * delta, lease renewal, executor read) within this window: the agent timeout.
+   */
+  orphanQuietMs: number;
 }
 
 export interface SweepCounts {
@@ -77,6 +82,10 @@ export class Sweeper {
    * rows are locked FOR SHARE, so an agent re-registering at that moment either
    * commits first (and keeps its jobs) or waits. Owners that never registered
    * are left to their leases. Nothing happens during the post-outage grace.
+   * A job its owner touched within the agent timeout is left to its lease
+   * too: an agent whose heartbeat lags (reconnect backoff) but whose worker
+   * claims and renews is alive, and sweeping the jobs it has just claimed
+   * would burn their retry budget in a loop.
    */
   async resetOrphans(): Promise<{ requeued: number; failed: number }> {
     const rows = await this.sql<{ status: string }[]>`
@@ -84,6 +93,7 @@ export class Sweeper {
         update jobs set ${requeueOrFail(this.sql, 'orphaned: max retries exceeded')}
         where ${this.sql.unsafe(live)} and not ${this.sql.unsafe(inOutageGrace)}
           and owner_instance_id in (select agent_id from agents where status = 'unhealthy' for share)
+          and coalesce(last_heartbeat_at, '-infinity') < now() - ${this.settings.orphanQuietMs}::int * interval '1 millisecond'
         returning id, status
       )
       select status, pg_notify(${jobChannel}, id::text) from orphaned`;
