@@ -1,17 +1,9 @@
 import { type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import { describe, expect, it } from 'vitest';
+import { call } from '../support/http.ts';
 
 const db = useTestDatabase();
 
-const call = async (base: string, method: string, path: string, body?: unknown) => {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-};
 const claim = (r: RegistryProcess, instance = 'w') =>
   call(r.url, 'POST', '/jobs/claim', { capability: 'stream', instance_id: instance }).then(
     (x) => x.body.claimed as { id: string; claim_epoch: number }[],

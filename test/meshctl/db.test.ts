@@ -5,6 +5,7 @@ import { ledgerTable, readBundledMigrations, registryTables } from '@mesh/db';
 import { spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import postgres from 'postgres';
 import { afterAll, describe, expect, it } from 'vitest';
+import { call } from '../support/http.ts';
 import { meshctl } from './support.ts';
 
 const fresh = useTestDatabase({ migrated: false });
@@ -33,16 +34,6 @@ async function contents(sql: postgres.Sql): Promise<Record<string, string[]>> {
   }
   return out;
 }
-
-const call = async (base: string, method: string, path: string, body?: unknown) => {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-};
 
 describe('meshctl db status / migrate', () => {
   it('on an empty database: status says migrations are pending, --dry-run lists them and changes nothing', async () => {

@@ -1,20 +1,10 @@
 import { execFile } from 'node:child_process';
 import { type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
+import { call } from '../support/http.ts';
 import { meshctl, meshctlBin } from './support.ts';
 
 const db = useTestDatabase();
-
-const call = async (base: string, method: string, path: string, body?: unknown) => {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  // biome-ignore lint/suspicious/noExplicitAny: wire bodies
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as any };
-};
 
 async function until(check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

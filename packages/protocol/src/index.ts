@@ -1,3 +1,4 @@
+export type { DrainStatus, ReplicaInfo, ReplicasResponse } from './admin.ts';
 export * from './agents.ts';
 export type { ErrorBody, ErrorCode } from './errors.ts';
 export { errorBodySchema, errorCodes, errorStatus } from './errors.ts';

@@ -1,3 +1,4 @@
+import type { DrainStatus, ReplicaInfo, ReplicasResponse } from '@mesh/protocol';
 import type { Argv, CommandModule } from 'yargs';
 import type { GlobalArgs } from '../cli/connection.ts';
 import { type Context, run } from '../cli/context.ts';
@@ -5,43 +6,8 @@ import { CliError, ConnectionError, UsageError } from '../cli/errors.ts';
 import type { HttpResponse, RegistryHttp } from '../cli/http.ts';
 import { colors, formatAge, table } from '../cli/output.ts';
 
-/** `GET /admin/drain`: MCP Mesh 3.7's two keys; the rest only from our registry. */
-export interface DrainBody {
-  draining: boolean;
-  live_claims: number;
-  live_claims_this_replica?: number;
-  replica_id?: string;
-  boot_id?: string;
-  version?: string;
-  draining_since?: string | null;
-  fleet_draining?: boolean;
-}
-
-/** A row of `GET /admin/replicas` (ours). */
-export interface ReplicaRow {
-  replica_id: string;
-  boot_id: string;
-  version: string;
-  schema_version: number;
-  main_url: string | null;
-  admin_url: string | null;
-  started_at: string;
-  last_seen_at: string;
-  draining: boolean;
-  draining_since: string | null;
-  stopped_at: string | null;
-  stale: boolean;
-  live: boolean;
-}
-
-export interface ReplicasBody {
-  replicas: ReplicaRow[];
-  fleet_draining: boolean;
-  fleet_draining_since: string | null;
-}
-
 /** Where a replica's admin routes are: its admin listener if it has one. */
-export const replicaBase = (r: ReplicaRow): string | null => r.admin_url ?? r.main_url;
+export const replicaBase = (r: ReplicaInfo): string | null => r.admin_url ?? r.main_url;
 
 /** The `--registry-url …` part of a command we print for the operator to run. */
 function connectionFlags(http: RegistryHttp): string {
@@ -72,14 +38,14 @@ function adminError(res: HttpResponse): CliError {
 async function drainCall(http: RegistryHttp, method: 'GET' | 'POST' | 'DELETE', base?: string) {
   const res = await http.request(method, '/admin/drain', { admin: true, base });
   if (res.status !== 200) throw adminError(res);
-  return { body: res.json<DrainBody>(), res };
+  return { body: res.json<DrainStatus>(), res };
 }
 
 /**
  * The fleet as the registry records it. Fails plainly against a registry that
  * has no replica registry (MCP Mesh 3.7).
  */
-export async function fetchFleet(http: RegistryHttp): Promise<ReplicasBody> {
+export async function fetchFleet(http: RegistryHttp): Promise<ReplicasResponse> {
   const res = await http.get('/admin/replicas', { admin: true });
   if (res.status === 404) {
     const health = await http.get('/health').catch(() => undefined);
@@ -94,17 +60,17 @@ export async function fetchFleet(http: RegistryHttp): Promise<ReplicasBody> {
     throw adminError(res);
   }
   if (res.status !== 200) throw adminError(res);
-  return res.json<ReplicasBody>();
+  return res.json<ReplicasResponse>();
 }
 
-const stateOf = (r: ReplicaRow) => (r.live ? 'live' : r.stopped_at ? 'stopped' : 'stale');
+const stateOf = (r: ReplicaInfo) => (r.live ? 'live' : r.stopped_at ? 'stopped' : 'stale');
 const colourState = (s: string) =>
   s === 'live' ? colors.green(s) : s === 'stale' ? colors.red(s) : colors.dim(s);
 const shortBoot = (b: string | undefined) => (b ? b.slice(0, 8) : '-');
 const since = (iso: string | null | undefined) => (iso ? formatAge(Date.now() - Date.parse(iso)) : '-');
 
 /** `Registry:    …` / `Live claims: N`, meshctl 3.7.1's lines, then ours when present. */
-function printDrainStatus(ctx: Context, body: DrainBody): void {
+function printDrainStatus(ctx: Context, body: DrainStatus): void {
   ctx.out.line(
     body.draining ? 'Registry:    DRAINING (new claims paused)' : 'Registry:    active (normal dispatch)',
   );
@@ -131,8 +97,8 @@ const allOption = <T>(y: Argv<T>, what: string) =>
 
 // ─── registry status ─────────────────────────────────────────────────────────
 
-interface FleetStatusRow extends ReplicaRow {
-  drain: DrainBody | null;
+interface FleetStatusRow extends ReplicaInfo {
+  drain: DrainStatus | null;
   error: string | null;
 }
 

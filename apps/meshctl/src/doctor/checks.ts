@@ -1,5 +1,5 @@
 import { describeVersion, type SchemaStatus, type Sql, schemaStatus } from '@mesh/db';
-import { features as featureNames } from '@mesh/protocol';
+import { features as featureNames, type ReplicaInfo, type ReplicasResponse } from '@mesh/protocol';
 import { CliError } from '../cli/errors.ts';
 import type { RegistryHttp } from '../cli/http.ts';
 import { formatAge } from '../cli/output.ts';
@@ -39,26 +39,6 @@ interface ReadyBody {
   checks?: { database?: string; migrations?: string; lifecycle?: string };
 }
 
-interface FleetReplica {
-  replica_id: string;
-  boot_id: string;
-  version: string;
-  schema_version: number;
-  main_url: string | null;
-  admin_url: string | null;
-  last_seen_at: string;
-  draining: boolean;
-  stopped_at: string | null;
-  stale: boolean;
-  live: boolean;
-}
-
-interface FleetBody {
-  replicas: FleetReplica[];
-  fleet_draining: boolean;
-  fleet_draining_since: string | null;
-}
-
 export interface DoctorOptions {
   http: RegistryHttp;
   /** Set when --database-url / DATABASE_URL was given. */
@@ -77,7 +57,7 @@ interface Facts {
   healthError: string | undefined;
   ready: ReadyBody | undefined;
   ours: boolean;
-  fleet: FleetBody | undefined;
+  fleet: ReplicasResponse | undefined;
   /** Why there is no fleet list (a skip reason). */
   fleetMissing: string;
   db: Database | undefined;
@@ -119,8 +99,8 @@ const lacksSchemaVersioning =
 /** A registry that answered but is not a mesh-registry (MCP Mesh 3.7): its database has other tables. */
 const foreignRegistry = (f: Facts) => Boolean(f.health) && !f.ours;
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
-const live = (f: FleetBody) => f.replicas.filter((r) => r.live);
-const replicaBase = (r: FleetReplica) => r.admin_url ?? r.main_url;
+const live = (f: ReplicasResponse) => f.replicas.filter((r) => r.live);
+const replicaBase = (r: ReplicaInfo) => r.admin_url ?? r.main_url;
 
 /** Numeric-aware version order (`0.10.0` after `0.9.1`); unparsable parts compare as text. */
 function compareVersions(a: string, b: string): number {
@@ -181,7 +161,7 @@ async function gather(o: DoctorOptions): Promise<Facts> {
     if (res instanceof Error) facts.fleetMissing = `skipped: GET /admin/replicas failed: ${res.message}`;
     else if (res.status === 200) {
       try {
-        facts.fleet = res.json<FleetBody>();
+        facts.fleet = res.json<ReplicasResponse>();
       } catch (err) {
         facts.fleetMissing = `skipped: ${(err as Error).message}`;
       }
@@ -280,19 +260,19 @@ function replicasCheck(f: Facts): CheckResult {
   if (!f.fleet) return skip(name, title, f.fleetMissing);
   const reps = live(f.fleet);
   if (reps.length === 0) return ok(name, title, 'no live replica recorded');
-  const key = (r: FleetReplica) => `${r.version} (schema ${r.schema_version})`;
-  const groups = new Map<string, FleetReplica[]>();
+  const key = (r: ReplicaInfo) => `${r.version} (schema ${r.schema_version})`;
+  const groups = new Map<string, ReplicaInfo[]>();
   for (const r of reps) groups.set(key(r), [...(groups.get(key(r)) ?? []), r]);
   if (groups.size === 1) {
     return ok(
       name,
       title,
-      `${reps.length === 1 ? '1 live replica' : `${reps.length} live replicas, all`} on version ${key(reps[0] as FleetReplica)}`,
+      `${reps.length === 1 ? '1 live replica' : `${reps.length} live replicas, all`} on version ${key(reps[0] as ReplicaInfo)}`,
     );
   }
   const newest = [...reps].sort(
     (a, b) => b.schema_version - a.schema_version || compareVersions(b.version, a.version),
-  )[0] as FleetReplica;
+  )[0] as ReplicaInfo;
   return {
     name,
     title,
@@ -468,7 +448,7 @@ function drainCheck(f: Facts, o: DoctorOptions): CheckResult {
   const reps = live(f.fleet);
   const draining = reps.filter((r) => r.draining);
   const serving = reps.filter((r) => !r.draining);
-  const ids = (rs: FleetReplica[]) => rs.map((r) => r.replica_id).join(', ');
+  const ids = (rs: ReplicaInfo[]) => rs.map((r) => r.replica_id).join(', ');
   if (f.fleet.fleet_draining) {
     if (serving.length === 0) {
       return ok(

@@ -1,18 +1,10 @@
+import type { DrainStatus } from '@mesh/protocol';
 import { type Context, Hono } from 'hono';
 import type { AppEnv } from '../app.ts';
 import { ApiError } from '../errors.ts';
 
-/** `/admin/drain`: MCP Mesh 3.7's two keys first; the rest are ours. */
-interface DrainBody {
-  draining: boolean;
-  live_claims: number;
-  live_claims_this_replica: number;
-  replica_id: string;
-  boot_id: string;
-  version: string;
-  draining_since: string | null;
-  fleet_draining: boolean;
-}
+/** `/admin/drain`: every field present on our registry. */
+type DrainBody = Required<DrainStatus>;
 
 interface FleetBody {
   fleet_draining: boolean;

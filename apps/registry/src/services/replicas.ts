@@ -1,4 +1,5 @@
 import type { Sql } from '@mesh/db';
+import type { ReplicaInfo } from '@mesh/protocol';
 import type { Identity } from '../app.ts';
 import type { Logger } from '../logger.ts';
 import type { DrainGate } from './drain.ts';
@@ -6,24 +7,6 @@ import { Ticker } from './ticker.ts';
 
 /** The registry_settings key of the fleet drain. */
 const fleetDrainKey = 'fleet_drain';
-
-export interface ReplicaRow {
-  replica_id: string;
-  boot_id: string;
-  version: string;
-  schema_version: number;
-  main_url: string | null;
-  admin_url: string | null;
-  started_at: string;
-  last_seen_at: string;
-  draining: boolean;
-  draining_since: string | null;
-  stopped_at: string | null;
-  /** Not seen for three heartbeat intervals and not stopped: probably dead. */
-  stale: boolean;
-  /** Running and heard from recently. */
-  live: boolean;
-}
 
 export interface FleetDrainState {
   draining: boolean;
@@ -125,8 +108,8 @@ export class ReplicaRegistry {
     );
   }
 
-  async list(): Promise<ReplicaRow[]> {
-    return this.sql<ReplicaRow[]>`
+  async list(): Promise<ReplicaInfo[]> {
+    return this.sql<ReplicaInfo[]>`
       select replica_id, boot_id, version, schema_version, main_url, admin_url,
              to_char(started_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as started_at,
              to_char(last_seen_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as last_seen_at,
