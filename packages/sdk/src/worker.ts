@@ -213,6 +213,12 @@ class Execution {
   nextRenewAt: number;
   /** A terminal outcome (complete, fail, release) was written or refused. */
   settled: { outcome: 'completed' | 'failed' | 'released'; committed: boolean } | undefined;
+  /**
+   * A terminal write (complete, fail, release) has been sent. A lease renewal
+   * racing it may then answer `terminal` because that write already committed:
+   * the write's own answer, not the renewal's, decides.
+   */
+  private finishing = false;
   done: Promise<void> = Promise.resolve();
   private readonly cursors = new Map<string, { after: number; queue: JobEvent[] }>();
   private deadlineTimer: NodeJS.Timeout | undefined;
@@ -291,6 +297,7 @@ class Execution {
   }
 
   applyLeaseOutcome(outcome: LeaseOutcome): void {
+    if (outcome === 'terminal' && (this.finishing || this.settled)) return;
     const reason = leaseReason(outcome);
     if (!reason) {
       this.nextRenewAt = Date.now() + this.renewEveryMs;
@@ -447,6 +454,7 @@ class Execution {
   ): Promise<boolean> {
     if (this.settled) return false;
     if (this.signal.aborted) return false;
+    this.finishing = true;
     const committed = await this.write(outcome === 'completed' ? 'complete' : 'fail', delta);
     this.settled = { outcome, committed };
     return committed;
@@ -478,6 +486,7 @@ class Execution {
    */
   async giveBack(reason: string, afterAbort = false): Promise<boolean> {
     if (this.settled || (this.signal.aborted && !afterAbort)) return false;
+    this.finishing = true;
     try {
       await this.client.release(this.job.id, this.instanceId, this.epoch, reason);
       this.settled = { outcome: 'released', committed: true };
