@@ -131,3 +131,21 @@ export function resolveTarget(args: GlobalArgs, env: NodeJS.ProcessEnv = process
     timeoutMs: Math.round(timeout * 1000),
   };
 }
+
+/**
+ * The connection flags the operator gave, to append to the commands we print
+ * so that they run as they are (the admin token is never printed: it stays in
+ * MESH_ADMIN_TOKEN or has to be added by hand).
+ */
+export function connectionFlags(args: GlobalArgs): string {
+  const flags: string[] = [];
+  if (args['registry-url']) flags.push(`--registry-url ${args['registry-url']}`);
+  else {
+    if (args['registry-host']) flags.push(`--registry-host ${args['registry-host']}`);
+    if (args['registry-port'] !== undefined) flags.push(`--registry-port ${args['registry-port']}`);
+    if (args['registry-scheme']) flags.push(`--registry-scheme ${args['registry-scheme']}`);
+  }
+  if (args['admin-url']) flags.push(`--admin-url ${args['admin-url']}`);
+  if (args.insecure) flags.push('--insecure');
+  return flags.length ? ` ${flags.join(' ')}` : '';
+}

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import type { GlobalArgs } from '../cli/connection.ts';
+import { connectionFlags, type GlobalArgs } from '../cli/connection.ts';
 import { run } from '../cli/context.ts';
 import { exitCodes } from '../cli/errors.ts';
 import { colors, table } from '../cli/output.ts';
@@ -24,24 +24,6 @@ const label: Record<CheckStatus, string> = {
   fail: colors.red('FAIL'),
   skip: colors.dim('skip'),
 };
-
-/**
- * The connection flags the operator gave, to append to the commands we print
- * so that they run as they are (the admin token is never printed: it stays in
- * MESH_ADMIN_TOKEN or has to be added by hand).
- */
-function connectionFlags(args: GlobalArgs): string {
-  const flags: string[] = [];
-  if (args['registry-url']) flags.push(`--registry-url ${args['registry-url']}`);
-  else {
-    if (args['registry-host']) flags.push(`--registry-host ${args['registry-host']}`);
-    if (args['registry-port'] !== undefined) flags.push(`--registry-port ${args['registry-port']}`);
-    if (args['registry-scheme']) flags.push(`--registry-scheme ${args['registry-scheme']}`);
-  }
-  if (args['admin-url']) flags.push(`--admin-url ${args['admin-url']}`);
-  if (args.insecure) flags.push('--insecure');
-  return flags.length ? ` ${flags.join(' ')}` : '';
-}
 
 function print(out: { line(text?: string): void }, checks: CheckResult[]): void {
   out.line(

@@ -1,6 +1,6 @@
 import type { DrainStatus, ReplicaInfo, ReplicasResponse } from '@mesh/protocol';
 import type { Argv, CommandModule } from 'yargs';
-import type { GlobalArgs } from '../cli/connection.ts';
+import { connectionFlags, type GlobalArgs } from '../cli/connection.ts';
 import { type Context, run } from '../cli/context.ts';
 import { CliError, ConnectionError, UsageError } from '../cli/errors.ts';
 import type { HttpResponse, RegistryHttp } from '../cli/http.ts';
@@ -8,13 +8,6 @@ import { colors, formatAge, table } from '../cli/output.ts';
 
 /** Where a replica's admin routes are: its admin listener if it has one. */
 export const replicaBase = (r: ReplicaInfo): string | null => r.admin_url ?? r.main_url;
-
-/** The `--registry-url …` part of a command we print for the operator to run. */
-function connectionFlags(http: RegistryHttp): string {
-  const flags = [`--registry-url ${http.url}`];
-  if (http.adminUrl !== http.url) flags.push(`--admin-url ${http.adminUrl}`);
-  return flags.join(' ');
-}
 
 /** meshctl 3.7.1's message for a non-200 from an admin route (404 adds the admin-port hint). */
 function adminError(res: HttpResponse): CliError {
@@ -355,7 +348,7 @@ const drainCommand: CommandModule<GlobalArgs, DrainArgs> = {
   handler: run<DrainArgs>(async (args, ctx) => {
     const http = ctx.registry();
     const fleetMode = Boolean(args.all || args.persist);
-    const resumeCommand = `meshctl registry resume${fleetMode ? ' --all' : ''} ${connectionFlags(http)}`;
+    const resumeCommand = `meshctl registry resume${fleetMode ? ' --all' : ''}${connectionFlags(args)}`;
     const waitOpts = {
       fleet: fleetMode,
       persist: Boolean(args.persist),
