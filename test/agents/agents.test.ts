@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { useTestRegistry } from '../support/registry-app.ts';
+import { reportSvc } from '../support/sample-agents.ts';
 
 const r = useTestRegistry();
 
@@ -39,25 +40,7 @@ describe('agents (reference §1.4–1.8, transcript 02)', () => {
       dependencies_resolved: {},
       llm_tools: {},
     });
-    const report = await register(
-      {
-        agent_id: 'report-svc-5e6f7a8b',
-        name: 'report-svc',
-        http_host: '127.0.0.1',
-        http_port: 9102,
-        tools: [
-          {
-            function_name: 'make_report',
-            capability: 'report_service',
-            dependencies: [
-              { capability: 'time_service', tags: ['system'] },
-              { capability: 'weather_service' },
-            ],
-          },
-        ],
-      },
-      { 'x-mesh-sdk-version': '0.1.0' },
-    );
+    const report = await register(reportSvc, { 'x-mesh-sdk-version': '0.1.0' });
     expect(report.body.dependencies_resolved).toEqual({
       make_report: [
         {

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort, type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { reportSvc, timeSvc } from '../support/sample-agents.ts';
 
 /** The real meshctl 3.7.1, from the optional dev dependency @mcpmesh/cli-linux-x64. */
 const meshctl = fileURLToPath(
@@ -146,26 +147,8 @@ describe('the real meshctl 3.7.1 lists and shows our agents', () => {
     const r = await spawnRegistry({ databaseUrl: db.url, replicaId: 'compat-agents' });
     const heartbeat = (body: Record<string, unknown>) =>
       post(r.url, '/heartbeat', { version: '1.0.0', runtime: 'typescript', ...body });
-    await heartbeat({
-      agent_id: 'time-svc-1a2b3c4d',
-      name: 'time-svc',
-      http_host: '127.0.0.1',
-      http_port: 9101,
-      tools: [{ function_name: 'get_time', capability: 'time_service', tags: ['system'] }],
-    });
-    await heartbeat({
-      agent_id: 'report-svc-5e6f7a8b',
-      name: 'report-svc',
-      http_host: '127.0.0.1',
-      http_port: 9102,
-      tools: [
-        {
-          function_name: 'make_report',
-          capability: 'report_service',
-          dependencies: [{ capability: 'time_service', tags: ['system'] }, { capability: 'weather_service' }],
-        },
-      ],
-    });
+    await heartbeat(timeSvc);
+    await heartbeat(reportSvc);
     const url = ['--registry-url', r.url];
     const list = await run(['list', ...url]);
     expect(list.code).toBe(0);

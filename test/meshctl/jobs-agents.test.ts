@@ -1,5 +1,6 @@
 import { type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { reportSvc, timeSvc } from '../support/sample-agents.ts';
 import { meshctl } from './support.ts';
 
 const db = useTestDatabase();
@@ -168,26 +169,8 @@ describe('meshctl list / status (agents)', () => {
   it('renders agents like meshctl 3.7.1: healthy rows, dependencies, details, JSON', async () => {
     const heartbeat = (body: Record<string, unknown>) =>
       post('/heartbeat', { version: '1.0.0', runtime: 'typescript', ...body });
-    await heartbeat({
-      agent_id: 'time-svc-1a2b3c4d',
-      name: 'time-svc',
-      http_host: '127.0.0.1',
-      http_port: 9101,
-      tools: [{ function_name: 'get_time', capability: 'time_service', tags: ['system'] }],
-    });
-    await heartbeat({
-      agent_id: 'report-svc-5e6f7a8b',
-      name: 'report-svc',
-      http_host: '127.0.0.1',
-      http_port: 9102,
-      tools: [
-        {
-          function_name: 'make_report',
-          capability: 'report_service',
-          dependencies: [{ capability: 'time_service', tags: ['system'] }, { capability: 'weather_service' }],
-        },
-      ],
-    });
+    await heartbeat(timeSvc);
+    await heartbeat(reportSvc);
     const list = await meshctl(['list', ...url]);
     expect(list.code, list.stderr).toBe(0);
     expect(list.stdout).toMatch(/Registry: running \(http:\/\/127\.0\.0\.1:\d+\) - 2 healthy/);

@@ -15,14 +15,21 @@ async function until(check: () => Promise<boolean> | boolean, timeoutMs = 20_000
 }
 
 const started: RegistryProcess[] = [];
-const replica = async (id: string): Promise<RegistryProcess> => {
+const replica = async (id: string, port?: number): Promise<RegistryProcess> => {
   const r = await spawnRegistry({
     databaseUrl: db.url,
     replicaId: id,
+    port,
     env: { MESH_REPLICA_HEARTBEAT: '200ms' },
   });
   started.push(r);
   return r;
+};
+/** Stops a replica and starts it again: same id and port, a new boot. */
+const restart = async (r: RegistryProcess): Promise<RegistryProcess> => {
+  await r.stop();
+  started.splice(started.indexOf(r), 1);
+  return replica(r.replicaId, r.port);
 };
 afterEach(async () => {
   await Promise.all(started.splice(0).map((r) => r.stop()));
@@ -148,11 +155,7 @@ describe('meshctl registry: one replica', () => {
     // A restart on the same port: new boot id, drain cleared.
     const restarted = meshctl(['registry', 'drain', '--wait', '--poll-interval', '1', ...url()]);
     await until(() => restarted.stdoutSoFar().includes('Live claims: 1'));
-    const port = r.port;
-    await r.stop();
-    started.splice(started.indexOf(r), 1);
-    r = await spawnRegistry({ databaseUrl: db.url, replicaId: 'bouncer', port });
-    started.push(r);
+    r = await restart(r);
     const out = await restarted;
     expect(out.code).toBe(1);
     expect(out.stderr).toMatch(/registry (restarted mid-wait|is no longer draining|disappeared mid-wait)/);
@@ -272,16 +275,7 @@ describe('meshctl registry: a fleet of three replicas', () => {
       r1.url,
     ]);
     await until(() => waiting.stdoutSoFar().includes('Live claims: 1'));
-    const port = r3.port;
-    await r3.stop();
-    started.splice(started.indexOf(r3), 1);
-    r3 = await spawnRegistry({
-      databaseUrl: db.url,
-      replicaId: 'gc',
-      port,
-      env: { MESH_REPLICA_HEARTBEAT: '200ms' },
-    });
-    started.push(r3);
+    r3 = await restart(r3);
     const aborted = await waiting;
     expect(aborted.code).toBe(1);
     expect(aborted.stderr).toMatch(
@@ -302,15 +296,7 @@ describe('meshctl registry: a fleet of three replicas', () => {
       r2.url,
     ]);
     await until(() => persisted.stdoutSoFar().includes('Live claims: 1'));
-    await r3.stop();
-    started.splice(started.indexOf(r3), 1);
-    r3 = await spawnRegistry({
-      databaseUrl: db.url,
-      replicaId: 'gc',
-      port,
-      env: { MESH_REPLICA_HEARTBEAT: '200ms' },
-    });
-    started.push(r3);
+    r3 = await restart(r3);
     expect((await call(r3.url, 'GET', '/admin/drain')).body).toMatchObject({ draining: true });
     await new Promise((res) => setTimeout(res, 2_500)); // a couple of polls see the new boot
     await complete(r1, held as { id: string; claim_epoch: number });
