@@ -153,6 +153,26 @@ const allRecords = (f: Fleet): (LogRecord & { by: string })[] =>
   f.agents.flatMap((a) => a.proc.records.map((r) => ({ ...r, by: a.id })));
 
 /**
+ * An agent prints its `settled` line after the registry answered its write,
+ * so the database can show a job completed a moment before the log says so:
+ * wait (bounded) for the line of every completed job before reading the logs.
+ */
+async function settledLogged(f: Fleet, rows: JobRow[]): Promise<void> {
+  const logged = () => {
+    const records = allRecords(f);
+    return rows
+      .filter((row) => row.status === 'completed')
+      .every((row) =>
+        records.some(
+          (r) => r.event === 'notice' && r.type === 'settled' && r.jobId === row.id && r.committed,
+        ),
+      );
+  };
+  // On timeout the assertions that follow say what is missing.
+  await until('every completed job to be logged as settled', logged, 10_000).catch(() => undefined);
+}
+
+/**
  * Two replicas, three agents (concurrency 3 each), eight jobs with 3 s
  * leases, all claimed at epoch 1, started by their owners and renewed at
  * least once: the fleet at work, just before the outage.
@@ -361,6 +381,7 @@ describe('a whole-registry outage with jobs in flight, with real processes (refe
         { by: owner, epoch: 1 },
       ]);
     }
+    await settledLogged(f, rows);
     const records = allRecords(f);
     for (const id of [...f.short, ...f.long]) {
       const owner = f.owner.get(id);
@@ -435,6 +456,7 @@ describe('a whole-registry outage with jobs in flight, with real processes (refe
       }));
       throw new Error(`${err.message}: ${JSON.stringify(now)}`);
     });
+    await settledLogged(f, rows);
     const records = allRecords(f);
     for (const row of rows) {
       const committed = records.filter(
