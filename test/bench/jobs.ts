@@ -8,7 +8,7 @@
  *   pnpm bench:jobs --n 2000 --workers 8    one size, both registries
  *   pnpm bench:jobs --json out.json         also write the figures as JSON
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 import {
@@ -76,6 +76,48 @@ function request(
   });
 }
 
+// ---- CPU accounting (Linux /proc): where a phase's CPU went, per process group ----
+const clockTick = 100; // USER_HZ: 100 on every Linux of our kind
+function cpuMicros(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1e6) / clockTick;
+  } catch {
+    return 0;
+  }
+}
+/** The postmaster and every process it started (backends, WAL writer, checkpointer…). */
+function postgresPids(postmaster: number): number[] {
+  const pids = [postmaster];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === postmaster) pids.push(Number(d));
+    } catch {}
+  }
+  return pids;
+}
+interface CpuSnapshot {
+  registry: number;
+  postgres: Map<number, number>;
+  client: number;
+}
+function snapshotCpu(registryPid: number, postmaster: number): CpuSnapshot {
+  const pg = new Map<number, number>();
+  if (postmaster > 0) for (const pid of postgresPids(postmaster)) pg.set(pid, cpuMicros(pid));
+  const own = process.cpuUsage();
+  return { registry: cpuMicros(registryPid), postgres: pg, client: own.user + own.system };
+}
+/** CPU µs spent between two snapshots: registry, PostgreSQL (all its processes), this load generator. */
+function cpuSpent(a: CpuSnapshot, b: CpuSnapshot) {
+  let pg = 0;
+  for (const [pid, t] of b.postgres) pg += t - (a.postgres.get(pid) ?? 0);
+  return { registry: b.registry - a.registry, postgres: pg, client: b.client - a.client };
+}
+
 const pct = (xs: number[], p: number) => {
   if (xs.length === 0) return Number.NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -99,6 +141,10 @@ interface Result {
   emptyClaims: number;
   emptyWhileQueued: number;
   verified: string;
+  /** CPU per completed job during the drain, in µs. */
+  cpuRegistry: number;
+  cpuPostgres: number;
+  cpuClient: number;
 }
 
 async function workload(
@@ -107,6 +153,7 @@ async function workload(
   dbUrl: string,
   n: number,
   workers: number,
+  registryPid: number,
 ): Promise<Result> {
   const capability = `bench-${name}-${n}-${Date.now()}`;
   // 1. register
@@ -161,6 +208,7 @@ async function workload(
   let claims = 0;
   let empty = 0;
   let emptyWhileQueued = 0;
+  const cpuBefore = snapshotCpu(registryPid, postmasterPid);
   const drainStart = performance.now();
   await Promise.all(
     Array.from({ length: workers }, async (_, w) => {
@@ -194,6 +242,7 @@ async function workload(
     }),
   );
   const drainSecs = (performance.now() - drainStart) / 1000;
+  const cpu = cpuSpent(cpuBefore, snapshotCpu(registryPid, postmasterPid));
   beating = false;
   await beats;
 
@@ -226,7 +275,25 @@ async function workload(
     emptyClaims: empty,
     emptyWhileQueued,
     verified: ok ? 'ok' : `FAILED ${JSON.stringify(v)}`,
+    cpuRegistry: cpu.registry / n,
+    cpuPostgres: cpu.postgres / n,
+    cpuClient: cpu.client / n,
   };
+}
+
+let postmasterPid = -1;
+/** The server's postmaster: the parent of a backend of ours (-1 when it is not on this machine's /proc). */
+async function findPostmaster(url: string): Promise<number> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await sql<{ pid: number }[]>`select pg_backend_pid() as pid`;
+    const stat = readFileSync(`/proc/${row?.pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return -1;
+  } finally {
+    await sql.end();
+  }
 }
 
 const fmt = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
@@ -244,6 +311,7 @@ async function main() {
 
   const pg = await startTestPostgres(undefined, { durable: true });
   console.log(`PostgreSQL: ${pg.source}, ${pg.serverVersion}, durable (fsync on)`);
+  postmasterPid = await findPostmaster(pg.adminUrl);
   const results: Result[] = [];
   const cleanups: (() => Promise<unknown>)[] = [];
   try {
@@ -263,14 +331,14 @@ async function main() {
         await s.end();
       }
       try {
-        await workload('ours', reg.url, db.url, warmup, workers); // JIT, statement caches: not measured
+        await workload('ours', reg.url, db.url, warmup, workers, reg.pid); // JIT, statement caches: not measured
         if (process.env.BENCH_BEFORE_MEASURE_SQL) {
           // For experiments on the server, e.g. 'select pg_stat_statements_reset()'
           const s = postgres(pg.adminUrl, { max: 1, onnotice: () => {} });
           await s.unsafe(process.env.BENCH_BEFORE_MEASURE_SQL);
           await s.end();
         }
-        results.push(await workload('ours', reg.url, db.url, n, workers));
+        results.push(await workload('ours', reg.url, db.url, n, workers, reg.pid));
       } finally {
         await reg.stop();
         await db.drop();
@@ -280,8 +348,9 @@ async function main() {
       const db = await createDatabase(pg.adminUrl, { migrated: false });
       const mcp = await startMcpRegistry(withDatabase(pg.adminUrl, db.name));
       try {
-        await workload('mcp-mesh-3.7.1', mcp.url, db.url, warmup, workers); // not measured
-        results.push(await workload('mcp-mesh-3.7.1', mcp.url, db.url, n, workers));
+        const pid = mcp.child.pid ?? -1;
+        await workload('mcp-mesh-3.7.1', mcp.url, db.url, warmup, workers, pid); // not measured
+        results.push(await workload('mcp-mesh-3.7.1', mcp.url, db.url, n, workers, pid));
       } finally {
         await mcp.stop();
         await db.drop();
@@ -321,6 +390,15 @@ async function main() {
   for (const r of medians) {
     console.log(
       `| ${r.registry} | ${r.n} | ${r.workers} | ${fmt(r.submitPerSec)} | ${fmt(r.submitP50, 1)} / ${fmt(r.submitP99, 1)} | ${fmt(r.drainPerSec)} (${r.all.join(', ')}) | ${fmt(r.claimP50, 1)} / ${fmt(r.claimP99, 1)} | ${fmt(r.completeP50, 1)} / ${fmt(r.completeP99, 1)} | ${r.claims} | ${r.emptyClaims} (${r.emptyWhileQueued}, ${fmt((100 * r.emptyWhileQueued) / Math.max(1, r.claims), 2)}%) | ${results.filter((x) => x.registry === r.registry && x.n === r.n).every((x) => x.verified === 'ok') ? 'ok' : 'FAILED'} |`,
+    );
+  }
+  console.log('');
+  console.log('CPU per completed job during claim→complete (µs; median run):');
+  console.log('| registry | N | registry process | PostgreSQL | load generator |');
+  console.log('|---|---|---|---|---|');
+  for (const r of medians) {
+    console.log(
+      `| ${r.registry} | ${r.n} | ${fmt(r.cpuRegistry)} | ${fmt(r.cpuPostgres)} | ${fmt(r.cpuClient)} |`,
     );
   }
   console.log('');

@@ -113,6 +113,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       liveClaims: () => jobs.liveClaims(),
       draining: () => gate.draining,
       poolSize: config.dbPoolSize,
+      statements: () => jobs.statementStats,
     });
     const sweeper = new Sweeper(
       sql,

@@ -10,10 +10,13 @@ import {
   type JobStatus,
   jobStatuses,
   type LeaseOutcome,
+  limits,
   type ReclaimResponse,
   type ReleaseResponse,
 } from '@mesh/protocol';
+import postgres from 'postgres';
 import { ApiError } from '../errors.ts';
+import { Coalescer } from './coalescer.ts';
 
 /** Channel on which every replica hears "something happened to job X". */
 export const jobChannel = 'mesh_jobs';
@@ -91,6 +94,31 @@ export const requeueOrFail = (sql: Sql, exhaustedError: string, heartbeat: 'clea
   finished_at = case when attempt_count > max_retries then now() else null end,
   last_heartbeat_at = ${heartbeat === 'now' ? sql`now()` : sql`case when attempt_count > max_retries then now() else null end`}`;
 
+interface ClaimAsk {
+  instanceId: string;
+  max: number;
+}
+interface DeltaAsk {
+  instanceId: string;
+  deltas: JobDelta[];
+}
+type DeltaOutcome = { response: BatchResponse } | { error: unknown };
+
+/**
+ * How far concurrent requests are coalesced. Fewer statements in flight make
+ * bigger statements under load; more lower the wait of a request that arrives
+ * while one runs. Measured with `pnpm bench:jobs` (docs/benchmarks.md): one
+ * claim statement per capability and two delta statements at a time did best.
+ */
+export const coalescing = { claimsInFlight: 1, deltasInFlight: 2, maxDeltasPerStatement: 200 };
+
+/**
+ * PostgreSQL refused the statement itself (an error the server reported, not a
+ * lost connection): it was rolled back, nothing of it committed.
+ */
+const isStatementError = (err: unknown): boolean =>
+  err instanceof postgres.PostgresError && !/^(08|57P)/.test(err.code) && err.code !== '53300';
+
 export const jobNotFound = (id: string) => new ApiError('not_found', `job not found: ${id}`);
 export const jobTerminal = () => new ApiError('already_terminal', 'job is already in a terminal state');
 
@@ -120,10 +148,29 @@ export interface ListFilter {
  * Times come from the database clock (§4.1).
  */
 export class JobStore {
+  /** Requests and the shared statements that served them (the coalescing ratio). */
+  readonly statementStats = {
+    claim: { requests: 0, statements: 0 },
+    delta: { requests: 0, statements: 0 },
+  };
+  private readonly claimers = new Map<string, Coalescer<ClaimAsk, ClaimedJob[]>>();
+  /** Delta statements running and delta requests waiting for one (tests, debugging). */
+  get deltaQueue(): { inFlight: number; waiting: number } {
+    return this.deltas.state;
+  }
+  private readonly deltas: Coalescer<DeltaAsk, DeltaOutcome>;
+
   constructor(
     private readonly sql: Sql,
     private readonly settings: JobSettings,
-  ) {}
+  ) {
+    this.deltas = new Coalescer((asks) => this.deltaStatement(asks), {
+      maxInFlight: coalescing.deltasInFlight,
+      maxWeight: coalescing.maxDeltasPerStatement,
+      weight: (ask) => ask.deltas.length,
+      keys: (ask) => ask.deltas.map((d) => d.id as string),
+    });
+  }
 
   /**
    * The lease a (re)newed claim gets: now + max_duration (or the default
@@ -198,17 +245,49 @@ export class JobStore {
   }
 
   /**
-   * Claims up to `max` queued jobs of a capability, oldest first (DESIGN.md
-   * §4.4): one statement over the partial index of claimable rows, skipping
-   * rows other claimers hold locked, so concurrent claimers never wait on or
-   * collide with one another, and never answer "no work" while unlocked
-   * claimable rows remain. Each claim bumps attempt_count and claim_epoch (the
-   * fencing token) and sets the lease from the database clock. Queued rows
-   * whose retry budget is spent are not claimable (not in the index) and are
-   * retired here, so they never block the rows behind them (§11 item 1).
+   * Claims up to `max` queued jobs of a capability for `instanceId`, oldest
+   * first. Concurrent claims of one capability share a statement
+   * (`claimStatement`): under load the database plans and commits once for
+   * many claimers; alone, a claim runs at once.
    */
   async claim(capability: string, instanceId: string, max: number): Promise<ClaimedJob[]> {
-    const rows = await this.sql<(ClaimedJob & { lease: Date | null; submitted_at: Date })[]>`
+    let claimer = this.claimers.get(capability);
+    if (!claimer) {
+      claimer = new Coalescer<ClaimAsk, ClaimedJob[]>((asks) => this.claimStatement(capability, asks), {
+        maxInFlight: coalescing.claimsInFlight,
+        maxWeight: limits.maxClaimBatch,
+        weight: (ask) => ask.max,
+      });
+      this.claimers.set(capability, claimer);
+    }
+    try {
+      return await claimer.submit({ instanceId, max: Math.trunc(max) });
+    } finally {
+      // Capabilities are the callers' strings: keep no state for idle ones.
+      const { inFlight, waiting } = claimer.state;
+      if (inFlight === 0 && waiting === 0 && this.claimers.get(capability) === claimer)
+        this.claimers.delete(capability);
+    }
+  }
+
+  /**
+   * One claim statement for several claimers of a capability (DESIGN.md §4.4):
+   * over the partial index of claimable rows, oldest first, skipping rows other
+   * claimers hold locked, so concurrent claimers never wait on or collide with
+   * one another, and never answer "no work" while unlocked claimable rows
+   * remain. The picked rows are dealt out in FIFO order: the first ask gets the
+   * oldest. Each claim bumps attempt_count and claim_epoch (the fencing token)
+   * and sets the lease from the database clock. Queued rows whose retry budget
+   * is spent are not claimable (not in the index) and are retired here, so
+   * they never block the rows behind them (§11 item 1).
+   */
+  private async claimStatement(capability: string, asks: ClaimAsk[]): Promise<ClaimedJob[][]> {
+    // One slot per job asked for; slot n goes to the nth oldest picked row.
+    const slotOwners = asks.flatMap((ask) => Array<string>(ask.max).fill(ask.instanceId));
+    const slotAsk = asks.flatMap((ask, i) => Array<number>(ask.max).fill(i));
+    this.statementStats.claim.statements += 1;
+    this.statementStats.claim.requests += asks.length;
+    const rows = await this.sql<(ClaimedJob & { lease: Date | null; slot: number })[]>`
       with retired as (
         update jobs set status = 'failed', error = 'exhausted: max retries exceeded', finished_at = now(),
                         last_heartbeat_at = now()
@@ -218,34 +297,65 @@ export class JobStore {
                      for update skip locked)
         returning id
       ), picked as (
-        select id from jobs
-        where capability = ${capability} and status = 'working' and owner_instance_id is null
-          and attempt_count <= max_retries
-        order by submitted_at, id
-        limit ${this.sql.unsafe(String(Math.trunc(max)))} -- a literal (1..100): the plan is made for it
-        for update skip locked
+        select id, row_number() over (order by submitted_at, id) as slot
+        from (select id, submitted_at from jobs
+              where capability = ${capability} and status = 'working' and owner_instance_id is null
+                and attempt_count <= max_retries
+              order by submitted_at, id
+              limit ${this.sql.unsafe(String(slotOwners.length))} -- a literal (1..100): the plan is made for it
+              for update skip locked) as head
+      ), slots as (
+        select owner, slot from unnest(${slotOwners}::text[]) with ordinality as s(owner, slot)
       ), claimed as (
-        update jobs j set owner_instance_id = ${instanceId}, attempt_count = j.attempt_count + 1,
+        update jobs j set owner_instance_id = slots.owner, attempt_count = j.attempt_count + 1,
                           claim_epoch = j.claim_epoch + 1, lease_expires_at = ${this.lease()},
                           last_heartbeat_at = now(), claimed_by_replica = ${this.settings.replicaId}
-        from picked where j.id = picked.id
+        from picked join slots on slots.slot = picked.slot
+        where j.id = picked.id
         returning j.id, j.submitted_payload, j.attempt_count, j.claim_epoch, j.lease_expires_at as lease,
-                  j.max_duration, j.recv_cursor, j.submitted_at
+                  j.max_duration, j.recv_cursor, picked.slot
       )
-      select * from claimed order by submitted_at, id`;
-    return rows.map((r) => ({
-      id: r.id,
-      submitted_payload: r.submitted_payload,
-      attempt_count: r.attempt_count,
-      claim_epoch: r.claim_epoch,
-      lease_expires_at: seconds(r.lease),
-      max_duration: r.max_duration,
-      recv_cursor: r.recv_cursor,
-    }));
+      select * from claimed order by slot`;
+    const out = asks.map((): ClaimedJob[] => []);
+    for (const r of rows) {
+      out[slotAsk[r.slot - 1] as number]?.push({
+        id: r.id,
+        submitted_payload: r.submitted_payload,
+        attempt_count: r.attempt_count,
+        claim_epoch: r.claim_epoch,
+        lease_expires_at: seconds(r.lease),
+        max_duration: r.max_duration,
+        recv_cursor: r.recv_cursor,
+      });
+    }
+    return out;
   }
 
-  /** Applies owner deltas one by one, in order; each is independent (3.7 semantics). */
+  /**
+   * Applies owner deltas; each is independent (3.7 semantics). Concurrent
+   * requests whose deltas are plain (a job id, a known or no status, no
+   * recv_cursor) share one fenced statement (`deltaStatement`); any other
+   * request is applied delta by delta, in order.
+   */
   async applyDeltas(instanceId: string, deltas: JobDelta[]): Promise<BatchResponse> {
+    const ids = new Set(deltas.map((d) => d.id as string));
+    if (ids.size === deltas.length && deltas.every((d) => this.plainDelta(d))) {
+      const outcome = await this.deltas.submit({ instanceId, deltas });
+      if ('error' in outcome) throw outcome.error;
+      return outcome.response;
+    }
+    return this.applyDeltasInOrder(instanceId, deltas);
+  }
+
+  private plainDelta(d: JobDelta): boolean {
+    if (!isUuid(d.id as string) || d.recv_cursor) return false;
+    if ((d.claim_epoch ?? null) === null && this.settings.requireClaimEpoch) return false;
+    return (
+      d.status === undefined || d.status === null || (jobStatuses as readonly string[]).includes(d.status)
+    );
+  }
+
+  private async applyDeltasInOrder(instanceId: string, deltas: JobDelta[]): Promise<BatchResponse> {
     const rejected: BatchResponse['rejected'] = [];
     let accepted = 0;
     for (const delta of deltas) {
@@ -255,6 +365,83 @@ export class JobStore {
       else accepted += 1;
     }
     return { accepted, rejected };
+  }
+
+  /**
+   * The fenced write of `applyDelta` for the plain deltas of several requests
+   * in one statement (DESIGN.md §4.3): a row changes only for its current
+   * owner, at the current epoch when one is given, while it is live; a
+   * terminal row is never touched (§11 item 7). The coalescer gives it
+   * distinct job ids only. Rows are listed in id order so that concurrent
+   * statements lock in one order. If PostgreSQL refuses the statement (a value
+   * it cannot store, a deadlock), nothing of it was committed and each request
+   * is applied on its own, so the failure stays with the request that caused it.
+   */
+  private async deltaStatement(asks: DeltaAsk[]): Promise<DeltaOutcome[]> {
+    const rows = asks
+      .flatMap((ask) =>
+        ask.deltas.map((d) => ({
+          job_id: d.id as string,
+          owner: ask.instanceId,
+          epoch: d.claim_epoch ?? null,
+          new_status: d.status ?? null,
+          new_progress: d.progress ?? null,
+          new_message: d.progress_message ?? null,
+          new_result:
+            d.status === 'completed' && d.result !== undefined && d.result !== null ? d.result : null,
+          new_error: d.status === 'failed' ? (d.error ?? null) : null,
+        })),
+      )
+      .sort((a, b) => (a.job_id < b.job_id ? -1 : a.job_id > b.job_id ? 1 : 0));
+    this.statementStats.delta.statements += 1;
+    this.statementStats.delta.requests += asks.length;
+    let updated: Set<string>;
+    try {
+      const done = await this.sql<{ id: string }[]>`
+        update jobs j set
+          last_heartbeat_at = now(),
+          lease_expires_at = case when d.new_status in ('completed', 'failed', 'cancelled') then j.lease_expires_at
+                             else ${this.lease()} end,
+          progress = coalesce(d.new_progress, j.progress),
+          progress_message = coalesce(d.new_message, j.progress_message),
+          status = coalesce(d.new_status, j.status),
+          result = coalesce(d.new_result, j.result),
+          error = coalesce(d.new_error, j.error),
+          finished_at = case when d.new_status in ('completed', 'failed', 'cancelled') then now() else j.finished_at end
+        from jsonb_to_recordset(${this.sql.json(rows as never)}) as d(
+          job_id uuid, owner text, epoch bigint, new_status text, new_progress float8, new_message text,
+          new_result jsonb, new_error text)
+        where j.id = d.job_id and j.owner_instance_id = d.owner and j.status in ('working', 'input_required')
+          and (d.epoch is null or j.claim_epoch = d.epoch)
+        returning j.id`;
+      updated = new Set(done.map((r) => r.id));
+    } catch (err) {
+      if (!isStatementError(err)) throw err;
+      return Promise.all(
+        asks.map((ask) =>
+          this.applyDeltasInOrder(ask.instanceId, ask.deltas).then(
+            (response) => ({ response }),
+            (error: unknown) => ({ error }),
+          ),
+        ),
+      );
+    }
+    return Promise.all(
+      asks.map(async (ask) => {
+        const rejected: BatchResponse['rejected'] = [];
+        let accepted = 0;
+        for (const d of ask.deltas) {
+          const id = d.id as string;
+          if (updated.has(id)) accepted += 1;
+          else
+            rejected.push({
+              id,
+              reason: await this.whyRefused(ask.instanceId, id, d.claim_epoch ?? null, true),
+            });
+        }
+        return { response: { accepted, rejected } };
+      }),
+    );
   }
 
   private async applyDelta(instanceId: string, id: string, d: JobDelta): Promise<DeltaRejection | undefined> {
@@ -299,6 +486,16 @@ export class JobStore {
         returning id`;
       if (updated.length === 1) return undefined;
     }
+    return this.whyRefused(instanceId, id, epoch, validStatus);
+  }
+
+  /** After a fenced write changed nothing: which precondition failed. */
+  private async whyRefused(
+    instanceId: string,
+    id: string,
+    epoch: number | null,
+    validStatus: boolean,
+  ): Promise<DeltaRejection> {
     const [row] = await this.sql<{ owner_instance_id: string | null; claim_epoch: number; status: string }[]>`
       select owner_instance_id, claim_epoch, status from jobs where id = ${id}`;
     if (!row) return 'not_found';

@@ -8,6 +8,8 @@ export function createMetrics(collect: {
   liveClaims: () => Promise<{ total: number; mine: number }>;
   draining: () => boolean;
   poolSize: number;
+  /** Requests served by shared statements, and those statements (JobStore.statementStats). */
+  statements?: () => Record<string, { requests: number; statements: number }>;
 }) {
   const registry = new Registry();
   const requests = new Counter({
@@ -69,6 +71,29 @@ export function createMetrics(collect: {
       this.set(collect.poolSize);
     },
   });
+  if (collect.statements) {
+    const read = collect.statements;
+    new Counter({
+      name: 'mesh_coalesced_requests_total',
+      help: 'Claim and delta requests served by shared database statements, by kind',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [kind, s] of Object.entries(read())) this.inc({ kind }, s.requests);
+      },
+    });
+    new Counter({
+      name: 'mesh_coalesced_statements_total',
+      help: 'Shared database statements that served claim and delta requests, by kind',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [kind, s] of Object.entries(read())) this.inc({ kind }, s.statements);
+      },
+    });
+  }
   return { registry, requests, latency, claims, deltas, sweeps };
 }
 
