@@ -39,7 +39,7 @@ export interface Readiness {
   }>;
 }
 
-/** Services injected into every route through `c.var.deps`. */
+/** Services injected into every route: `c.get('deps')` (`c.var` would copy every variable at each read). */
 export interface AppDeps {
   identity: Identity;
   readiness: Readiness;

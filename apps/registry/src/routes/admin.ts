@@ -24,14 +24,14 @@ const fleetAckTimeoutMs = 15_000;
 export const adminRoutes = new Hono<AppEnv>()
   .get('/admin/drain', async (c) => c.json(await drainBody(c)))
   .post('/admin/drain', async (c) => {
-    const { gate, replicas } = c.var.deps;
+    const { gate, replicas } = c.get('deps');
     // The barrier: answers only once no claim can still commit on this replica.
     await gate.enter('local');
     await replicas?.report();
     return c.json(await drainBody(c));
   })
   .delete('/admin/drain', async (c) => {
-    const { gate, replicas } = c.var.deps;
+    const { gate, replicas } = c.get('deps');
     // The fleet drain is read afresh: resuming this replica never lifts a fleet
     // drain in force, and never keeps one that was lifted.
     await replicas?.syncFleetDrain();
@@ -40,13 +40,13 @@ export const adminRoutes = new Hono<AppEnv>()
     return c.json(await drainBody(c));
   })
   .get('/admin/replicas', async (c) => {
-    const { replicas } = c.var.deps;
+    const { replicas } = c.get('deps');
     if (!replicas) throw new ApiError('unavailable', 'replica registry not running');
     const [list, fleet] = await Promise.all([replicas.list(), replicas.fleetDrain()]);
     return c.json({ replicas: list, fleet_draining: fleet.draining, fleet_draining_since: fleet.since });
   })
   .delete('/admin/replicas/:id', async (c) => {
-    const { replicas } = c.var.deps;
+    const { replicas } = c.get('deps');
     if (!replicas) throw new ApiError('unavailable', 'replica registry not running');
     const id = c.req.param('id');
     const outcome = await replicas.forget(id);
@@ -58,13 +58,13 @@ export const adminRoutes = new Hono<AppEnv>()
   })
   .get('/admin/fleet/drain', async (c) => c.json(await fleetBody(c)))
   .post('/admin/fleet/drain', async (c) => {
-    const { replicas } = c.var.deps;
+    const { replicas } = c.get('deps');
     if (!replicas) throw new ApiError('unavailable', 'replica registry not running');
     const ack = await replicas.setFleetDrain(true, fleetAckTimeoutMs);
     return c.json({ ...(await fleetBody(c)), ...ack });
   })
   .delete('/admin/fleet/drain', async (c) => {
-    const { replicas } = c.var.deps;
+    const { replicas } = c.get('deps');
     if (!replicas) throw new ApiError('unavailable', 'replica registry not running');
     const ack = await replicas.setFleetDrain(false, fleetAckTimeoutMs);
     return c.json({ ...(await fleetBody(c)), ...ack });
@@ -73,7 +73,7 @@ export const adminRoutes = new Hono<AppEnv>()
 type Ctx = Context<AppEnv>;
 
 async function drainBody(c: Ctx): Promise<DrainBody> {
-  const { gate, jobs, identity, replicas } = c.var.deps;
+  const { gate, jobs, identity, replicas } = c.get('deps');
   const live = await jobs.liveClaims().catch((err: Error) => {
     throw new ApiError('unavailable', `failed to count live claims: ${err.message}`);
   });
@@ -90,7 +90,7 @@ async function drainBody(c: Ctx): Promise<DrainBody> {
 }
 
 async function fleetBody(c: Ctx): Promise<FleetBody> {
-  const { replicas, jobs } = c.var.deps;
+  const { replicas, jobs } = c.get('deps');
   if (!replicas) throw new ApiError('unavailable', 'replica registry not running');
   const [fleet, list, live] = await Promise.all([replicas.fleetDrain(), replicas.list(), jobs.liveClaims()]);
   return {

@@ -8,12 +8,12 @@ export const agentRoutes = new Hono<AppEnv>()
   .post('/heartbeat', async (c) => {
     const body = await readJson(c, agentRegistration);
     // Semantic rejections answer 200 with status "error", as in 3.7.
-    return c.json(await c.var.deps.agents.register(body, c.req.header(headers.sdkVersion) ?? null));
+    return c.json(await c.get('deps').agents.register(body, c.req.header(headers.sdkVersion) ?? null));
   })
   .get('/heartbeat/:id', async (c) => {
     // Only HEAD exists here (gin has no GET route for it).
     if (c.req.method !== 'HEAD') return c.text('404 page not found', 404);
-    const { agents, gate } = c.var.deps;
+    const { agents, gate } = c.get('deps');
     const beat = await agents.fastHeartbeat(c.req.param('id'));
     // Pending work is advertised only where it can be claimed: not while this replica drains.
     const extra: Record<string, string> =
@@ -23,7 +23,7 @@ export const agentRoutes = new Hono<AppEnv>()
     return c.body(null, beat.status, extra);
   })
   .get('/agents', async (c) => {
-    const list = await c.var.deps.agents.list();
+    const list = await c.get('deps').agents.list();
     const body: AgentsListResponse = {
       agents: list.length ? list : null,
       count: list.length,
@@ -32,6 +32,6 @@ export const agentRoutes = new Hono<AppEnv>()
     return c.json(body);
   })
   .delete('/agents/:id', async (c) => {
-    await c.var.deps.agents.unregister(c.req.param('id'));
+    await c.get('deps').agents.unregister(c.req.param('id'));
     return c.body(null, 204);
   });

@@ -5,7 +5,7 @@ import type { AppEnv } from '../app.ts';
 /** Liveness (`/health`, MCP Mesh shape + ours), readiness (`/ready`) and `/`. */
 export const healthRoutes = new Hono<AppEnv>()
   .get('/health', (c) => {
-    const { identity, features } = c.var.deps;
+    const { identity, features } = c.get('deps');
     // Hono answers HEAD with the GET route; MCP Mesh's HEAD carries headers only.
     if (c.req.method === 'HEAD') {
       return c.body(null, 200, {
@@ -31,7 +31,7 @@ export const healthRoutes = new Hono<AppEnv>()
     });
   })
   .get('/ready', async (c) => {
-    const { identity, readiness } = c.var.deps;
+    const { identity, readiness } = c.get('deps');
     const state = await readiness.check();
     const ready = state.database === 'ok' && state.migrations === 'done' && state.lifecycle === 'running';
     return c.json(
@@ -48,7 +48,7 @@ export const healthRoutes = new Hono<AppEnv>()
     c.json({
       service: serviceName,
       status: 'running',
-      version: c.var.deps.identity.version,
+      version: c.get('deps').identity.version,
       endpoints: ['/health', '/heartbeat', '/agents'],
     }),
   );

@@ -63,7 +63,7 @@ export const jobRoutes = new Hono<AppEnv>()
       );
     }
     const owner = body.owner_instance_id?.trim() || null;
-    const created: CreateJobResponse = await c.var.deps.jobs.create({
+    const created: CreateJobResponse = await c.get('deps').jobs.create({
       capability,
       submittedBy,
       payload: body.submitted_payload,
@@ -92,7 +92,7 @@ export const jobRoutes = new Hono<AppEnv>()
     }
     const cursor = c.req.query('cursor');
     const since = intParam(c, 'submitted_since');
-    const page = await c.var.deps.jobs.list({
+    const page = await c.get('deps').jobs.list({
       statuses,
       owner: c.req.query('owner_instance_id')?.trim() || undefined,
       capability: c.req.query('capability')?.trim() || undefined,
@@ -114,7 +114,7 @@ export const jobRoutes = new Hono<AppEnv>()
     if (max < 1 || max > limits.maxClaimBatch) {
       throw new ApiError('bad_request', `max_jobs must be in [1, ${limits.maxClaimBatch}], got ${max}`);
     }
-    const { jobs, gate, metrics } = c.var.deps;
+    const { jobs, gate, metrics } = c.get('deps');
     // The drain barrier: a claim either passes the gate and finishes before a
     // drain answers, or is refused (no attempt burned, no epoch minted).
     const claimed = await gate.claim(
@@ -139,8 +139,8 @@ export const jobRoutes = new Hono<AppEnv>()
     }
     if (body.deltas.some((d) => !d.id?.trim()))
       throw new ApiError('bad_request', 'every delta requires a non-empty id');
-    const result = await c.var.deps.jobs.applyDeltas(instanceId, body.deltas);
-    const { metrics } = c.var.deps;
+    const result = await c.get('deps').jobs.applyDeltas(instanceId, body.deltas);
+    const { metrics } = c.get('deps');
     if (metrics) {
       if (result.accepted) metrics.deltas.inc({ outcome: 'accepted' }, result.accepted);
       for (const r of result.rejected) metrics.deltas.inc({ outcome: r.reason });
@@ -166,41 +166,44 @@ export const jobRoutes = new Hono<AppEnv>()
       }
       return { id, epoch: l.claim_epoch };
     });
-    const results = await c.var.deps.jobs.renewLeases(instanceId, pairs);
+    const results = await c.get('deps').jobs.renewLeases(instanceId, pairs);
     return c.json({ results } satisfies RenewLeasesResponse);
   })
   .get('/jobs/:id', async (c) => {
     const id = c.req.param('id');
     if (!isUuid(id)) throw jobNotFound(id);
-    return c.json(await c.var.deps.jobs.get(id));
+    return c.json(await c.get('deps').jobs.get(id));
   })
   .post('/jobs/:id/release', async (c) => {
     const body = await readJson(c, releaseRequest);
     const instanceId = required(body.instance_id, 'instance_id');
-    const released = await c.var.deps.jobs.release(
-      c.req.param('id'),
-      instanceId,
-      noNul(body.reason ?? '', 'reason'),
-      body.claim_epoch ?? null,
-    );
+    const released = await c
+      .get('deps')
+      .jobs.release(
+        c.req.param('id'),
+        instanceId,
+        noNul(body.reason ?? '', 'reason'),
+        body.claim_epoch ?? null,
+      );
     return c.json(released);
   })
   .post('/jobs/:id/cancel', async (c) => {
     const body = await readJson(c, cancelRequest, { optional: true });
     const id = c.req.param('id');
     const reason = noNul(body.reason ?? '', 'reason');
-    const { previousOwner } = await c.var.deps.jobs.cancel(id, reason);
+    const { previousOwner } = await c.get('deps').jobs.cancel(id, reason);
     // No grace sleep: the `cancelled` event is committed before this answer, so
     // an owner parked in a long-poll already has it (reference §4.10). The
     // owner's own endpoint is told too, best effort, without holding the caller.
-    if (previousOwner) void forwardCancel(c.var.deps, previousOwner, id, reason, c.req.header('x-trace-id'));
+    if (previousOwner)
+      void forwardCancel(c.get('deps'), previousOwner, id, reason, c.req.header('x-trace-id'));
     return c.json({ status: 'cancelled', forwarded_to_instance_id: previousOwner } satisfies CancelResponse);
   })
   .post('/jobs/:id/events', async (c) => {
     const body = await readJson(c, postEventRequest);
     const id = c.req.param('id');
     const type = noNul(required(body.type, 'type'), 'type');
-    const posted = await c.var.deps.jobs.postEvent(id, type, body.payload, body.trace_context ?? null);
+    const posted = await c.get('deps').jobs.postEvent(id, type, body.payload, body.trace_context ?? null);
     return c.json({ job_id: id, ...posted });
   })
   .get('/jobs/:id/events', async (c) => {
@@ -232,7 +235,7 @@ export const jobRoutes = new Hono<AppEnv>()
       );
     }
     if (!isUuid(id)) throw jobNotFound(id);
-    const { jobs, signals } = c.var.deps;
+    const { jobs, signals } = c.get('deps');
 
     // An executor read is fenced and renews the lease (DESIGN.md §4.3) at the
     // start, on every wake-up, at least every third of the lease window while
@@ -302,5 +305,5 @@ async function forwardCancel(
 
 /** Force reclaim: an operator's action, so it moves to the admin port when there is one. */
 export const reclaimRoutes = new Hono<AppEnv>().post('/jobs/:id/reclaim', async (c) =>
-  c.json(await c.var.deps.jobs.reclaim(c.req.param('id'))),
+  c.json(await c.get('deps').jobs.reclaim(c.req.param('id'))),
 );
