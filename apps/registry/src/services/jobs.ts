@@ -289,12 +289,14 @@ export class JobStore {
     this.statementStats.claim.requests += asks.length;
     const rows = await this.sql<(ClaimedJob & { lease: Date | null; slot: number })[]>`
       with retired as (
+        -- any(array(…)): by primary key. As \`id in (select …)\`, the cached plan
+        -- hash-joins the locked rows against a sequential scan of all jobs.
         update jobs set status = 'failed', error = 'exhausted: max retries exceeded', finished_at = now(),
                         last_heartbeat_at = now()
-        where id in (select id from jobs
-                     where capability = ${capability} and status = 'working' and owner_instance_id is null
-                       and attempt_count > max_retries
-                     for update skip locked)
+        where id = any(array(select id from jobs
+                             where capability = ${capability} and status = 'working' and owner_instance_id is null
+                               and attempt_count > max_retries
+                             for update skip locked))
         returning id
       ), picked as (
         select id, row_number() over (order by submitted_at, id) as slot
@@ -372,7 +374,7 @@ export class JobStore {
    * in one statement (DESIGN.md §4.3): a row changes only for its current
    * owner, at the current epoch when one is given, while it is live; a
    * terminal row is never touched (§11 item 7). The coalescer gives it
-   * distinct job ids only. Rows are listed in id order so that concurrent
+   * distinct job ids only. Rows are locked in id order so that concurrent
    * statements lock in one order. If PostgreSQL refuses the statement (a value
    * it cannot store, a deadlock), nothing of it was committed and each request
    * is applied on its own, so the failure stays with the request that caused it.
@@ -397,7 +399,13 @@ export class JobStore {
     this.statementStats.delta.requests += asks.length;
     let updated: Set<string>;
     try {
+      // `target` fetches the rows by primary key, locked in id order: the planner
+      // cannot know how few rows the recordset holds and, left alone, scans a
+      // whole partial index (dead entries included) to hash-join them.
       const done = await this.sql<{ id: string }[]>`
+        with target as materialized (
+          select id from jobs where id = any(${rows.map((r) => r.job_id)}::uuid[]) order by id for update
+        )
         update jobs j set
           last_heartbeat_at = now(),
           lease_expires_at = case when d.new_status in ('completed', 'failed', 'cancelled') then j.lease_expires_at
@@ -408,10 +416,11 @@ export class JobStore {
           result = coalesce(d.new_result, j.result),
           error = coalesce(d.new_error, j.error),
           finished_at = case when d.new_status in ('completed', 'failed', 'cancelled') then now() else j.finished_at end
-        from jsonb_to_recordset(${this.sql.json(rows as never)}) as d(
+        from target, jsonb_to_recordset(${this.sql.json(rows as never)}) as d(
           job_id uuid, owner text, epoch bigint, new_status text, new_progress float8, new_message text,
           new_result jsonb, new_error text)
-        where j.id = d.job_id and j.owner_instance_id = d.owner and j.status in ('working', 'input_required')
+        where j.id = target.id and d.job_id = target.id
+          and j.owner_instance_id = d.owner and j.status in ('working', 'input_required')
           and (d.epoch is null or j.claim_epoch = d.epoch)
         returning j.id`;
       updated = new Set(done.map((r) => r.id));
