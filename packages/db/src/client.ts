@@ -5,6 +5,8 @@ export interface DbOptions {
   max?: number;
   connectTimeoutSeconds?: number;
   applicationName?: string;
+  /** More server settings for every connection (e.g. `plan_cache_mode` in tests). */
+  settings?: Record<string, string>;
 }
 
 /**
@@ -18,7 +20,7 @@ export function createDb(databaseUrl: string, options: DbOptions = {}) {
     connect_timeout: options.connectTimeoutSeconds ?? 10,
     idle_timeout: 60,
     onnotice: () => {},
-    connection: { application_name: options.applicationName ?? 'mesh-registry' },
+    connection: { application_name: options.applicationName ?? 'mesh-registry', ...options.settings },
     // int8 as a JS number: epochs, sequence numbers and counts stay far below 2^53.
     types: {
       bigint: { to: 20, from: [20], serialize: (x: number) => String(x), parse: (x: string) => Number(x) },

@@ -374,8 +374,8 @@ export class JobStore {
    * in one statement (DESIGN.md §4.3): a row changes only for its current
    * owner, at the current epoch when one is given, while it is live; a
    * terminal row is never touched (§11 item 7). The coalescer gives it
-   * distinct job ids only. Rows are locked in id order so that concurrent
-   * statements lock in one order. If PostgreSQL refuses the statement (a value
+   * distinct job ids only. Rows are listed in id order so that concurrent
+   * statements tend to lock in one order. If PostgreSQL refuses the statement (a value
    * it cannot store, a deadlock), nothing of it was committed and each request
    * is applied on its own, so the failure stays with the request that caused it.
    */
@@ -399,13 +399,7 @@ export class JobStore {
     this.statementStats.delta.requests += asks.length;
     let updated: Set<string>;
     try {
-      // `target` fetches the rows by primary key, locked in id order: the planner
-      // cannot know how few rows the recordset holds and, left alone, scans a
-      // whole partial index (dead entries included) to hash-join them.
       const done = await this.sql<{ id: string }[]>`
-        with target as materialized (
-          select id from jobs where id = any(${rows.map((r) => r.job_id)}::uuid[]) order by id for update
-        )
         update jobs j set
           last_heartbeat_at = now(),
           lease_expires_at = case when d.new_status in ('completed', 'failed', 'cancelled') then j.lease_expires_at
@@ -416,11 +410,10 @@ export class JobStore {
           result = coalesce(d.new_result, j.result),
           error = coalesce(d.new_error, j.error),
           finished_at = case when d.new_status in ('completed', 'failed', 'cancelled') then now() else j.finished_at end
-        from target, jsonb_to_recordset(${this.sql.json(rows as never)}) as d(
+        from jsonb_to_recordset(${this.sql.json(rows as never)}) as d(
           job_id uuid, owner text, epoch bigint, new_status text, new_progress float8, new_message text,
           new_result jsonb, new_error text)
-        where j.id = target.id and d.job_id = target.id
-          and j.owner_instance_id = d.owner and j.status in ('working', 'input_required')
+        where j.id = d.job_id and j.owner_instance_id = d.owner and j.status in ('working', 'input_required')
           and (d.epoch is null or j.claim_epoch = d.epoch)
         returning j.id`;
       updated = new Set(done.map((r) => r.id));
