@@ -15,17 +15,19 @@ afterAll(async () => {
   await sql.end();
 });
 
-/** Sequential scans of the jobs table so far, as the statistics report them. */
+/** Sequential scans of jobs, and scans of its index of live claims, so far as the statistics report them. */
 async function scans() {
   await sql`select pg_stat_force_next_flush()`;
   // A new statement after the backend went idle: the forced flush has happened.
-  const [row] = await sql<{ seq: number }[]>`
-    select seq_scan::int as seq from pg_stat_user_tables where relname = 'jobs'`;
-  return row as { seq: number };
+  const [row] = await sql<{ seq: number; live: number }[]>`
+    select t.seq_scan::int as seq, i.idx_scan::int as live
+    from pg_stat_user_tables t join pg_stat_user_indexes i on i.relid = t.relid
+    where t.relname = 'jobs' and i.indexrelname = 'jobs_live_owner_idx'`;
+  return row as { seq: number; live: number };
 }
 
 describe('query plans of the hot paths', () => {
-  it('claims and completes without scanning the jobs table', async () => {
+  it('claims and completes without scanning the jobs table or all live claims', async () => {
     // A table worth scanning: a deep queue (as in a benchmark), finished jobs and
     // other capabilities' live claims.
     await sql`
@@ -56,5 +58,6 @@ describe('query plans of the hot paths', () => {
       select count(*)::int as n from jobs where capability = 'plans' and status = 'completed'`;
     expect(done?.n).toBe(30);
     expect(after.seq - before.seq).toBe(0);
+    expect(after.live - before.live).toBe(0);
   });
 });

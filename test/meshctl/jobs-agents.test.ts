@@ -10,7 +10,7 @@ let url: string[];
 beforeAll(async () => {
   r = await spawnRegistry({ databaseUrl: db.url, replicaId: 'jobs-cli' });
   url = ['--registry-url', r.url];
-}, 60_000);
+}, 120_000);
 afterAll(async () => {
   await r?.stop();
 });
@@ -87,7 +87,7 @@ describe('meshctl job', () => {
     expect(waited.stdout).toContain(`Job ${id} completed`);
     expect(waited.stdout).toContain('"echoed": "hi"');
     expect((await meshctl(['job', 'list', '--status', 'completed', '--json', ...url])).stdout).toContain(id);
-  }, 60_000);
+  }, 180_000);
 
   it('cancel, reclaim and their refusals; a failed job makes wait exit 1', async () => {
     const a = await post('/jobs', {
@@ -148,7 +148,7 @@ describe('meshctl job', () => {
       expect(out.code, cmd).toBe(1);
       expect(out.stderr, cmd).toContain(`job not found: ${missing}`);
     }
-  }, 90_000);
+  }, 180_000);
 
   it('refuses bad input before calling the registry (exit 2)', async () => {
     const notJson = await meshctl(['job', 'submit', 'x', '--payload', '{oops', ...url]);
@@ -162,7 +162,7 @@ describe('meshctl job', () => {
     expect(badStatus.stderr).toContain('unknown status running');
     const noId = await meshctl(['job', 'status', ...url]);
     expect(noId.code).toBe(2);
-  }, 60_000);
+  }, 180_000);
 });
 
 describe('meshctl list / status (agents)', () => {
@@ -211,7 +211,7 @@ describe('meshctl list / status (agents)', () => {
     const ambiguous = await meshctl(['status', 'zzz', ...url]);
     expect(ambiguous.code).toBe(1);
     expect(ambiguous.stderr).toContain('no agent matches "zzz"');
-  }, 60_000);
+  }, 180_000);
 
   it('a registry that is down: list says so and exits 2', async () => {
     const down = await meshctl(['list', '--registry-url', 'http://127.0.0.1:9']);

@@ -10,7 +10,7 @@ let url: string[];
 beforeAll(async () => {
   mcp = await startMcpRegistry(db.url);
   url = ['--registry-url', mcp.url];
-}, 60_000);
+}, 120_000);
 afterAll(async () => {
   await mcp?.stop();
 });
@@ -52,7 +52,7 @@ describe('our meshctl against the real MCP Mesh registry 3.7.1', () => {
     const resume = await meshctl(['registry', 'resume', ...url]);
     expect(resume.code).toBe(0);
     expect(resume.stdout).toContain('Registry resumed — job dispatch active');
-  }, 60_000);
+  }, 180_000);
 
   it('job status / reclaim / list work; list shows agents', async () => {
     const { id } = await post('/jobs', { capability: 'mcp-cli2', submitted_by: 't', submitted_payload: {} });
@@ -80,7 +80,7 @@ describe('our meshctl against the real MCP Mesh registry 3.7.1', () => {
     const agents = await meshctl(['list', ...url]);
     expect(agents.code, agents.stderr).toBe(0);
     expect(agents.stdout).toMatch(/echo-9f8e7d6c\s+TypeScript\s+Agent\s+healthy/);
-  }, 60_000);
+  }, 180_000);
 
   it('commands that need our extensions say plainly that the registry lacks them', async () => {
     for (const args of [
@@ -99,5 +99,5 @@ describe('our meshctl against the real MCP Mesh registry 3.7.1', () => {
     expect(JSON.parse((await meshctl(['registry', 'status', '--json', ...url])).stdout)).toMatchObject({
       draining: false,
     });
-  }, 60_000);
+  }, 180_000);
 });

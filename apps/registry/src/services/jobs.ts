@@ -413,7 +413,11 @@ export class JobStore {
         from jsonb_to_recordset(${this.sql.json(rows as never)}) as d(
           job_id uuid, owner text, epoch bigint, new_status text, new_progress float8, new_message text,
           new_result jsonb, new_error text)
-        where j.id = d.job_id and j.owner_instance_id = d.owner and j.status in ('working', 'input_required')
+        where j.id = any(${rows.map((r) => r.job_id)}::uuid[]) and j.id = d.job_id and j.owner_instance_id = d.owner
+          -- "live", spelled so that no partial index of live rows matches: the planner cannot
+          -- tell how few rows the recordset holds, and would rather scan all live claims
+          -- than look the few ids up by primary key (the CHECK constraint allows five statuses).
+          and j.status not in ('completed', 'failed', 'cancelled')
           and (d.epoch is null or j.claim_epoch = d.epoch)
         returning j.id`;
       updated = new Set(done.map((r) => r.id));
