@@ -78,25 +78,23 @@ function request(
 
 // ---- CPU accounting (Linux /proc): where a phase's CPU went, per process group ----
 const clockTick = 100; // USER_HZ: 100 on every Linux of our kind
-function cpuMicros(pid: number): number {
+/** A process's ppid and CPU time (user + system, µs) from /proc/<pid>/stat; undefined once it is gone. */
+function procStat(pid: number | string): { ppid: number; cpuMicros: number } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which may hold spaces: state, ppid, …, utime (12th), stime (13th).
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1e6) / clockTick;
+    return { ppid: Number(f[1]), cpuMicros: ((Number(f[11]) + Number(f[12])) * 1e6) / clockTick };
   } catch {
-    return 0;
+    return undefined;
   }
 }
+const cpuMicros = (pid: number) => procStat(pid)?.cpuMicros ?? 0;
 /** The postmaster and every process it started (backends, WAL writer, checkpointer…). */
 function postgresPids(postmaster: number): number[] {
   const pids = [postmaster];
   for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === postmaster) pids.push(Number(d));
-    } catch {}
+    if (/^\d+$/.test(d) && procStat(d)?.ppid === postmaster) pids.push(Number(d));
   }
   return pids;
 }
@@ -287,8 +285,7 @@ async function findPostmaster(url: string): Promise<number> {
   const sql = postgres(url, { max: 1, onnotice: () => {} });
   try {
     const [row] = await sql<{ pid: number }[]>`select pg_backend_pid() as pid`;
-    const stat = readFileSync(`/proc/${row?.pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return procStat(row?.pid ?? -1)?.ppid ?? -1;
   } catch {
     return -1;
   } finally {

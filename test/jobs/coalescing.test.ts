@@ -24,6 +24,15 @@ const claim = async (capability: string, instance: string, max?: number) =>
 const batch = (instance: string, deltas: Record<string, unknown>[]) =>
   r.call('POST', '/jobs/batch', { instance_id: instance, deltas });
 const job = async (id: string) => (await r.call('GET', `/jobs/${id}`)).body;
+/** Submits `n` jobs and has `${prefix}0`…`${prefix}n-1` claim one each, in turn. */
+const ownOneEach = async (prefix: string, n: number) => {
+  const c = cap();
+  await submitMany(c, n);
+  const owned: { instance: string; id: string }[] = [];
+  for (let i = 0; i < n; i++)
+    owned.push({ instance: `${prefix}${i}`, id: ((await claim(c, `${prefix}${i}`))[0] as Claimed).id });
+  return owned;
+};
 
 describe('coalesced claims', () => {
   it('deals each job to exactly one of many concurrent claimers, oldest first, in shared statements', async () => {
@@ -69,11 +78,7 @@ describe('coalesced claims', () => {
 
 describe('coalesced deltas', () => {
   it('fences every delta of a shared statement on its own', async () => {
-    const c = cap();
-    await submitMany(c, 6);
-    const owned: { instance: string; job: Claimed }[] = [];
-    for (let i = 0; i < 6; i++)
-      owned.push({ instance: `o${i}`, job: (await claim(c, `o${i}`))[0] as Claimed });
+    const owned = await ownOneEach('o', 6);
     const [a, b, stale, wrongOwner, legacy, scalar] = owned as [
       (typeof owned)[number],
       (typeof owned)[number],
@@ -84,39 +89,35 @@ describe('coalesced deltas', () => {
     ];
     const before = { ...r.jobs.statementStats.delta };
     const answers = await Promise.all([
-      batch(a.instance, [{ id: a.job.id, claim_epoch: 1, status: 'completed', result: { ok: true } }]),
-      batch(b.instance, [{ id: b.job.id, claim_epoch: 1, progress: 0.5, progress_message: 'half' }]),
-      batch(stale.instance, [{ id: stale.job.id, claim_epoch: 2, status: 'completed', result: {} }]),
-      batch('intruder', [{ id: wrongOwner.job.id, status: 'failed', error: 'nope' }]),
-      batch(legacy.instance, [{ id: legacy.job.id, status: 'failed', error: 'gave up' }]),
-      batch(scalar.instance, [{ id: scalar.job.id, claim_epoch: 1, status: 'completed', result: false }]),
+      batch(a.instance, [{ id: a.id, claim_epoch: 1, status: 'completed', result: { ok: true } }]),
+      batch(b.instance, [{ id: b.id, claim_epoch: 1, progress: 0.5, progress_message: 'half' }]),
+      batch(stale.instance, [{ id: stale.id, claim_epoch: 2, status: 'completed', result: {} }]),
+      batch('intruder', [{ id: wrongOwner.id, status: 'failed', error: 'nope' }]),
+      batch(legacy.instance, [{ id: legacy.id, status: 'failed', error: 'gave up' }]),
+      batch(scalar.instance, [{ id: scalar.id, claim_epoch: 1, status: 'completed', result: false }]),
     ]);
     expect(answers.map((x) => x.status)).toEqual([200, 200, 200, 200, 200, 200]);
     expect(answers.map((x) => x.body)).toEqual([
       { accepted: 1, rejected: [] },
       { accepted: 1, rejected: [] },
-      { accepted: 0, rejected: [{ id: stale.job.id, reason: 'claim_superseded' }] },
-      { accepted: 0, rejected: [{ id: wrongOwner.job.id, reason: 'not_owner' }] },
+      { accepted: 0, rejected: [{ id: stale.id, reason: 'claim_superseded' }] },
+      { accepted: 0, rejected: [{ id: wrongOwner.id, reason: 'not_owner' }] },
       { accepted: 1, rejected: [] },
       { accepted: 1, rejected: [] },
     ]);
-    expect(await job(a.job.id)).toMatchObject({ status: 'completed', result: { ok: true } });
-    expect(await job(b.job.id)).toMatchObject({ status: 'working', progress: 0.5, progress_message: 'half' });
-    expect(await job(stale.job.id)).toMatchObject({ status: 'working', result: null });
-    expect(await job(wrongOwner.job.id)).toMatchObject({ status: 'working', error: null });
-    expect(await job(legacy.job.id)).toMatchObject({ status: 'failed', error: 'gave up' });
-    expect(await job(scalar.job.id)).toMatchObject({ status: 'completed', result: false });
+    expect(await job(a.id)).toMatchObject({ status: 'completed', result: { ok: true } });
+    expect(await job(b.id)).toMatchObject({ status: 'working', progress: 0.5, progress_message: 'half' });
+    expect(await job(stale.id)).toMatchObject({ status: 'working', result: null });
+    expect(await job(wrongOwner.id)).toMatchObject({ status: 'working', error: null });
+    expect(await job(legacy.id)).toMatchObject({ status: 'failed', error: 'gave up' });
+    expect(await job(scalar.id)).toMatchObject({ status: 'completed', result: false });
     const after = r.jobs.statementStats.delta;
     expect(after.requests - before.requests).toBe(6);
     expect(after.statements - before.statements).toBeLessThan(6);
   });
 
   it("fails only the request whose value PostgreSQL refuses; the others' deltas commit", async () => {
-    const c = cap();
-    await submitMany(c, 6);
-    const owned: { instance: string; id: string }[] = [];
-    for (let i = 0; i < 6; i++)
-      owned.push({ instance: `p${i}`, id: ((await claim(c, `p${i}`))[0] as Claimed).id });
+    const owned = await ownOneEach('p', 6);
     // The first two run alone (two statements at a time); the other four share the next
     // statement, which PostgreSQL refuses for the NUL in request 4's result.
     const answers = owned.map((o, i) =>

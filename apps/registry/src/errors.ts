@@ -39,6 +39,14 @@ const connectionErrors = new Set([
   'CONNECT_TIMEOUT',
 ]);
 
+/** The database is unreachable, restarting or out of connections (not a refused statement). */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return (
+    typeof code === 'string' && (connectionErrors.has(code) || /^(08|57P)/.test(code) || code === '53300')
+  );
+}
+
 /**
  * Maps a PostgreSQL failure to the wire: a value the database cannot store
  * (class 22, e.g. a NUL character or an out-of-range number) is the caller's
@@ -49,7 +57,7 @@ export function fromDatabaseError(err: unknown): ApiError | undefined {
   const e = err as { code?: string; message?: string };
   if (typeof e?.code !== 'string') return undefined;
   if (e.code.startsWith('22')) return new ApiError('bad_request', `invalid value: ${e.message}`);
-  if (connectionErrors.has(e.code) || /^(08|57P)/.test(e.code) || e.code === '53300') {
+  if (isDatabaseUnavailable(err)) {
     return new ApiError('unavailable', `database unavailable: ${e.message}`);
   }
   return undefined;

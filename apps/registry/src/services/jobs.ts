@@ -15,7 +15,7 @@ import {
   type ReleaseResponse,
 } from '@mesh/protocol';
 import postgres from 'postgres';
-import { ApiError } from '../errors.ts';
+import { ApiError, isDatabaseUnavailable } from '../errors.ts';
 import { Coalescer } from './coalescer.ts';
 
 /** Channel on which every replica hears "something happened to job X". */
@@ -110,14 +110,39 @@ type DeltaOutcome = { response: BatchResponse } | { error: unknown };
  * while one runs. Measured with `pnpm bench:jobs` (docs/benchmarks.md): one
  * claim statement per capability and two delta statements at a time did best.
  */
-export const coalescing = { claimsInFlight: 1, deltasInFlight: 2, maxDeltasPerStatement: 200 };
+const coalescing = { claimsInFlight: 1, deltasInFlight: 2, maxDeltasPerStatement: 200 };
 
 /**
  * PostgreSQL refused the statement itself (an error the server reported, not a
  * lost connection): it was rolled back, nothing of it committed.
  */
 const isStatementError = (err: unknown): boolean =>
-  err instanceof postgres.PostgresError && !/^(08|57P)/.test(err.code) && err.code !== '53300';
+  err instanceof postgres.PostgresError && !isDatabaseUnavailable(err);
+
+/** What a refused owner write is judged by: the row as it is now. */
+interface JobFence {
+  owner_instance_id: string | null;
+  claim_epoch: number;
+  status: string;
+}
+
+/** Which precondition of a fenced delta failed, given the row as it is now (`undefined`: no such job). */
+function refusal(
+  row: JobFence | undefined,
+  instanceId: string,
+  epoch: number | null,
+  validStatus: boolean,
+): DeltaRejection {
+  if (!row) return 'not_found';
+  if (epoch !== null && (row.owner_instance_id !== instanceId || row.claim_epoch !== epoch))
+    return 'claim_superseded';
+  if (epoch === null && row.owner_instance_id !== instanceId) return 'not_owner';
+  if (isTerminal(row.status)) return 'already_terminal';
+  if (!validStatus) return 'invalid_status';
+  // The row changed between the write and this read and now matches again:
+  // report the conservative outcome rather than guessing.
+  return epoch !== null ? 'claim_superseded' : 'not_owner';
+}
 
 export const jobNotFound = (id: string) => new ApiError('not_found', `job not found: ${id}`);
 export const jobTerminal = () => new ApiError('already_terminal', 'job is already in a terminal state');
@@ -432,22 +457,29 @@ export class JobStore {
         ),
       );
     }
-    return Promise.all(
-      asks.map(async (ask) => {
-        const rejected: BatchResponse['rejected'] = [];
-        let accepted = 0;
-        for (const d of ask.deltas) {
-          const id = d.id as string;
-          if (updated.has(id)) accepted += 1;
-          else
-            rejected.push({
-              id,
-              reason: await this.whyRefused(ask.instanceId, id, d.claim_epoch ?? null, true),
-            });
-        }
-        return { response: { accepted, rejected } };
-      }),
+    const refusedIds = rows.map((r) => r.job_id).filter((id) => !updated.has(id));
+    const current = new Map(
+      refusedIds.length
+        ? (
+            await this.sql<(JobFence & { id: string })[]>`
+              select id, owner_instance_id, claim_epoch, status from jobs where id = any(${refusedIds}::uuid[])`
+          ).map((r) => [r.id, r])
+        : [],
     );
+    return asks.map((ask) => {
+      const rejected: BatchResponse['rejected'] = [];
+      let accepted = 0;
+      for (const d of ask.deltas) {
+        const id = d.id as string;
+        if (updated.has(id)) accepted += 1;
+        else
+          rejected.push({
+            id,
+            reason: refusal(current.get(id), ask.instanceId, d.claim_epoch ?? null, true),
+          });
+      }
+      return { response: { accepted, rejected } };
+    });
   }
 
   private async applyDelta(instanceId: string, id: string, d: JobDelta): Promise<DeltaRejection | undefined> {
@@ -495,24 +527,16 @@ export class JobStore {
     return this.whyRefused(instanceId, id, epoch, validStatus);
   }
 
-  /** After a fenced write changed nothing: which precondition failed. */
+  /** After a fenced write changed nothing: reads the row, and `refusal` says which precondition failed. */
   private async whyRefused(
     instanceId: string,
     id: string,
     epoch: number | null,
     validStatus: boolean,
   ): Promise<DeltaRejection> {
-    const [row] = await this.sql<{ owner_instance_id: string | null; claim_epoch: number; status: string }[]>`
+    const [row] = await this.sql<JobFence[]>`
       select owner_instance_id, claim_epoch, status from jobs where id = ${id}`;
-    if (!row) return 'not_found';
-    if (epoch !== null && (row.owner_instance_id !== instanceId || row.claim_epoch !== epoch))
-      return 'claim_superseded';
-    if (epoch === null && row.owner_instance_id !== instanceId) return 'not_owner';
-    if (isTerminal(row.status)) return 'already_terminal';
-    if (!validStatus) return 'invalid_status';
-    // The row changed between the write and this read and now matches again:
-    // report the conservative outcome rather than guessing.
-    return epoch !== null ? 'claim_superseded' : 'not_owner';
+    return refusal(row, instanceId, epoch, validStatus);
   }
 
   /**

@@ -73,26 +73,30 @@ export function createMetrics(collect: {
   });
   if (collect.statements) {
     const read = collect.statements;
-    new Counter({
-      name: 'mesh_coalesced_requests_total',
-      help: 'Claim and delta requests served by shared database statements, by kind',
-      labelNames: ['kind'] as const,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const [kind, s] of Object.entries(read())) this.inc({ kind }, s.requests);
-      },
-    });
-    new Counter({
-      name: 'mesh_coalesced_statements_total',
-      help: 'Shared database statements that served claim and delta requests, by kind',
-      labelNames: ['kind'] as const,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const [kind, s] of Object.entries(read())) this.inc({ kind }, s.statements);
-      },
-    });
+    const counted = [
+      [
+        'requests',
+        'mesh_coalesced_requests_total',
+        'Claim and delta requests served by shared database statements, by kind',
+      ],
+      [
+        'statements',
+        'mesh_coalesced_statements_total',
+        'Shared database statements that served claim and delta requests, by kind',
+      ],
+    ] as const;
+    for (const [field, name, help] of counted) {
+      new Counter({
+        name,
+        help,
+        labelNames: ['kind'] as const,
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const [kind, s] of Object.entries(read())) this.inc({ kind }, s[field]);
+        },
+      });
+    }
   }
   return { registry, requests, latency, claims, deltas, sweeps };
 }
