@@ -60,4 +60,41 @@ describe('query plans of the hot paths', () => {
     expect(after.seq - before.seq).toBe(0);
     expect(after.live - before.live).toBe(0);
   });
+
+  it('keeps one generic plan for the claim and the shared delta instead of planning at every call', async () => {
+    // Default plan_cache_mode: a connection plans a statement afresh five times,
+    // then keeps the generic plan unless it looks costlier than the custom ones.
+    // A parameter that changes the estimate (an id array's length) makes it
+    // plan at every call, which cost more than executing the statement did.
+    const own = createDb(db.url, { max: 1 }).sql;
+    try {
+      await own`
+        insert into jobs (id, capability, submitted_by, submitted_payload)
+        select gen_random_uuid(), 'generic', 's', jsonb_build_object('i', i) from generate_series(1, 500) as i`;
+      await own`analyze jobs`;
+      const store = new JobStore(own, { defaultLeaseSeconds: 300, requireClaimEpoch: false, replicaId: 'r' });
+      const calls = 12;
+      for (let i = 0; i < calls; i++) {
+        const [job] = await store.claim('generic', 'w', 1);
+        expect(job).toBeDefined();
+        const res = await store.applyDeltas('w', [
+          { id: job?.id, claim_epoch: job?.claim_epoch, status: 'completed', result: i },
+        ]);
+        expect(res).toEqual({ accepted: 1, rejected: [] });
+      }
+      const plans = await own<{ statement: string; generic: number; custom: number }[]>`
+        select statement, generic_plans::int as generic, custom_plans::int as custom
+        from pg_prepared_statements
+        where statement like '%with retired as%' or statement like '%update jobs j set%'`;
+      const claim = plans.find((p) => p.statement.includes('with retired as'));
+      const delta = plans.find((p) => !p.statement.includes('with retired as'));
+      for (const p of [claim, delta]) {
+        expect(p).toBeDefined();
+        expect(p?.custom).toBeLessThanOrEqual(5);
+        expect(p?.generic).toBe(calls - (p?.custom ?? 0));
+      }
+    } finally {
+      await own.end();
+    }
+  });
 });

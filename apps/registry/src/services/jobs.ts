@@ -435,13 +435,18 @@ export class JobStore {
           result = coalesce(d.new_result, j.result),
           error = coalesce(d.new_error, j.error),
           finished_at = case when d.new_status in ('completed', 'failed', 'cancelled') then now() else j.finished_at end
-        from jsonb_to_recordset(${this.sql.json(rows as never)}) as d(
-          job_id uuid, owner text, epoch bigint, new_status text, new_progress float8, new_message text,
-          new_result jsonb, new_error text)
-        where j.id = any(${rows.map((r) => r.job_id)}::uuid[]) and j.id = d.job_id and j.owner_instance_id = d.owner
-          -- "live", spelled so that no partial index of live rows matches: the planner cannot
-          -- tell how few rows the recordset holds, and would rather scan all live claims
-          -- than look the few ids up by primary key (the CHECK constraint allows five statuses).
+        from (select * from jsonb_to_recordset(${this.sql.json(rows as never)}) as r(
+                job_id uuid, owner text, epoch bigint, new_status text, new_progress float8, new_message text,
+                new_result jsonb, new_error text)
+              -- A literal (the exact row count, 1..200): it tells the planner how few rows
+              -- there are, so it looks them up by primary key, and no parameter changes
+              -- the estimate, so the connection keeps one generic plan instead of
+              -- planning at every call (test/jobs/plans.test.ts checks both).
+              limit ${this.sql.unsafe(String(rows.length))}) as d
+        where j.id = d.job_id and j.owner_instance_id = d.owner
+          -- "live", spelled so that no partial index of live rows matches (a plan made
+          -- for a larger recordset would rather scan all live claims; the CHECK
+          -- constraint allows five statuses).
           and j.status not in ('completed', 'failed', 'cancelled')
           and (d.epoch is null or j.claim_epoch = d.epoch)
         returning j.id`;
