@@ -86,8 +86,8 @@ describe('query plans of the hot paths', () => {
         select statement, generic_plans::int as generic, custom_plans::int as custom
         from pg_prepared_statements
         where statement like '%with retired as%' or statement like '%update jobs j set%'`;
-      const claim = plans.find((p) => p.statement.includes('with retired as'));
-      const delta = plans.find((p) => !p.statement.includes('with retired as'));
+      const claim = plans.find((p) => p.statement.trimStart().startsWith('with retired as'));
+      const delta = plans.find((p) => p.statement.trimStart().startsWith('update jobs j set'));
       for (const p of [claim, delta]) {
         expect(p).toBeDefined();
         expect(p?.custom).toBeLessThanOrEqual(5);
@@ -95,6 +95,39 @@ describe('query plans of the hot paths', () => {
       }
     } finally {
       await own.end();
+    }
+  });
+
+  it('runs the shared claim and delta statements on the connections kept for them', async () => {
+    // server.ts gives the store a second, small pool for them (--db-job-pool-size),
+    // so that they keep running on the same warm backends.
+    const main = createDb(db.url, { max: 2, applicationName: 'plans-main' }).sql;
+    const shared = createDb(db.url, { max: 1, applicationName: 'plans-shared' }).sql;
+    try {
+      await main`
+        insert into jobs (id, capability, submitted_by, submitted_payload)
+        values (gen_random_uuid(), 'apart', 's', '{}')`;
+      const store = new JobStore(
+        main,
+        { defaultLeaseSeconds: 300, requireClaimEpoch: false, replicaId: 'r' },
+        shared,
+      );
+      // What each connection ran last, read on the test's own connection.
+      const lastOf = async (app: string) =>
+        (
+          await sql<{ query: string }[]>`select query from pg_stat_activity where application_name = ${app}`
+        ).map((row) => row.query);
+      const hot = (q: string) => q.includes('with retired as') || q.includes('update jobs j set');
+      const [job] = await store.claim('apart', 'w', 1);
+      expect(await lastOf('plans-shared')).toEqual([expect.stringContaining('with retired as')]);
+      const res = await store.applyDeltas('w', [
+        { id: job?.id, claim_epoch: job?.claim_epoch, status: 'completed', result: 1 },
+      ]);
+      expect(res).toEqual({ accepted: 1, rejected: [] });
+      expect(await lastOf('plans-shared')).toEqual([expect.stringContaining('update jobs j set')]);
+      expect((await lastOf('plans-main')).some(hot)).toBe(false);
+    } finally {
+      await Promise.all([main.end(), shared.end()]);
     }
   });
 });

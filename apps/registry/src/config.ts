@@ -20,6 +20,8 @@ export interface RegistryConfig {
   logFormat: 'json' | 'pretty';
   dataDir: string;
   dbPoolSize: number;
+  /** Connections of the shared claim and completion statements, apart from the pool. */
+  dbJobPoolSize: number;
   dbConnectTimeoutMs: number;
   migrationLockTimeoutMs: number;
   shutdownTimeoutMs: number;
@@ -206,6 +208,15 @@ const settings: Setting<keyof RegistryConfig>[] = [
     describe: 'PostgreSQL connections in the pool (default 20)',
     parse: integer(1, 1000, 'a pool size'),
     fallback: () => 20,
+  },
+  {
+    key: 'dbJobPoolSize',
+    flag: 'db-job-pool-size',
+    env: ['MESH_DB_JOB_POOL_SIZE'],
+    describe:
+      'PostgreSQL connections kept for the shared claim and completion statements, besides the pool (default 3)',
+    parse: integer(1, 100, 'a pool size'),
+    fallback: () => 3,
   },
   {
     key: 'dbConnectTimeoutMs',

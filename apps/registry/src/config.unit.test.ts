@@ -28,6 +28,7 @@ describe('registry configuration', () => {
       adminPort: undefined,
       logLevel: 'info',
       dbPoolSize: 20,
+      dbJobPoolSize: 3,
       dbConnectTimeoutMs: 20_000,
     });
     expect(config.replicaId).toMatch(/-8000$/);

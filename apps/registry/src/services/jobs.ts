@@ -185,9 +185,14 @@ export class JobStore {
   }
   private readonly deltas: Coalescer<DeltaAsk, DeltaOutcome>;
 
+  /**
+   * `sql` serves everything; `shared`, when given, runs the shared claim and
+   * delta statements on connections of their own (server.ts says why).
+   */
   constructor(
     private readonly sql: Sql,
     private readonly settings: JobSettings,
+    private readonly shared: Sql = sql,
   ) {
     this.deltas = new Coalescer((asks) => this.deltaStatement(asks), {
       maxInFlight: coalescing.deltasInFlight,
@@ -201,9 +206,8 @@ export class JobStore {
    * The lease a (re)newed claim gets: now + max_duration (or the default
    * window), never past total_deadline (DESIGN.md §4.1).
    */
-  private lease() {
-    return this
-      .sql`least(now() + make_interval(secs => coalesce(max_duration, ${this.settings.defaultLeaseSeconds}::int)),
+  private lease(sql: Sql = this.sql) {
+    return sql`least(now() + make_interval(secs => coalesce(max_duration, ${this.settings.defaultLeaseSeconds}::int)),
                           coalesce(total_deadline, 'infinity'::timestamptz))`;
   }
 
@@ -312,7 +316,7 @@ export class JobStore {
     const slotAsk = asks.flatMap((ask, i) => Array<number>(ask.max).fill(i));
     this.statementStats.claim.statements += 1;
     this.statementStats.claim.requests += asks.length;
-    const rows = await this.sql<(ClaimedJob & { lease: Date | null; slot: number })[]>`
+    const rows = await this.shared<(ClaimedJob & { lease: Date | null; slot: number })[]>`
       with retired as (
         -- any(array(…)): by primary key. As \`id in (select …)\`, the cached plan
         -- hash-joins the locked rows against a sequential scan of all jobs.
@@ -329,13 +333,13 @@ export class JobStore {
               where capability = ${capability} and status = 'working' and owner_instance_id is null
                 and attempt_count <= max_retries
               order by submitted_at, id
-              limit ${this.sql.unsafe(String(slotOwners.length))} -- a literal (1..100): the plan is made for it
+              limit ${this.shared.unsafe(String(slotOwners.length))} -- a literal (1..100): the plan is made for it
               for update skip locked) as head
       ), slots as (
         select owner, slot from unnest(${slotOwners}::text[]) with ordinality as s(owner, slot)
       ), claimed as (
         update jobs j set owner_instance_id = slots.owner, attempt_count = j.attempt_count + 1,
-                          claim_epoch = j.claim_epoch + 1, lease_expires_at = ${this.lease()},
+                          claim_epoch = j.claim_epoch + 1, lease_expires_at = ${this.lease(this.shared)},
                           last_heartbeat_at = now(), claimed_by_replica = ${this.settings.replicaId}
         from picked join slots on slots.slot = picked.slot
         where j.id = picked.id
@@ -424,25 +428,25 @@ export class JobStore {
     this.statementStats.delta.requests += asks.length;
     let updated: Set<string>;
     try {
-      const done = await this.sql<{ id: string }[]>`
+      const done = await this.shared<{ id: string }[]>`
         update jobs j set
           last_heartbeat_at = now(),
           lease_expires_at = case when d.new_status in ('completed', 'failed', 'cancelled') then j.lease_expires_at
-                             else ${this.lease()} end,
+                             else ${this.lease(this.shared)} end,
           progress = coalesce(d.new_progress, j.progress),
           progress_message = coalesce(d.new_message, j.progress_message),
           status = coalesce(d.new_status, j.status),
           result = coalesce(d.new_result, j.result),
           error = coalesce(d.new_error, j.error),
           finished_at = case when d.new_status in ('completed', 'failed', 'cancelled') then now() else j.finished_at end
-        from (select * from jsonb_to_recordset(${this.sql.json(rows as never)}) as r(
+        from (select * from jsonb_to_recordset(${this.shared.json(rows as never)}) as r(
                 job_id uuid, owner text, epoch bigint, new_status text, new_progress float8, new_message text,
                 new_result jsonb, new_error text)
               -- A literal (the exact row count, 1..200): it tells the planner how few rows
               -- there are, so it looks them up by primary key, and no parameter changes
               -- the estimate, so the connection keeps one generic plan instead of
               -- planning at every call (test/jobs/plans.test.ts checks both).
-              limit ${this.sql.unsafe(String(rows.length))}) as d
+              limit ${this.shared.unsafe(String(rows.length))}) as d
         where j.id = d.job_id and j.owner_instance_id = d.owner
           -- "live", spelled so that no partial index of live rows matches (a plan made
           -- for a larger recordset would rather scan all live claims; the CHECK
