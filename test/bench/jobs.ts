@@ -20,6 +20,7 @@ import {
   withDatabase,
 } from '@mesh/testkit';
 import postgres from 'postgres';
+import { Http1Connection } from './http1.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -34,7 +35,7 @@ const { values: args } = parseArgs({
   },
 });
 
-// ---- a small keep-alive JSON client (fetch costs the load generator more CPU) ----
+// ---- node:http for the odd request (registration, heartbeats); the hot ones go through http1.ts ----
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 function request(
   base: string,
@@ -176,16 +177,25 @@ async function workload(
         await request(base, 'HEAD', `/heartbeat/bench-worker-${w}`);
     }
   })();
+  // One keep-alive connection per submitter and per worker (http1.ts: the generator's CPU is the registry's loss).
+  const { hostname, port } = new URL(base);
+  const connections: Http1Connection[] = [];
+  const connection = () => {
+    const c = new Http1Connection(hostname, Number(port));
+    connections.push(c);
+    return c;
+  };
   // 2. submit
   const submitLat: number[] = [];
   let next = 0;
   const submitStart = performance.now();
   await Promise.all(
     Array.from({ length: Number(args.submitters) }, async () => {
+      const conn = connection();
       while (next < n) {
         const i = next++;
         const t = performance.now();
-        const res = await request(base, 'POST', '/jobs', {
+        const res = await conn.request('POST', '/jobs', {
           capability,
           submitted_by: 'bench',
           submitted_payload: { i },
@@ -211,9 +221,10 @@ async function workload(
   await Promise.all(
     Array.from({ length: workers }, async (_, w) => {
       const instance = `bench-worker-${w}`;
+      const conn = connection();
       while (completed < n) {
         const t = performance.now();
-        const res = await request(base, 'POST', '/jobs/claim', { capability, instance_id: instance });
+        const res = await conn.request('POST', '/jobs/claim', { capability, instance_id: instance });
         claimLat.push(performance.now() - t);
         claims += 1;
         const got = (res.json?.claimed ?? []) as { id: string; claim_epoch: number }[];
@@ -227,7 +238,7 @@ async function workload(
         claimed += got.length;
         for (const job of got) {
           const t2 = performance.now();
-          const done = await request(base, 'POST', '/jobs/batch', {
+          const done = await conn.request('POST', '/jobs/batch', {
             instance_id: instance,
             deltas: [{ id: job.id, claim_epoch: job.claim_epoch, status: 'completed', result: { ok: true } }],
           });
@@ -243,6 +254,7 @@ async function workload(
   const cpu = cpuSpent(cpuBefore, snapshotCpu(registryPid, postmasterPid));
   beating = false;
   await beats;
+  for (const c of connections) c.close();
 
   // 5. verify, in the database itself
   const sql = postgres(dbUrl, { max: 1, onnotice: () => {} });
