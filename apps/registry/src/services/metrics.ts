@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 export function createMetrics(collect: {
   liveClaims: () => Promise<{ total: number; mine: number }>;
   draining: () => boolean;
+  /** Connections the replica may open: --db-pool-size + --db-job-pool-size. */
   poolSize: number;
   /** Requests served by shared statements, and those statements (JobStore.statementStats). */
   statements?: () => Record<string, { requests: number; statements: number }>;
@@ -65,7 +66,7 @@ export function createMetrics(collect: {
   });
   new Gauge({
     name: 'mesh_db_pool_max_connections',
-    help: 'Configured size of the PostgreSQL connection pool',
+    help: 'PostgreSQL connections this replica may open: the pool and the connections of the shared job statements',
     registers: [registry],
     collect() {
       this.set(collect.poolSize);
