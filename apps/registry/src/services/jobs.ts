@@ -442,10 +442,11 @@ export class JobStore {
         from (select * from jsonb_to_recordset(${this.shared.json(rows as never)}) as r(
                 job_id uuid, owner text, epoch bigint, new_status text, new_progress float8, new_message text,
                 new_result jsonb, new_error text)
-              -- A literal (the exact row count, 1..200): it tells the planner how few rows
-              -- there are, so it looks them up by primary key, and no parameter changes
-              -- the estimate, so the connection keeps one generic plan instead of
-              -- planning at every call (test/jobs/plans.test.ts checks both).
+              -- A literal (the exact row count; one statement text, so one cached plan,
+              -- per count): it tells the planner how few rows there are, so it looks
+              -- them up by primary key, and no parameter changes the estimate, so the
+              -- connection keeps one generic plan instead of planning at every call
+              -- (test/jobs/plans.test.ts checks both).
               limit ${this.shared.unsafe(String(rows.length))}) as d
         where j.id = d.job_id and j.owner_instance_id = d.owner
           -- "live", spelled so that no partial index of live rows matches (a plan made
