@@ -9,7 +9,6 @@
  *   pnpm bench:jobs --json out.json         also write the figures as JSON
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { parseArgs } from 'node:util';
 import {
   createDatabase,
@@ -36,48 +35,6 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '5' },
   },
 });
-
-// ---- node:http for the odd request (registration, heartbeats); the hot ones go through http1.ts ----
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-function request(
-  base: string,
-  method: string,
-  path: string,
-  body?: unknown,
-  // biome-ignore lint/suspicious/noExplicitAny: the benchmark reads two registries' bodies loosely
-): Promise<{ status: number; json: any }> {
-  const url = new URL(path, base);
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        agent,
-        host: url.hostname,
-        port: url.port,
-        path: url.pathname + url.search,
-        method,
-        headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = text ? JSON.parse(text) : undefined;
-          } catch {
-            json = text;
-          }
-          resolve({ status: res.statusCode ?? 0, json });
-        });
-      },
-    );
-    req.on('error', reject);
-    if (payload) req.write(payload);
-    req.end();
-  });
-}
 
 // ---- CPU accounting (Linux /proc): where a phase's CPU went, per process group ----
 const clockTick = 100; // USER_HZ: 100 on every Linux of our kind
@@ -157,9 +114,19 @@ async function workload(
   registryPid: number,
 ): Promise<Result> {
   const capability = `bench-${name}-${n}-${Date.now()}`;
+  // Keep-alive connections of the load generator's own (http1.ts: its CPU is the registry's loss):
+  // one for registration and heartbeats, one per submitter and one per worker.
+  const { hostname, port } = new URL(base);
+  const connections: Http1Connection[] = [];
+  const connection = () => {
+    const c = new Http1Connection(hostname, Number(port));
+    connections.push(c);
+    return c;
+  };
+  const agents = connection();
   // 1. register
   for (let w = 0; w < workers; w++) {
-    await request(base, 'POST', '/heartbeat', {
+    await agents.request('POST', '/heartbeat', {
       agent_id: `bench-worker-${w}`,
       name: `bench-worker-${w}`,
       version: '1.0.0',
@@ -176,17 +143,9 @@ async function workload(
     while (beating) {
       await sleep(5_000);
       for (let w = 0; w < workers && beating; w++)
-        await request(base, 'HEAD', `/heartbeat/bench-worker-${w}`);
+        await agents.request('HEAD', `/heartbeat/bench-worker-${w}`);
     }
   })();
-  // One keep-alive connection per submitter and per worker (http1.ts: the generator's CPU is the registry's loss).
-  const { hostname, port } = new URL(base);
-  const connections: Http1Connection[] = [];
-  const connection = () => {
-    const c = new Http1Connection(hostname, Number(port));
-    connections.push(c);
-    return c;
-  };
   // 2. submit
   const submitLat: number[] = [];
   let next = 0;
@@ -378,7 +337,6 @@ async function main() {
     }
   } finally {
     for (const f of cleanups) await f();
-    agent.destroy();
     await pg.stop();
   }
 
