@@ -139,8 +139,8 @@ export const jobRoutes = new Hono<AppEnv>()
     }
     if (body.deltas.some((d) => !d.id?.trim()))
       throw new ApiError('bad_request', 'every delta requires a non-empty id');
-    const result = await c.get('deps').jobs.applyDeltas(instanceId, body.deltas);
-    const { metrics } = c.get('deps');
+    const { jobs, metrics } = c.get('deps');
+    const result = await jobs.applyDeltas(instanceId, body.deltas);
     if (metrics) {
       if (result.accepted) metrics.deltas.inc({ outcome: 'accepted' }, result.accepted);
       for (const r of result.rejected) metrics.deltas.inc({ outcome: r.reason });
