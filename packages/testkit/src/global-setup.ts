@@ -8,6 +8,8 @@ let server: TestPostgres | undefined;
 /** Vitest global setup: one PostgreSQL server per test run, with a migrated template. */
 export async function setup(project: TestProject): Promise<void> {
   const started = Date.now();
+  // Test files that install the workspace's packed release share one pack per run.
+  process.env.MESH_RELEASE_RUN ??= `${process.pid}-${started}`;
   server = await startTestPostgres();
   await prepareTemplate(server.adminUrl);
   const where = new URL(server.adminUrl);

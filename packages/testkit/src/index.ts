@@ -7,4 +7,14 @@ export type { TestPostgres } from './postgres.ts';
 export { startTestPostgres } from './postgres.ts';
 export type { Exit, RegistryProcess, RunResult, SpawnRegistryOptions } from './registry-process.ts';
 export { registryBin, runRegistry, spawnRegistry, stopAllRegistries } from './registry-process.ts';
+export type { InstalledRelease } from './releases.ts';
+export {
+  installedRelease,
+  installTarballs,
+  keptReleases,
+  packWorkspace,
+  releasesDir,
+  repoRoot,
+  verifiedTarballs,
+} from './releases.ts';
 export { adminUrl, useTestDatabase } from './vitest-helpers.ts';
