@@ -11,11 +11,19 @@ import { adminUrl, createDatabase } from '@mesh/testkit';
 import postgres from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
 
-const synthetic = (idx: number, name: string, sqlText: string): BundledMigration => ({
+const synthetic = (
+  idx: number,
+  name: string,
+  sqlText: string,
+  declared: Pick<BundledMigration, 'compatibility' | 'oldestCompatible'> = { compatibility: 'compatible' },
+): BundledMigration => ({
   idx,
   name,
   hash: createHash('sha256').update(sqlText).digest('hex'),
   statements: [sqlText],
+  release: '0.1.0',
+  reason: `creates ${name}`,
+  ...declared,
 });
 const a = synthetic(0, '0000_a', 'create table mig_a (id int)');
 const b = synthetic(1, '0001_b', 'create table mig_b (id int)');
@@ -73,21 +81,75 @@ describe('migrate at boot', () => {
     expect(await sql`select to_regclass('mig_b') as t`).toEqual([{ t: 'mig_b' }]);
   });
 
-  it('refuses a database that holds a migration this binary does not know, naming both versions', async () => {
+  it('runs on a database ahead of it when every migration it does not know is compatible, and says so', async () => {
     const { url, sql } = await emptyDatabase();
     await migrate(url, { migrations: [a, b, c] });
-    const error = await migrate(url, { migrations: [a, b] }).catch((e: unknown) => e);
+    const result = await migrate(url, { migrations: [a, b], release: '0.1.0' });
+    expect(result).toMatchObject({
+      applied: [],
+      schemaVersion: 2,
+      databaseVersion: 3,
+      databaseVersionName: '0002_c',
+    });
+    expect(result.ahead).toMatchObject([
+      { name: '0002_c', compatibility: 'compatible', reason: 'creates 0002_c' },
+    ]);
+    expect((await ledger(sql)).map((r) => r.name)).toEqual(['0000_a', '0001_b', '0002_c']);
+  });
+
+  it('refuses a database holding a migration breaking for its release, naming both versions, the migration and the release needed', async () => {
+    const { url, sql } = await emptyDatabase();
+    const breaking = synthetic(2, '0002_c', 'create table mig_c (id int)', {
+      compatibility: 'breaking',
+      oldestCompatible: '0.3.0',
+    });
+    await migrate(url, { migrations: [a, b, breaking] });
+    const error = await migrate(url, { migrations: [a, b], release: '0.2.5' }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SchemaError);
     expect(error).toMatchObject({
-      kind: 'unknown_migration',
+      kind: 'breaking_migration',
       databaseVersion: '3 (0002_c)',
       binaryVersion: '2 (0001_b)',
+      blocking: { name: '0002_c', oldestCompatible: '0.3.0' },
     });
     expect((error as Error).message).toMatch(
-      /database is at schema version 3 \(0002_c\).*knows schema version 2 \(0001_b\)/,
+      /database is at schema version 3 \(0002_c\).*release 0\.2\.5.*knows schema version 2 \(0001_b\).*migration 0002_c is breaking.*release 0\.3\.0 or newer/,
     );
     // Nothing was changed by the refused run.
     expect((await ledger(sql)).map((r) => r.name)).toEqual(['0000_a', '0001_b', '0002_c']);
+    // A release at or past oldest_compatible runs there although it does not know the migration.
+    await expect(migrate(url, { migrations: [a, b], release: '0.3.0' })).resolves.toMatchObject({
+      applied: [],
+    });
+    // A binary that does not say its release is refused (it cannot be shown to be new enough).
+    await expect(migrate(url, { migrations: [a, b] })).rejects.toMatchObject({ kind: 'breaking_migration' });
+  });
+
+  it("records each migration's declaration in the ledger", async () => {
+    const { url, sql } = await emptyDatabase();
+    const breaking = synthetic(1, '0001_b', 'create table mig_b (id int)', {
+      compatibility: 'breaking',
+      oldestCompatible: '0.2.0',
+    });
+    await migrate(url, { migrations: [a, breaking] });
+    expect(
+      await sql`select name, compatibility, release, oldest_compatible, reason from ${sql(ledgerTable)} order by idx`,
+    ).toEqual([
+      {
+        name: '0000_a',
+        compatibility: 'compatible',
+        release: '0.1.0',
+        oldest_compatible: null,
+        reason: 'creates 0000_a',
+      },
+      {
+        name: '0001_b',
+        compatibility: 'breaking',
+        release: '0.1.0',
+        oldest_compatible: '0.2.0',
+        reason: 'creates 0001_b',
+      },
+    ]);
   });
 
   it('refuses a database where a known migration was applied with different SQL', async () => {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ledgerTable, readBundledMigrations } from '@mesh/db';
 import { healthSchema, readySchema } from '@mesh/protocol';
+import { registryVersion } from '@mesh/registry';
 import { adminUrl, createDatabase, freePort, runRegistry, spawnRegistry, withDatabase } from '@mesh/testkit';
 import postgres from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -100,6 +101,7 @@ describe('registry boot', () => {
       database: 'ok',
       migrations: 'done',
       lifecycle: 'running',
+      schema: 'compatible',
     });
     const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });
     try {
@@ -119,16 +121,17 @@ describe('registry boot', () => {
     }
   });
 
-  it('refuses to start on a database holding a migration it does not know, naming both schema versions', async () => {
+  it('refuses to start (exit 3) on a database holding an undeclared migration it does not know, naming both schema versions', async () => {
     const { url, sql } = await database();
     await sql`insert into ${sql(ledgerTable)} (name, idx, hash, applied_by)
               values ('0041_from_the_future', 41, 'f00d', 'a newer registry')`;
     const run = await runRegistry({ databaseUrl: url, replicaId: 'old-1', timeoutMs: 30_000 });
-    expect(run.code).toBe(1);
+    expect(run.code).toBe(3);
     const bundled = readBundledMigrations();
     const binary = `${bundled.length} (${bundled.at(-1)?.name})`;
     expect(run.output).toContain(
-      `mesh-registry: the database is at schema version 42 (0041_from_the_future) but this binary knows schema version ${binary} at most`,
+      `mesh-registry: the database is at schema version 42 (0041_from_the_future) but this binary (release ${registryVersion}) knows schema version ${binary} at most, ` +
+        'and migration 0041_from_the_future is breaking for it (it declares no compatibility)',
     );
     noStackTrace(run.output);
   });

@@ -17,6 +17,7 @@ import type { JobSignals } from './services/job-signals.ts';
 import type { JobStore } from './services/jobs.ts';
 import type { Metrics } from './services/metrics.ts';
 import type { ReplicaRegistry } from './services/replicas.ts';
+import type { SchemaGuard } from './services/schema-guard.ts';
 
 /** Paths that answer HEAD, as in MCP Mesh 3.7. */
 const headRoutes = [/^\/health$/, /^\/heartbeat\/[^/]+$/];
@@ -36,6 +37,9 @@ export interface Readiness {
     database: 'ok' | 'unreachable';
     migrations: 'done' | 'pending';
     lifecycle: 'running' | 'shutting_down';
+    /** `incompatible` once a migration breaking for this release was applied under it. */
+    schema?: 'compatible' | 'incompatible';
+    reason?: string;
   }>;
 }
 
@@ -51,6 +55,8 @@ export interface AppDeps {
   gate: DrainGate;
   /** This replica's row in the fleet; absent in single-process tests. */
   replicas?: ReplicaRegistry;
+  /** Watches for breaking migrations applied under this replica; absent in single-process tests. */
+  schemaGuard?: Pick<SchemaGuard, 'incompatible'>;
   metrics?: Metrics;
   /** When set, admin routes, force reclaim and GET /jobs require `Authorization: Bearer <token>`. */
   adminToken?: string;
@@ -145,6 +151,22 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
         (c.req.method === 'GET' && p === '/jobs');
       if (guarded && !tokenMatches(c.req.header('authorization'), token)) {
         throw new ApiError('unauthorized', 'missing or wrong admin token (Authorization: Bearer <token>)');
+      }
+      await next();
+    });
+  }
+  // A breaking migration applied under this replica (services/schema-guard.ts):
+  // it answers health, readiness and metrics, and refuses everything else.
+  if (deps.schemaGuard) {
+    const guard = deps.schemaGuard;
+    app.use(async (c, next) => {
+      const why = guard.incompatible;
+      if (
+        why &&
+        !['/health', '/ready', '/metrics', '/'].includes(c.req.path) &&
+        !c.req.path.startsWith('/admin/')
+      ) {
+        throw new ApiError('not_ready', `this replica is not ready: ${why}`);
       }
       await next();
     });

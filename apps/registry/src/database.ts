@@ -1,8 +1,25 @@
 import postgres from 'postgres';
 
+/** `mesh-registry`'s exit codes (README, --help). */
+export const exitCodes = {
+  stopped: 0,
+  /** Could not start: database unreachable, port in use, migration lock timeout. */
+  startFailed: 1,
+  /** Invalid configuration or usage. */
+  usage: 2,
+  /** The database holds a migration that is breaking for this release: run a newer one. */
+  schemaTooNew: 3,
+} as const;
+
 /** The database could not be used at start; the message says why, for people. */
 export class StartupError extends Error {
   override readonly name = 'StartupError';
+  constructor(
+    message: string,
+    readonly exitCode: number = exitCodes.startFailed,
+  ) {
+    super(message);
+  }
 }
 
 /** `host:port/db` of a URL, without credentials, for messages. */

@@ -1,11 +1,12 @@
 import { ConfigError, loadConfig } from './config.ts';
-import { StartupError } from './database.ts';
+import { exitCodes, StartupError } from './database.ts';
 import { createLogger } from './logger.ts';
 import { startRegistry } from './server.ts';
 
 /**
  * The `mesh-registry` command. Exit codes: 0 clean stop, 1 could not start
- * (database, schema, port), 2 invalid configuration or usage.
+ * (database, port, migration lock), 2 invalid configuration or usage, 3 the
+ * database holds a migration that is breaking for this release.
  */
 export async function main(argv: string[]): Promise<void> {
   let outcome: Awaited<ReturnType<typeof loadConfig>>;
@@ -48,7 +49,8 @@ export async function main(argv: string[]): Promise<void> {
       err instanceof StartupError ? err.message : `unexpected error: ${(err as Error).stack ?? err}`;
     logger.fatal(message);
     process.stderr.write(`mesh-registry: ${message}\n`);
+    const code = err instanceof StartupError ? err.exitCode : exitCodes.startFailed;
     // Let pino flush before exiting.
-    setTimeout(() => process.exit(1), 50);
+    setTimeout(() => process.exit(code), 50);
   }
 }

@@ -3,11 +3,18 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { createAdaptorServer } from '@hono/node-server';
-import { createDb, describeVersion, migrate, SchemaError, startEmbeddedPostgres } from '@mesh/db';
+import {
+  createDb,
+  describeVersion,
+  migrate,
+  readBundledMigrations,
+  SchemaError,
+  startEmbeddedPostgres,
+} from '@mesh/db';
 import { features } from '@mesh/protocol';
 import { type AppDeps, createApp, type Identity } from './app.ts';
 import type { RegistryConfig } from './config.ts';
-import { StartupError, waitForDatabase } from './database.ts';
+import { exitCodes, StartupError, waitForDatabase } from './database.ts';
 import type { Logger } from './logger.ts';
 import { AgentStore } from './services/agents.ts';
 import { DrainGate } from './services/drain.ts';
@@ -15,6 +22,7 @@ import { JobSignals } from './services/job-signals.ts';
 import { JobStore } from './services/jobs.ts';
 import { createMetrics } from './services/metrics.ts';
 import { ReplicaRegistry } from './services/replicas.ts';
+import { SchemaGuard } from './services/schema-guard.ts';
 import { Sweeper } from './services/sweeper.ts';
 import { Ticker } from './services/ticker.ts';
 import { registryVersion } from './version.ts';
@@ -85,12 +93,30 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     const result = await migrate(databaseUrl, {
       lockTimeoutMs: config.migrationLockTimeoutMs,
       appliedBy: `${config.replicaId} (mesh-registry ${registryVersion})`,
-      onApply: (m) => logger.info({ migration: m.name }, 'applied migration'),
+      release: registryVersion,
+      onApply: (m) => logger.info({ migration: m.name, compatibility: m.compatibility }, 'applied migration'),
     });
     logger.info(
       { schema_version: result.schemaVersion, applied: result.applied.length },
-      `database schema at version ${describeVersion(result.schemaVersion, result.schemaVersionName)}`,
+      `database schema at version ${describeVersion(result.databaseVersion, result.databaseVersionName)}`,
     );
+    if (result.ahead.length > 0) {
+      logger.info(
+        {
+          database_schema_version: result.databaseVersion,
+          binary_schema_version: result.schemaVersion,
+          ahead: result.ahead.map((m) => ({
+            name: m.name,
+            compatibility: m.compatibility,
+            reason: m.reason,
+          })),
+        },
+        `the database is ahead of this binary (schema ${describeVersion(result.databaseVersion, result.databaseVersionName)}, ` +
+          `this binary knows ${describeVersion(result.schemaVersion, result.schemaVersionName)}); ` +
+          `running on it is safe: every migration it does not know (${result.ahead.map((m) => m.name).join(', ')}) ` +
+          `is declared compatible with release ${registryVersion}`,
+      );
+    }
 
     const { sql } = createDb(databaseUrl, {
       max: config.dbPoolSize,
@@ -151,6 +177,14 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     };
     const urls: { main: string; admin: string | undefined } = { main: '', admin: undefined };
     const replicas = new ReplicaRegistry(sql, identity, urls, config.replicaHeartbeatMs, gate, logger);
+    const schemaGuard = new SchemaGuard(
+      sql,
+      new Set(readBundledMigrations().map((m) => m.name)),
+      registryVersion,
+      config.replicaHeartbeatMs,
+      gate,
+      logger,
+    );
     // A replica that starts during a fleet drain comes up draining.
     await replicas.syncFleetDrain();
     const deps: AppDeps = {
@@ -170,6 +204,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       signals,
       gate,
       replicas,
+      schemaGuard,
       metrics,
       adminToken: config.adminToken,
       maxBodyBytes: config.maxBodyBytes,
@@ -179,10 +214,14 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
             sql`select 1`.then(() => 'ok' as const),
             new Promise<'unreachable'>((r) => setTimeout(() => r('unreachable'), 2_000).unref()),
           ]).catch(() => 'unreachable' as const);
+          const incompatible = schemaGuard.incompatible;
           return {
             database,
             migrations: 'done' as const,
             lifecycle: shuttingDown ? 'shutting_down' : 'running',
+            ...(incompatible
+              ? { schema: 'incompatible' as const, reason: incompatible }
+              : { schema: 'compatible' as const }),
           };
         },
       },
@@ -225,6 +264,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     }
     await replicas.register();
     replicas.start();
+    schemaGuard.start();
     const healthMonitor = new Ticker(
       config.healthCheckIntervalMs,
       () => agents.markSilentUnhealthy(),
@@ -259,6 +299,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         // timeout), then the replica is marked stopped and the pool closed.
         await gate.enter('shutdown');
         await healthMonitor.stop();
+        await schemaGuard.stop();
         await signals.stop();
         await sweeper.stop();
         await Promise.all([
@@ -273,7 +314,12 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     };
   } catch (err) {
     await stopEmbedded().catch(() => {});
-    if (err instanceof SchemaError) throw new StartupError(err.message);
+    if (err instanceof SchemaError) {
+      throw new StartupError(
+        err.message,
+        err.kind === 'breaking_migration' ? exitCodes.schemaTooNew : undefined,
+      );
+    }
     throw err;
   }
 }

@@ -10,13 +10,22 @@ export type {
   SchemaStatus,
 } from './migrate.ts';
 export {
+  appliedMigrations,
+  blockingMigrations,
   ledgerTable,
   migrate,
   migrationLockKey,
   SchemaError,
   schemaStatus,
 } from './migrate.ts';
-export type { BundledMigration } from './migrations.ts';
-export { describeVersion, migrationsDir, readBundledMigrations } from './migrations.ts';
+export type { BundledMigration, Compatibility, MigrationDeclaration } from './migrations.ts';
+export {
+  describeVersion,
+  MigrationDeclarationError,
+  migrationsDir,
+  readBundledMigrations,
+  readDeclarations,
+  releaseAtLeast,
+} from './migrations.ts';
 export * from './schema.ts';
 export { registryTables } from './tables.ts';

@@ -1,5 +1,11 @@
 import postgres from 'postgres';
-import { type BundledMigration, describeVersion, readBundledMigrations } from './migrations.ts';
+import {
+  type BundledMigration,
+  type Compatibility,
+  describeVersion,
+  readBundledMigrations,
+  releaseAtLeast,
+} from './migrations.ts';
 
 /** The ledger of applied migrations. Not part of schema.ts: the migrator owns it. */
 export const ledgerTable = 'mesh_schema_migrations';
@@ -10,7 +16,7 @@ export const ledgerTable = 'mesh_schema_migrations';
  */
 export const migrationLockKey = 0x6d657368_00000001n;
 
-export type SchemaErrorKind = 'unknown_migration' | 'hash_mismatch' | 'lock_timeout' | 'verify_failed';
+export type SchemaErrorKind = 'breaking_migration' | 'hash_mismatch' | 'lock_timeout' | 'verify_failed';
 
 /** A database this binary must not run against, or cannot migrate now. */
 export class SchemaError extends Error {
@@ -20,6 +26,8 @@ export class SchemaError extends Error {
     message: string,
     readonly databaseVersion?: string,
     readonly binaryVersion?: string,
+    /** For `breaking_migration`: the migration that blocks, and the oldest release that runs on it. */
+    readonly blocking?: { name: string; oldestCompatible: string | null; reason: string | null },
   ) {
     super(message);
   }
@@ -31,6 +39,11 @@ export interface AppliedMigration {
   hash: string;
   appliedAt: Date;
   appliedBy: string | null;
+  /** As declared by the binary that applied it; null in a ledger written before declarations. */
+  compatibility: Compatibility | null;
+  release: string | null;
+  oldestCompatible: string | null;
+  reason: string | null;
 }
 
 /** What the database holds compared with what this binary bundles. */
@@ -41,6 +54,14 @@ export interface SchemaStatus {
   pending: BundledMigration[];
   /** Applied but unknown to this binary (the database is newer). */
   unknown: AppliedMigration[];
+  /**
+   * The unknown migrations this binary must not run on: breaking ones whose
+   * `oldest_compatible` is newer than `binaryRelease` (all breaking ones when
+   * the release is not given). The rest of `unknown` is safe to run on.
+   */
+  blocking: AppliedMigration[];
+  /** This binary's release (e.g. `0.2.0`), when the caller said. */
+  binaryRelease: string | undefined;
   /** Applied under a known name but with other SQL. */
   mismatched: AppliedMigration[];
   /** Schema version of the database: the highest applied idx + 1 (0 when empty). */
@@ -52,8 +73,8 @@ export interface SchemaStatus {
 
 type Sql = postgres.Sql;
 
-const ensureLedger = (sql: Sql) =>
-  sql.unsafe(`
+async function ensureLedger(sql: Sql): Promise<void> {
+  await sql.unsafe(`
     create table if not exists ${ledgerTable} (
       name text primary key,
       idx integer not null,
@@ -61,24 +82,61 @@ const ensureLedger = (sql: Sql) =>
       applied_at timestamptz not null default now(),
       applied_by text
     )`);
+  // Each migration's declaration, recorded when it is applied, so that a binary
+  // that does not know the migration can tell whether it may run on it.
+  await sql.unsafe(`
+    alter table ${ledgerTable}
+      add column if not exists compatibility text,
+      add column if not exists release text,
+      add column if not exists oldest_compatible text,
+      add column if not exists reason text`);
+}
 
 async function readApplied(sql: Sql): Promise<AppliedMigration[]> {
   const exists = await sql<{ t: string | null }[]>`select to_regclass(${ledgerTable}) as t`;
   if (!exists[0]?.t) return [];
-  const rows = await sql<
-    { name: string; idx: number; hash: string; applied_at: Date; applied_by: string | null }[]
-  >`
-    select name, idx, hash, applied_at, applied_by from ${sql(ledgerTable)} order by idx, name`;
-  return rows.map((r) => ({
-    name: r.name,
-    idx: r.idx,
-    hash: r.hash,
-    appliedAt: r.applied_at,
-    appliedBy: r.applied_by,
+  // to_jsonb(m) reads the declaration columns when they exist (a ledger made
+  // before them has none) without naming them in SQL.
+  const rows = await sql<{ m: Record<string, unknown> }[]>`
+    select to_jsonb(m) as m from ${sql(ledgerTable)} m order by idx, name`;
+  const text = (v: unknown) => (typeof v === 'string' ? v : null);
+  return rows.map(({ m }) => ({
+    name: String(m.name),
+    idx: Number(m.idx),
+    hash: String(m.hash),
+    appliedAt: new Date(String(m.applied_at)),
+    appliedBy: text(m.applied_by),
+    compatibility:
+      m.compatibility === 'compatible' || m.compatibility === 'breaking' ? m.compatibility : null,
+    release: text(m.release),
+    oldestCompatible: text(m.oldest_compatible),
+    reason: text(m.reason),
   }));
 }
 
-function compare(bundled: BundledMigration[], applied: AppliedMigration[]): SchemaStatus {
+/**
+ * Whether a binary that knows `knownNames` (release `release`) may run on a
+ * database whose ledger is `applied`: the unknown migrations it must not run
+ * on (DESIGN.md §4.8). A migration with no declaration counts as breaking.
+ */
+export function blockingMigrations(
+  applied: AppliedMigration[],
+  isKnown: (m: AppliedMigration) => boolean,
+  release: string | undefined,
+): AppliedMigration[] {
+  return applied.filter(
+    (m) =>
+      !isKnown(m) &&
+      m.compatibility !== 'compatible' &&
+      !(release && m.oldestCompatible && releaseAtLeast(release, m.oldestCompatible)),
+  );
+}
+
+function compare(
+  bundled: BundledMigration[],
+  applied: AppliedMigration[],
+  binaryRelease?: string,
+): SchemaStatus {
   const byName = new Map(bundled.map((m) => [m.name, m]));
   const appliedNames = new Set(applied.map((m) => m.name));
   const top = applied.reduce<AppliedMigration | undefined>(
@@ -91,6 +149,8 @@ function compare(bundled: BundledMigration[], applied: AppliedMigration[]): Sche
     applied,
     pending: bundled.filter((m) => !appliedNames.has(m.name)),
     unknown: applied.filter((m) => !byName.has(m.name)),
+    blocking: blockingMigrations(applied, (m) => byName.has(m.name), binaryRelease),
+    binaryRelease,
     mismatched: applied.filter((m) => byName.has(m.name) && byName.get(m.name)?.hash !== m.hash),
     databaseVersion: top ? top.idx + 1 : 0,
     databaseVersionName: top?.name,
@@ -100,21 +160,34 @@ function compare(bundled: BundledMigration[], applied: AppliedMigration[]): Sche
 }
 
 /** Reads the ledger and compares it with the bundled migrations; changes nothing. */
-export async function schemaStatus(sql: Sql, bundled = readBundledMigrations()): Promise<SchemaStatus> {
-  return compare(bundled, await readApplied(sql));
+export async function schemaStatus(
+  sql: Sql,
+  bundled = readBundledMigrations(),
+  binaryRelease?: string,
+): Promise<SchemaStatus> {
+  return compare(bundled, await readApplied(sql), binaryRelease);
 }
+
+/** The reads of `schemaStatus` without a bundle: every applied migration, with its declaration. */
+export const appliedMigrations = readApplied;
 
 function refuseIfIncompatible(status: SchemaStatus): void {
   const db = describeVersion(status.databaseVersion, status.databaseVersionName);
   const bin = describeVersion(status.binaryVersion, status.binaryVersionName);
-  if (status.unknown.length > 0) {
+  const [first] = status.blocking;
+  if (first) {
+    const release = status.binaryRelease ? ` (release ${status.binaryRelease})` : '';
+    const needs = first.oldestCompatible ?? first.release;
     throw new SchemaError(
-      'unknown_migration',
-      `the database is at schema version ${db} but this binary knows schema version ${bin} at most; ` +
-        `it holds migration(s) this binary does not know: ${status.unknown.map((m) => m.name).join(', ')}. ` +
-        'Refusing to start: run a registry at least as new as the one that migrated this database.',
+      'breaking_migration',
+      `the database is at schema version ${db} but this binary${release} knows schema version ${bin} at most, ` +
+        `and migration ${first.name} is breaking for it` +
+        `${first.reason ? ` (${first.reason})` : first.compatibility === null ? ' (it declares no compatibility)' : ''}. ` +
+        `Refusing to start: run ${needs ? `release ${needs} or newer` : 'a release at least as new as the one that migrated this database'}, ` +
+        'or restore the snapshot taken before the upgrade (meshctl db restore).',
       db,
       bin,
+      { name: first.name, oldestCompatible: needs, reason: first.reason },
     );
   }
   if (status.mismatched.length > 0) {
@@ -137,13 +210,24 @@ export interface MigrateOptions {
   migrations?: BundledMigration[];
   /** Called once per applied migration. */
   onApply?: (m: BundledMigration) => void;
+  /**
+   * This binary's release (e.g. `0.2.0`): a breaking migration it does not
+   * know still lets it run when its `oldest_compatible` is not newer.
+   */
+  release?: string;
   connectTimeoutSeconds?: number;
 }
 
 export interface MigrateResult {
   applied: string[];
+  /** The newest schema version this binary knows (its bundle). */
   schemaVersion: number;
   schemaVersionName: string | undefined;
+  /** The database's schema version: higher than `schemaVersion` when it is ahead. */
+  databaseVersion: number;
+  databaseVersionName: string | undefined;
+  /** Migrations this binary does not know but may run on (all compatible with it). */
+  ahead: AppliedMigration[];
 }
 
 /**
@@ -155,8 +239,11 @@ export interface MigrateResult {
  * - unlike drizzle's migrator, which applies only migrations newer than the
  *   last one recorded (silently skipping one merged out of order), every
  *   bundled migration missing from the ledger is applied, by name;
- * - a database holding a migration this binary does not know, or one whose SQL
- *   differs, is refused;
+ * - a database holding migrations this binary does not know is run on when each
+ *   is compatible with it (declared `compatible`, or `breaking` only for
+ *   releases older than this one), and refused otherwise, naming the breaking
+ *   migration and the oldest release that can run there; a known migration
+ *   applied with other SQL is refused;
  * - afterwards the ledger is checked against the bundle (names and hashes).
  */
 export async function migrate(databaseUrl: string, options: MigrateOptions = {}): Promise<MigrateResult> {
@@ -183,27 +270,36 @@ export async function migrate(databaseUrl: string, options: MigrateOptions = {})
     }
     try {
       await ensureLedger(sql);
-      const before = compare(bundled, await readApplied(sql));
+      const before = compare(bundled, await readApplied(sql), options.release);
       refuseIfIncompatible(before);
       const applied: string[] = [];
       for (const m of before.pending) {
         await sql.begin(async (tx) => {
           for (const statement of m.statements) await tx.unsafe(statement);
-          await tx`insert into ${tx(ledgerTable)} (name, idx, hash, applied_by)
-                   values (${m.name}, ${m.idx}, ${m.hash}, ${options.appliedBy ?? null})`;
+          await tx`insert into ${tx(ledgerTable)}
+                     (name, idx, hash, applied_by, compatibility, release, oldest_compatible, reason)
+                   values (${m.name}, ${m.idx}, ${m.hash}, ${options.appliedBy ?? null}, ${m.compatibility},
+                           ${m.release}, ${m.oldestCompatible ?? null}, ${m.reason})`;
         });
         applied.push(m.name);
         options.onApply?.(m);
       }
-      const after = compare(bundled, await readApplied(sql));
+      const after = compare(bundled, await readApplied(sql), options.release);
       refuseIfIncompatible(after);
-      if (after.pending.length > 0 || after.applied.length !== bundled.length) {
+      if (after.pending.length > 0) {
         throw new SchemaError(
           'verify_failed',
-          `after migrating, the ledger holds ${after.applied.length} migration(s) but this binary bundles ${bundled.length}`,
+          `after migrating, the ledger still lacks ${after.pending.map((m) => m.name).join(', ')}`,
         );
       }
-      return { applied, schemaVersion: after.binaryVersion, schemaVersionName: after.binaryVersionName };
+      return {
+        applied,
+        schemaVersion: after.binaryVersion,
+        schemaVersionName: after.binaryVersionName,
+        databaseVersion: after.databaseVersion,
+        databaseVersionName: after.databaseVersionName,
+        ahead: after.unknown,
+      };
     } finally {
       await sql`select pg_advisory_unlock(${migrationLockKey.toString()}::bigint)`.catch(() => {});
     }

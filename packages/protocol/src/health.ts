@@ -22,7 +22,11 @@ export const healthSchema = z.object({
 });
 export type Health = z.infer<typeof healthSchema>;
 
-/** `GET /ready`: 200 when the database answers and migrations are done. */
+/**
+ * `GET /ready`: 200 when the database answers, migrations are done, the replica
+ * is not shutting down, and no migration breaking for its release was applied
+ * under it (`schema`, with the `reason`; absent before 0.1.0's schema guard).
+ */
 export const readySchema = z.object({
   status: z.enum(['ready', 'not_ready']),
   replica_id: z.string(),
@@ -31,6 +35,8 @@ export const readySchema = z.object({
     database: z.enum(['ok', 'unreachable']),
     migrations: z.enum(['done', 'pending']),
     lifecycle: z.enum(['running', 'shutting_down']),
+    schema: z.enum(['compatible', 'incompatible']).optional(),
+    reason: z.string().optional(),
   }),
 });
 export type Ready = z.infer<typeof readySchema>;

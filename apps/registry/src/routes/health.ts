@@ -33,7 +33,11 @@ export const healthRoutes = new Hono<AppEnv>()
   .get('/ready', async (c) => {
     const { identity, readiness } = c.get('deps');
     const state = await readiness.check();
-    const ready = state.database === 'ok' && state.migrations === 'done' && state.lifecycle === 'running';
+    const ready =
+      state.database === 'ok' &&
+      state.migrations === 'done' &&
+      state.lifecycle === 'running' &&
+      state.schema !== 'incompatible';
     return c.json(
       {
         status: ready ? 'ready' : 'not_ready',

@@ -1,8 +1,9 @@
 /**
  * Why this replica hands out no claims: the 3.7 per-replica drain (`local`),
- * the fleet drain stored in the database (`fleet`), or shutdown.
+ * the fleet drain stored in the database (`fleet`), shutdown, or a breaking
+ * migration applied under this replica (`schema`, services/schema-guard.ts).
  */
-export type DrainReason = 'local' | 'fleet' | 'shutdown';
+export type DrainReason = 'local' | 'fleet' | 'shutdown' | 'schema';
 
 /**
  * The drain barrier (DESIGN.md §4.4, reference §11 item 6). A claim checks the
