@@ -359,7 +359,11 @@ const settings: Setting<keyof RegistryConfig>[] = [
 const usageExamples = `Examples:
   mesh-registry                                   start on :8000 with an embedded PostgreSQL
   DATABASE_URL=postgres://u:p@db/mesh mesh-registry --port 8000 --admin-port 8001
-  mesh-registry --replica-id registry-a --log-level debug`;
+  mesh-registry --replica-id registry-a --log-level debug
+
+Exit codes: 0 clean stop; 1 could not start (database unreachable, port in use, migration lock
+timeout); 2 invalid configuration or usage; 3 the database holds a migration that is breaking for
+this release (run the release the message names, or restore the pre-upgrade snapshot).`;
 
 export type CliOutcome =
   | { kind: 'run'; config: RegistryConfig }
