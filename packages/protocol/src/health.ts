@@ -25,7 +25,7 @@ export type Health = z.infer<typeof healthSchema>;
 /**
  * `GET /ready`: 200 when the database answers, migrations are done, the replica
  * is not shutting down, and no migration breaking for its release was applied
- * under it (`schema`, with the `reason`; absent before 0.1.0's schema guard).
+ * under it (`schema`, with the `reason`; absent from registries without the schema guard, such as MCP Mesh).
  */
 export const readySchema = z.object({
   status: z.enum(['ready', 'not_ready']),
