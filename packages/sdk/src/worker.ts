@@ -6,7 +6,6 @@ import {
   type Job,
   type JobDelta,
   type JobEvent,
-  type JobStatus,
   type LeaseOutcome,
   syntheticEvents,
 } from '@mesh/protocol';
@@ -778,41 +777,6 @@ export class JobWorker {
     } finally {
       this.renewing = false;
     }
-  }
-}
-
-/**
- * Waits for a job to reach a terminal state (or one of `until`), reporting
- * progress on the way.
- *
- * @example
- * const job = await waitForJob(client, id, { onProgress: (j) => console.log(j.progress) });
- * const asking = await waitForJob(client, id, { until: ['input_required'] });
- */
-export async function waitForJob(
-  client: RegistryClient,
-  id: string,
-  options: {
-    timeoutMs?: number;
-    pollMs?: number;
-    onProgress?: (job: Job) => void;
-    /** Also return when the job reaches one of these live states. */
-    until?: JobStatus[];
-  } = {},
-): Promise<Job> {
-  const deadline = Date.now() + (options.timeoutMs ?? 60_000);
-  let last: string | undefined;
-  for (;;) {
-    const job = await client.getJob(id);
-    const seen = `${job.status}:${job.progress}:${job.progress_message}`;
-    if (seen !== last) {
-      last = seen;
-      options.onProgress?.(job);
-    }
-    if (isTerminal(job.status) || options.until?.includes(job.status)) return job;
-    if (Date.now() > deadline)
-      throw new Error(`job ${id} still ${job.status} after ${options.timeoutMs ?? 60_000} ms`);
-    await sleep(options.pollMs ?? 200);
   }
 }
 
