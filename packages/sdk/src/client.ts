@@ -211,8 +211,8 @@ export class RegistryClient {
     return this.request('POST', '/jobs', job);
   }
 
-  getJob(id: string): Promise<Job> {
-    return this.request('GET', `/jobs/${id}`, undefined, { retry: true });
+  getJob(id: string, options: { signal?: AbortSignal } = {}): Promise<Job> {
+    return this.request('GET', `/jobs/${id}`, undefined, { retry: true, signal: options.signal });
   }
 
   /** Claims up to `max` jobs (one per call against a registry without batch claims). */

@@ -3,6 +3,8 @@ export { Agent, RegistrationRefusedError } from './agent.ts';
 export type { RegistryClientOptions, RegistryInfo, RequestOptions } from './client.ts';
 export { inputEventType, RegistryClient, RegistryError } from './client.ts';
 export { sdkVersion } from './version.ts';
+export type { WaitForJobOptions } from './wait-for-job.ts';
+export { JobWaitTimeoutError, waitForJob } from './wait-for-job.ts';
 export type {
   JobAbortReason,
   JobContext,
@@ -12,4 +14,4 @@ export type {
   WorkerNotice,
   WriteKind,
 } from './worker.ts';
-export { JobAbortedError, JobWorker, RetryableError, waitForJob } from './worker.ts';
+export { JobAbortedError, JobWorker, RetryableError } from './worker.ts';

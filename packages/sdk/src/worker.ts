@@ -6,7 +6,6 @@ import {
   type Job,
   type JobDelta,
   type JobEvent,
-  type JobStatus,
   type LeaseOutcome,
   syntheticEvents,
 } from '@mesh/protocol';
@@ -292,19 +291,52 @@ class Execution {
     ]);
     const outcome = res?.results[0]?.outcome;
     if (!outcome) return this.write('renew', {});
-    this.applyLeaseOutcome(outcome);
+    await this.applyLeaseOutcome(outcome);
     return outcome === 'renewed';
   }
 
-  applyLeaseOutcome(outcome: LeaseOutcome): void {
-    if (outcome === 'terminal' && (this.finishing || this.settled)) return;
-    const reason = leaseReason(outcome);
-    if (!reason) {
+  /**
+   * What a lease renewal said about this attempt. Once the attempt settled
+   * (its complete, fail or release answered) the answer is history: the
+   * handler has returned and its signal must not fire. While a terminal write
+   * is in flight, that write's own answer decides, except for a cancel or a
+   * supersession the job row confirms, which no write can undo.
+   */
+  async applyLeaseOutcome(answer: LeaseOutcome): Promise<void> {
+    if (this.settled || this.signal.aborted) return;
+    if (answer === 'renewed') {
       this.nextRenewAt = Date.now() + this.renewEveryMs;
       return;
     }
+    const outcome = answer === 'superseded' ? await this.recheckSuperseded() : answer;
+    if (this.settled || this.signal.aborted) return;
+    if (outcome === undefined) {
+      // Ours and live after all: not renewed this time; ask again soon.
+      this.nextRenewAt = Date.now() + Math.min(this.renewEveryMs, 1_000);
+      return;
+    }
+    if (this.finishing && outcome === 'terminal') return;
+    const reason = leaseReason(outcome) as JobAbortReason;
     this.refused('renew', reason);
     this.abortWith(reason, outcome);
+  }
+
+  /**
+   * A registry before issue 19's fix answered `superseded` to a renewal that
+   * raced the owner's own completion or a cancel. The job row tells: only a
+   * claim that moved on (another owner or epoch) was superseded. `undefined`:
+   * the claim is still this attempt's and live.
+   */
+  private async recheckSuperseded(): Promise<LeaseOutcome | undefined> {
+    let job: Job;
+    try {
+      job = await this.client.getJob(this.job.id);
+    } catch (err) {
+      return err instanceof RegistryError && err.status === 404 ? 'not_found' : 'superseded';
+    }
+    if (job.owner_instance_id !== this.instanceId || job.claim_epoch !== this.epoch) return 'superseded';
+    if (job.status === 'cancelled') return 'cancelled';
+    return isTerminal(job.status) ? 'terminal' : undefined;
   }
 
   /**
@@ -735,7 +767,7 @@ export class JobWorker {
       if (res) {
         // To the executions renewed (not a newer claim of the same job made meanwhile).
         const sent = new Map(fenced.map((r) => [r.job.id, r]));
-        for (const r of res.results) sent.get(r.id)?.applyLeaseOutcome(r.outcome);
+        await Promise.all(res.results.map((r) => sent.get(r.id)?.applyLeaseOutcome(r.outcome)));
       }
       // A registry without bulk renewal (MCP Mesh 3.7), or legacy claims: an empty (fenced) delta renews.
       for (const r of res ? due.filter((x) => x.epoch === null) : due) await r.write('renew', {});
@@ -745,41 +777,6 @@ export class JobWorker {
     } finally {
       this.renewing = false;
     }
-  }
-}
-
-/**
- * Waits for a job to reach a terminal state (or one of `until`), reporting
- * progress on the way.
- *
- * @example
- * const job = await waitForJob(client, id, { onProgress: (j) => console.log(j.progress) });
- * const asking = await waitForJob(client, id, { until: ['input_required'] });
- */
-export async function waitForJob(
-  client: RegistryClient,
-  id: string,
-  options: {
-    timeoutMs?: number;
-    pollMs?: number;
-    onProgress?: (job: Job) => void;
-    /** Also return when the job reaches one of these live states. */
-    until?: JobStatus[];
-  } = {},
-): Promise<Job> {
-  const deadline = Date.now() + (options.timeoutMs ?? 60_000);
-  let last: string | undefined;
-  for (;;) {
-    const job = await client.getJob(id);
-    const seen = `${job.status}:${job.progress}:${job.progress_message}`;
-    if (seen !== last) {
-      last = seen;
-      options.onProgress?.(job);
-    }
-    if (isTerminal(job.status) || options.until?.includes(job.status)) return job;
-    if (Date.now() > deadline)
-      throw new Error(`job ${id} still ${job.status} after ${options.timeoutMs ?? 60_000} ms`);
-    await sleep(options.pollMs ?? 200);
   }
 }
 

@@ -700,9 +700,13 @@ export class JobStore {
   }
 
   /**
-   * Renews many leases of one instance in one statement (our extension): the
-   * same fence as every owner write. The read side of the statement sees the
-   * rows as they were, which is what classifies the ones not renewed.
+   * Renews many leases of one instance (our extension): one fenced statement,
+   * the same fence as every owner write (DESIGN.md §4.3). The pairs it did not
+   * renew are classified by a follow-up read (§4.2), never by the statement's
+   * own snapshot: a renewal that waited on the row lock of a completion or a
+   * cancel re-checks the row as that write committed it (READ COMMITTED), while
+   * its snapshot still shows the job live and owned, which read as
+   * `superseded` (issue 19).
    */
   async renewLeases(
     instanceId: string,
@@ -711,38 +715,40 @@ export class JobStore {
     { id: string; outcome: LeaseOutcome; status: JobStatus | null; lease_expires_at: number | null }[]
   > {
     const valid = leases.filter((l) => isUuid(l.id));
-    const rows = valid.length
-      ? await this.sql<
-          {
-            id: string;
-            renewed_lease: Date | null;
-            status: JobStatus | null;
-            owner: string | null;
-            epoch: number | null;
-          }[]
-        >`
-      with req as (
-        select * from unnest(${valid.map((l) => l.id)}::uuid[], ${valid.map((l) => l.epoch)}::bigint[]) as r(id, epoch)
-      ), renewed as (
-        update jobs j set lease_expires_at = greatest(j.lease_expires_at, ${this.lease()}), last_heartbeat_at = now()
-        from req where j.id = req.id and j.owner_instance_id = ${instanceId} and j.claim_epoch = req.epoch
-          and j.status in ('working', 'input_required')
-        returning j.id, j.lease_expires_at
-      )
-      select req.id, renewed.lease_expires_at as renewed_lease, j.status, j.owner_instance_id as owner,
-             j.claim_epoch as epoch
-      from req left join renewed on renewed.id = req.id left join jobs j on j.id = req.id`
+    // The one statement of the hot path: a row changes only for its current owner, at the
+    // epoch asked for, while it is live (DESIGN.md §4.2, §4.3); times from now() (§4.1).
+    const renewed = valid.length
+      ? await this.sql<{ id: string; epoch: number; status: JobStatus; lease: Date | null }[]>`
+          update jobs j set lease_expires_at = greatest(j.lease_expires_at, ${this.lease()}), last_heartbeat_at = now()
+          from unnest(${valid.map((l) => l.id)}::uuid[], ${valid.map((l) => l.epoch)}::bigint[]) as req(id, epoch)
+          where j.id = req.id and j.owner_instance_id = ${instanceId} and j.claim_epoch = req.epoch
+            and j.status in ('working', 'input_required')
+          returning j.id, j.claim_epoch as epoch, j.status, j.lease_expires_at as lease`
       : [];
-    const byId = new Map(rows.map((r) => [r.id, r]));
+    const renewedKey = (id: string, epoch: number) => `${id}/${epoch}`;
+    const done = new Map(renewed.map((r) => [renewedKey(r.id, r.epoch), r]));
+    const refusedIds = [
+      ...new Set(valid.filter((l) => !done.has(renewedKey(l.id, l.epoch))).map((l) => l.id)),
+    ];
+    // Only when something was not renewed: the rows as they are now, after the statement.
+    const current = new Map(
+      refusedIds.length
+        ? (
+            await this.sql<(JobFence & { id: string; status: JobStatus })[]>`
+              select id, owner_instance_id, claim_epoch, status from jobs where id = any(${refusedIds}::uuid[])`
+          ).map((r) => [r.id, r])
+        : [],
+    );
     return leases.map((l) => {
-      const r = byId.get(l.id);
-      if (!r || r.status === null)
-        return { id: l.id, outcome: 'not_found', status: null, lease_expires_at: null };
-      if (r.renewed_lease)
-        return { id: l.id, outcome: 'renewed', status: r.status, lease_expires_at: seconds(r.renewed_lease) };
+      const ok = done.get(renewedKey(l.id, l.epoch));
+      if (ok) return { id: l.id, outcome: 'renewed', status: ok.status, lease_expires_at: seconds(ok.lease) };
+      const r = current.get(l.id);
+      if (!r) return { id: l.id, outcome: 'not_found', status: null, lease_expires_at: null };
       // As for deltas (3.7): once owner or epoch moved on, the caller was superseded,
       // whatever became of the job since; `cancelled`/`terminal` only for its own claim.
-      const mine = r.owner === instanceId && r.epoch === l.epoch;
+      // Its own claim still live yet not renewed means the row changed between the
+      // statement and this read: answer conservatively, as `refusal` does.
+      const mine = r.owner_instance_id === instanceId && r.claim_epoch === l.epoch;
       const outcome: LeaseOutcome = !mine
         ? 'superseded'
         : r.status === 'cancelled'
