@@ -1,10 +1,18 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ledgerTable, readBundledMigrations } from '@mesh/db';
+import { ledgerTable, readBundledMigrations, startEmbeddedPostgres } from '@mesh/db';
 import { healthSchema, readySchema } from '@mesh/protocol';
 import { registryVersion } from '@mesh/registry';
-import { adminUrl, createDatabase, freePort, runRegistry, spawnRegistry, withDatabase } from '@mesh/testkit';
+import {
+  adminUrl,
+  createDatabase,
+  freePort,
+  type RegistryProcess,
+  runRegistry,
+  spawnRegistry,
+  withDatabase,
+} from '@mesh/testkit';
 import postgres from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
 
@@ -201,10 +209,122 @@ describe('registry boot', () => {
   });
 });
 
+function dataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-quickstart-'));
+  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/**
+ * Whether `pid` still runs. An exited server that init has not reaped yet (a
+ * zombie: Linux reports state Z in /proc) does not: once a registry that
+ * adopted a left-over server has stopped it, reaping it is init's business.
+ */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return !existsSync('/proc'); // gone in between, or no /proc to ask
+  }
+}
+
+/**
+ * The pid in `<dir>/pgdata/postmaster.pid`, written by the running server. A
+ * test that fails half way must not leave it running (it has a session of its own).
+ */
+function postmasterPid(dir: string): number {
+  const pid = Number(readFileSync(join(dir, 'pgdata', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  cleanups.push(async () => {
+    if (isAlive(pid)) process.kill(pid, 'SIGQUIT');
+  });
+  return pid;
+}
+
+/** Log records at warn level or above (pino: 40 warn, 50 error, 60 fatal). */
+const warnings = (r: RegistryProcess) => r.logRecords().filter((rec) => Number(rec.level) >= 40);
+
+const bootId = (r: RegistryProcess) => r.logRecords().find((rec) => rec.msg === 'listening')?.boot_id;
+
+/** This replica's row, read with the registry stopped (its embedded server started for the query only). */
+async function replicaRow(dir: string, replicaId: string) {
+  const pg = await startEmbeddedPostgres({ dir, database: 'mesh' });
+  const sql = postgres(pg.url, { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await sql<{ boot_id: string; stopped_at: Date | null }[]>`
+      select boot_id, stopped_at from registry_replicas where replica_id = ${replicaId}`;
+    return row;
+  } finally {
+    await sql.end();
+    await pg.stop();
+  }
+}
+
 describe('quickstart: no DATABASE_URL', () => {
+  it('stops cleanly on Ctrl-C (SIGINT to the whole process group): replica marked stopped, then PostgreSQL stopped', async () => {
+    const dir = dataDir();
+    // detached: the registry leads its own process group, as a command in a terminal does.
+    const r = await spawnRegistry({
+      replicaId: 'qs-int',
+      args: ['--data-dir', dir, '--port', '0'],
+      detached: true,
+      readyTimeoutMs: 120_000,
+    });
+    const pid = postmasterPid(dir);
+    expect(
+      r.logRecords().find((rec) => String(rec.msg).startsWith('embedded PostgreSQL started')),
+    ).toMatchObject({ postmaster_pid: pid });
+    expect(isAlive(pid)).toBe(true);
+
+    expect(await r.signalGroup('SIGINT', 60_000)).toEqual({ code: 0, signal: null });
+    expect(warnings(r)).toEqual([]);
+    expect(r.logRecords().map((rec) => rec.msg)).toEqual(
+      expect.arrayContaining(['shutting down', 'stopped']),
+    );
+    // Stopped by the registry, cleanly: a server that was killed leaves its pid file behind.
+    expect(isAlive(pid)).toBe(false);
+    expect(existsSync(join(dir, 'pgdata', 'postmaster.pid'))).toBe(false);
+    expect(await replicaRow(dir, 'qs-int')).toEqual({ boot_id: bootId(r), stopped_at: expect.any(Date) });
+  }, 240_000);
+
+  it('reuses the PostgreSQL a killed registry left running, and stops it on Ctrl-C', async () => {
+    const dir = dataDir();
+    const args = ['--data-dir', dir, '--port', '0'];
+    const first = await spawnRegistry({
+      replicaId: 'qs-kill',
+      args,
+      detached: true,
+      readyTimeoutMs: 120_000,
+    });
+    const pid = postmasterPid(dir);
+    expect(await first.kill()).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(isAlive(pid)).toBe(true);
+
+    const second = await spawnRegistry({
+      replicaId: 'qs-kill',
+      args,
+      detached: true,
+      readyTimeoutMs: 60_000,
+    });
+    expect(
+      second.logRecords().find((rec) => String(rec.msg).startsWith('embedded PostgreSQL reused')),
+    ).toMatchObject({ postmaster_pid: pid, reused: true });
+    expect(await second.signalGroup('SIGINT', 60_000)).toEqual({ code: 0, signal: null });
+    expect(warnings(second)).toEqual([]);
+    expect(isAlive(pid)).toBe(false);
+    expect(existsSync(join(dir, 'pgdata', 'postmaster.pid'))).toBe(false);
+    expect(await replicaRow(dir, 'qs-kill')).toEqual({
+      boot_id: bootId(second),
+      stopped_at: expect.any(Date),
+    });
+  }, 240_000);
+
   it('starts an embedded PostgreSQL in a persistent directory, says where, and keeps data across a restart', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mesh-quickstart-'));
-    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const dir = dataDir();
     const env = { MESH_DATA_DIR: dir };
     const first = await spawnRegistry({ replicaId: 'qs', env, readyTimeoutMs: 120_000 });
     const started = first
@@ -213,14 +333,18 @@ describe('quickstart: no DATABASE_URL', () => {
     expect(started).toMatchObject({ data_dir: join(dir, 'pgdata'), created: true });
     expect(String(started?.msg)).toContain(`its data lives in ${join(dir, 'pgdata')}`);
     // Write through the registry's own database, then restart.
-    const { readFileSync } = await import('node:fs');
     const password = readFileSync(join(dir, 'password'), 'utf8').trim();
     const dbUrl = (port: unknown) =>
       `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/mesh`;
     let sql = postgres(dbUrl(started?.port), { max: 1, onnotice: () => {} });
     await sql`insert into registry_settings (key, value) values ('quickstart-marker', '"kept"')`;
     await sql.end();
+    const pid = postmasterPid(dir);
     expect(await first.stop()).toEqual({ code: 0, signal: null });
+    // SIGTERM to the registry alone: it stops its PostgreSQL too, cleanly (no pid file left).
+    expect(warnings(first)).toEqual([]);
+    expect(isAlive(pid)).toBe(false);
+    expect(existsSync(join(dir, 'pgdata', 'postmaster.pid'))).toBe(false);
 
     const second = await spawnRegistry({ replicaId: 'qs', env, readyTimeoutMs: 120_000 });
     const again = second

@@ -81,7 +81,13 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     databaseUrl = embedded.url;
     stopEmbedded = embedded.stop;
     logger.info(
-      { data_dir: embedded.dataDir, port: embedded.port, created: embedded.created, reused: embedded.reused },
+      {
+        data_dir: embedded.dataDir,
+        port: embedded.port,
+        postmaster_pid: embedded.pid,
+        created: embedded.created,
+        reused: embedded.reused,
+      },
       `embedded PostgreSQL ${embedded.reused ? 'reused' : 'started'}; its data lives in ${embedded.dataDir}`,
     );
   }

