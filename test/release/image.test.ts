@@ -1,5 +1,5 @@
 import { execFile as execFileCb } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -149,6 +149,23 @@ describe('the registry image, assembled from docker/Dockerfile without Docker', 
       }
     }
     expect(readdirSync(join(out, 'registry/node_modules/@mesh/db/drizzle'))).toContain('0000_init.sql');
+  });
+
+  it('is readable by any user: the runtime stage runs as uid 1000 and COPY keeps modes (owner root)', () => {
+    const unreadable: string[] = [];
+    const walk = (dir: string) => {
+      for (const entry of readdirSync(dir, { withFileTypes: true })) {
+        const path = join(dir, entry.name);
+        if (entry.isSymbolicLink()) continue;
+        const mode = statSync(path).mode;
+        if (!(mode & 0o004) || (entry.isDirectory() && !(mode & 0o001))) unreadable.push(path);
+        if (entry.isDirectory()) walk(path);
+      }
+    };
+    walk(out);
+    expect(unreadable).toEqual([]);
+    for (const bin of ['meshctl', 'mesh-registry'])
+      expect(statSync(join(out, 'bin', bin)).mode & 0o005).toBe(0o005);
   });
 
   it("leaves the workspace's manifests as they were (deployed workspace packages are hard links to them)", () => {
