@@ -332,6 +332,71 @@ describe.each(targets)('SDK against $name', (target) => {
     }
   });
 
+  it('learns total_deadline from the claim where the registry sends it (ours since 0.2.0), else reads the job', async () => {
+    await ready;
+    const jobReads = async () => {
+      if (target.name !== 'ours') return 0;
+      const text = await (await fetch(`${registry.url}/metrics`)).text();
+      const line = text
+        .split('\n')
+        .find(
+          (l) =>
+            l.startsWith('mesh_http_requests_total{') &&
+            l.includes('route="/jobs/:id"') &&
+            l.includes('method="GET"') &&
+            l.includes('status="200"'),
+        );
+      return line ? Number(line.split(' ').at(-1)) : 0;
+    };
+    const seen = new Map<string, unknown>();
+    const worker = new JobWorker({
+      client,
+      instanceId: 'deadline-reader',
+      capability: 'sdk-deadline-claim',
+      handler: async ({ payload }) => {
+        seen.set(String(payload.n), true);
+        return { ok: true };
+      },
+    });
+    const before = await jobReads();
+    worker.start();
+    try {
+      const deadline = Math.floor(Date.now() / 1000) + 600;
+      for (let n = 0; n < 3; n++) {
+        await client.submit({
+          capability: 'sdk-deadline-claim',
+          submitted_by: 't',
+          submitted_payload: { n },
+          total_deadline: deadline,
+        });
+      }
+      await until('three jobs handled', () => seen.size === 3, 20_000);
+      if (target.name === 'ours') {
+        // The claim answer carries it: no GET /jobs/{id} after the claims.
+        const raw = await fetch(`${registry.url}/jobs`, {
+          method: 'POST',
+          body: JSON.stringify({
+            capability: 'sdk-deadline-raw',
+            submitted_by: 't',
+            submitted_payload: {},
+            total_deadline: deadline,
+          }),
+        });
+        expect(raw.status).toBe(201);
+        const claim = (await (
+          await fetch(`${registry.url}/jobs/claim`, {
+            method: 'POST',
+            body: JSON.stringify({ capability: 'sdk-deadline-raw', instance_id: 'raw' }),
+          })
+        ).json()) as { claimed: { total_deadline?: number | null }[] };
+        expect(claim.claimed[0]?.total_deadline).toBe(deadline);
+        expect(await jobReads()).toBe(before);
+      }
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it("aborts a handler when its job's total_deadline passes, and commits nothing", async () => {
     await ready;
     let reason: unknown;

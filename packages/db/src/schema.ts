@@ -83,20 +83,17 @@ export const jobs = pgTable(
     index('jobs_live_owner_idx')
       .on(t.ownerInstanceId)
       .where(sql`${t.ownerInstanceId} is not null and ${t.status} in ('working', 'input_required')`),
-    // Lease-expiry sweep.
-    index('jobs_lease_idx')
-      .on(t.leaseExpiresAt)
-      .where(sql`${t.leaseExpiresAt} is not null and ${t.status} in ('working', 'input_required')`),
+    // No index for the lease-expiry sweep: it scans the live claims (a few
+    // per agent) once a sweep, while an index on lease_expires_at was written at
+    // every claim and renewal (0001_drop_unused_job_indexes).
     // Deadline sweep.
     index('jobs_deadline_idx')
       .on(t.totalDeadline)
       .where(sql`${t.totalDeadline} is not null and ${t.status} in ('working', 'input_required')`),
     // Retention of terminal jobs.
     index('jobs_finished_idx').on(t.finishedAt).where(sql`${t.finishedAt} is not null`),
-    // Event clean-up: terminal jobs whose events are still there.
-    index('jobs_events_gc_idx')
-      .on(t.finishedAt)
-      .where(sql`${t.finishedAt} is not null and not ${t.eventsPurged}`),
+    // Event clean-up reads jobs_finished_idx (0001_drop_unused_job_indexes
+    // dropped its own partial index, written at every completion).
     // GET /jobs: newest first, keyset pagination on (submitted_at, id).
     index('jobs_list_idx').on(t.submittedAt.desc(), t.id.desc()),
   ],

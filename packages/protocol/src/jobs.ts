@@ -71,6 +71,12 @@ export interface ClaimedJob {
   lease_expires_at: number | null;
   max_duration: number | null;
   recv_cursor: Record<string, number> | null;
+  /**
+   * Ours since 0.2.0 (an extension): the job's absolute deadline in Unix
+   * seconds, or null. Absent from 0.1.0 and MCP Mesh 3.7 answers, where a
+   * worker reads it with `GET /jobs/{id}`.
+   */
+  total_deadline?: number | null;
 }
 export interface ClaimResponse {
   claimed: ClaimedJob[];

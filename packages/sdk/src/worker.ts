@@ -340,23 +340,30 @@ class Execution {
   }
 
   /**
-   * Learns the job's total_deadline (the claim does not carry it) and arms a
-   * timer that aborts the handler when it passes; also catches a job that
-   * ended between the claim and now.
+   * Arms a timer that aborts the handler when the job's total_deadline passes.
+   * Registries since 0.2.0 send the deadline with the claim; against older
+   * ones (0.1.0, MCP Mesh 3.7) it is read with `GET /jobs/{id}`, which also
+   * catches a job that ended between the claim and now.
    */
   async watchDeadline(): Promise<void> {
-    let job: Job;
-    try {
-      job = await this.client.getJob(this.job.id);
-    } catch {
-      return; // the registry's deadline sweep still applies; the lease renewal will tell us
+    let deadline: number | null;
+    if (this.job.total_deadline !== undefined) {
+      deadline = this.job.total_deadline;
+    } else {
+      let job: Job;
+      try {
+        job = await this.client.getJob(this.job.id);
+      } catch {
+        return; // the registry's deadline sweep still applies; the lease renewal will tell us
+      }
+      if (isTerminal(job.status)) {
+        this.abortWith(job.status === 'cancelled' ? 'cancelled' : 'already_terminal', job.status);
+        return;
+      }
+      deadline = job.total_deadline;
     }
-    if (isTerminal(job.status)) {
-      this.abortWith(job.status === 'cancelled' ? 'cancelled' : 'already_terminal', job.status);
-      return;
-    }
-    if (job.total_deadline === null || this.signal.aborted) return;
-    const inMs = job.total_deadline * 1000 - Date.now();
+    if (deadline === null || this.signal.aborted) return;
+    const inMs = deadline * 1000 - Date.now();
     this.deadlineTimer = setTimeout(() => this.abortWith('deadline_exceeded'), Math.max(0, inMs));
     this.deadlineTimer.unref();
   }

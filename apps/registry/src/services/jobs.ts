@@ -316,7 +316,7 @@ export class JobStore {
     const slotAsk = asks.flatMap((ask, i) => Array<number>(ask.max).fill(i));
     this.statementStats.claim.statements += 1;
     this.statementStats.claim.requests += asks.length;
-    const rows = await this.shared<(ClaimedJob & { lease: Date | null; slot: number })[]>`
+    const rows = await this.shared<(ClaimedJob & { lease: Date | null; deadline: Date | null; slot: number })[]>`
       with retired as (
         -- any(array(…)): by primary key. As \`id in (select …)\`, the cached plan
         -- hash-joins the locked rows against a sequential scan of all jobs.
@@ -344,7 +344,7 @@ export class JobStore {
         from picked join slots on slots.slot = picked.slot
         where j.id = picked.id
         returning j.id, j.submitted_payload, j.attempt_count, j.claim_epoch, j.lease_expires_at as lease,
-                  j.max_duration, j.recv_cursor, picked.slot
+                  j.max_duration, j.recv_cursor, j.total_deadline as deadline, picked.slot
       )
       select * from claimed order by slot`;
     const out = asks.map((): ClaimedJob[] => []);
@@ -357,6 +357,7 @@ export class JobStore {
         lease_expires_at: seconds(r.lease),
         max_duration: r.max_duration,
         recv_cursor: r.recv_cursor,
+        total_deadline: seconds(r.deadline),
       });
     }
     return out;

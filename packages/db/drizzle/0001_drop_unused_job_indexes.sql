@@ -1,0 +1,2 @@
+DROP INDEX "jobs_lease_idx";--> statement-breakpoint
+DROP INDEX "jobs_events_gc_idx";
