@@ -11,5 +11,10 @@ export const headers = {
   instanceId: 'X-Mesh-Instance-Id',
   claimEpoch: 'X-Mesh-Claim-Epoch',
   sdkVersion: 'X-Mesh-Sdk-Version',
+  /**
+   * Ours since 0.2.0: on a claim answer, this replica is draining (it hands out
+   * no claims). A client with several registry URLs claims at the next one.
+   */
+  draining: 'X-Mesh-Draining',
   requestId: 'X-Request-Id',
 } as const;

@@ -169,7 +169,11 @@ export class RegistryClient {
   async request<T>(method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
     const res = await this.send(method, path, body, options);
     if (res.status >= 200 && res.status < 300) return res.body as T;
-    throw new RegistryError(
+    throw this.error(method, path, res);
+  }
+
+  private error(method: string, path: string, res: { status: number; body: unknown; text: string }) {
+    return new RegistryError(
       res.status,
       res.body,
       `${method} ${path}: ${res.status} ${(res.body as { error?: string })?.error ?? res.text}`,
@@ -217,14 +221,32 @@ export class RegistryClient {
 
   /** Claims up to `max` jobs (one per call against a registry without batch claims). */
   async claim(capability: string, instanceId: string, max = 1): Promise<ClaimedJob[]> {
+    const first = await this.claimOnce(capability, instanceId, max);
+    // A draining replica (0.2.0 and later say so) hands out nothing: with
+    // several registry URLs, ask the next one at once, and claim there from now on.
+    if (!first.draining || this.options.urls.length < 2) return first.jobs;
+    this.shared.current += 1;
+    return (await this.claimOnce(capability, instanceId, max)).jobs;
+  }
+
+  private async claimOnce(
+    capability: string,
+    instanceId: string,
+    max: number,
+  ): Promise<{ jobs: ClaimedJob[]; draining: boolean }> {
     const info = await this.info();
     const body =
       info.features.has(featureNames.batchClaim) && max > 1
         ? { capability, instance_id: instanceId, max_jobs: max }
         : { capability, instance_id: instanceId };
-    const res = await this.request<ClaimResponse | undefined>('POST', '/jobs/claim', body);
-    // 3.7 SDKs treat a 204 or a malformed answer as "no work"; so do we.
-    return Array.isArray(res?.claimed) ? res.claimed : [];
+    const res = await this.send('POST', '/jobs/claim', body);
+    if (res.status < 200 || res.status >= 300) throw this.error('POST', '/jobs/claim', res);
+    const answer = res.body as ClaimResponse | undefined;
+    return {
+      // 3.7 SDKs treat a 204 or a malformed answer as "no work"; so do we.
+      jobs: Array.isArray(answer?.claimed) ? answer.claimed : [],
+      draining: res.headers.get(headers.draining) === 'true',
+    };
   }
 
   /** Owner deltas (`POST /jobs/batch`); a delta carrying `claim_epoch` is fenced by it. */

@@ -124,6 +124,9 @@ export const jobRoutes = new Hono<AppEnv>()
     if (claimed === null) metrics?.claims.inc({ outcome: 'draining' });
     else if (claimed.length === 0) metrics?.claims.inc({ outcome: 'empty' });
     else metrics?.claims.inc({ outcome: 'claimed' }, claimed.length);
+    // A draining replica says so, so that clients that know several replicas
+    // claim elsewhere instead of backing off on an empty answer.
+    if (claimed === null) c.header(headers.draining, 'true');
     return c.json({ claimed: claimed ?? [] } satisfies ClaimResponse);
   })
   .post('/jobs/batch', async (c) => {

@@ -316,7 +316,9 @@ export class JobStore {
     const slotAsk = asks.flatMap((ask, i) => Array<number>(ask.max).fill(i));
     this.statementStats.claim.statements += 1;
     this.statementStats.claim.requests += asks.length;
-    const rows = await this.shared<(ClaimedJob & { lease: Date | null; deadline: Date | null; slot: number })[]>`
+    const rows = await this.shared<
+      (ClaimedJob & { lease: Date | null; deadline: Date | null; slot: number })[]
+    >`
       with retired as (
         -- any(array(…)): by primary key. As \`id in (select …)\`, the cached plan
         -- hash-joins the locked rows against a sequential scan of all jobs.
