@@ -180,6 +180,7 @@ interface DrainArgs extends AllArgs {
   'wait-timeout': number;
   'poll-interval': number;
   persist?: boolean;
+  'own-claims'?: boolean;
 }
 
 /** One replica being watched during `drain --wait`. */
@@ -203,7 +204,15 @@ async function waitForDrained(
   ctx: Context,
   http: RegistryHttp,
   watched: Watched[],
-  opts: { fleet: boolean; persist: boolean; timeoutS: number; pollS: number; resumeCommand: string },
+  opts: {
+    fleet: boolean;
+    persist: boolean;
+    /** Done when the claims handed out by the watched replicas are done (rolling upgrade). */
+    ownClaims: boolean;
+    timeoutS: number;
+    pollS: number;
+    resumeCommand: string;
+  },
 ): Promise<void> {
   const started = Date.now();
   const pollMs = Math.max(1, opts.pollS) * 1000;
@@ -289,16 +298,22 @@ async function waitForDrained(
     const perReplica = opts.fleet
       ? ` (${watched.map((w) => `${w.id}: ${w.failures ? '?' : (w.claims ?? '?')}`).join(', ')})`
       : '';
-    if (liveClaims === 0 && watched.every((w) => w.failures === 0)) {
-      ctx.out.progress(`  Live claims: 0${perReplica}`);
+    const done = opts.ownClaims
+      ? watched.every((w) => w.failures === 0 && w.claims === 0)
+      : liveClaims === 0 && watched.every((w) => w.failures === 0);
+    if (done) {
+      ctx.out.progress(
+        opts.ownClaims
+          ? `  Live claims handed out here: 0 (fleet-wide: ${liveClaims})${perReplica}`
+          : `  Live claims: 0${perReplica}`,
+      );
       ctx.out.endProgress();
       return;
     }
-    ctx.out.progress(
-      ctx.out.tty
-        ? `  Live claims: ${liveClaims}${perReplica} · ${Math.round(elapsed)}s elapsed`
-        : `  Live claims: ${liveClaims}${perReplica}`,
-    );
+    const counted = opts.ownClaims
+      ? `Live claims handed out here: ${watched.map((w) => w.claims ?? '?').join(', ')} (fleet-wide: ${liveClaims})`
+      : `Live claims: ${liveClaims}${perReplica}`;
+    ctx.out.progress(ctx.out.tty ? `  ${counted} · ${Math.round(elapsed)}s elapsed` : `  ${counted}`);
     if (opts.timeoutS > 0 && elapsed >= opts.timeoutS) {
       throw new CliError(
         `timed out after ${opts.timeoutS}s with ${liveClaims} live claim(s) still running; the registry is still draining (new claims paused)`,
@@ -333,7 +348,13 @@ const drainCommand: CommandModule<GlobalArgs, DrainArgs> = {
         describe:
           'Drain the whole fleet through the database (implies --all): survives restarts and applies to replicas that start meanwhile',
       })
+      .option('own-claims', {
+        type: 'boolean',
+        describe:
+          "With --wait on one replica: wait only for the claims this replica handed out, not the whole fleet's (a rolling upgrade: the other replicas keep dispatching). Needs mesh-registry; not with --all",
+      })
       .example('$0 registry drain --wait', 'one replica (meshctl 3.7.1 behaviour)')
+      .example('$0 registry drain --wait --own-claims', 'one replica of a rolling upgrade')
       .example('$0 registry drain --all --wait', 'every live replica, each through its admin URL')
       .example(
         '$0 registry drain --persist --wait --wait-timeout 600',
@@ -343,6 +364,8 @@ const drainCommand: CommandModule<GlobalArgs, DrainArgs> = {
         if (a['wait-timeout'] < 0 || !Number.isFinite(a['wait-timeout']))
           throw new UsageError('--wait-timeout must be >= 0');
         if (!(a['poll-interval'] > 0)) throw new UsageError('--poll-interval must be > 0');
+        if (a['own-claims'] && (a.all || a.persist))
+          throw new UsageError('--own-claims drains one replica; it does not go with --all or --persist');
         return true;
       }),
   handler: run<DrainArgs>(async (args, ctx) => {
@@ -352,6 +375,7 @@ const drainCommand: CommandModule<GlobalArgs, DrainArgs> = {
     const waitOpts = {
       fleet: fleetMode,
       persist: Boolean(args.persist),
+      ownClaims: Boolean(args['own-claims']),
       timeoutS: args['wait-timeout'],
       pollS: args['poll-interval'],
       resumeCommand,
@@ -372,7 +396,15 @@ const drainCommand: CommandModule<GlobalArgs, DrainArgs> = {
         }
         return;
       }
-      if (body.live_claims > 0 || !body.draining) {
+      if (waitOpts.ownClaims && body.live_claims_this_replica === undefined) {
+        throw new CliError(
+          'this registry does not report the claims each replica handed out (MCP Mesh 3.7 does not): --own-claims needs mesh-registry',
+          1,
+          'Drop --own-claims to wait for every live claim of the fleet',
+        );
+      }
+      const pending = waitOpts.ownClaims ? body.live_claims_this_replica !== 0 : body.live_claims > 0;
+      if (pending || !body.draining) {
         const watched: Watched[] = [
           {
             id: body.replica_id ?? 'registry',
@@ -384,7 +416,11 @@ const drainCommand: CommandModule<GlobalArgs, DrainArgs> = {
         ];
         await waitForDrained(ctx, http, watched, waitOpts);
       }
-      ctx.out.line('All jobs drained — safe to upgrade/restart');
+      ctx.out.line(
+        waitOpts.ownClaims
+          ? 'Claims handed out here drained — safe to restart this replica'
+          : 'All jobs drained — safe to upgrade/restart',
+      );
       return;
     }
 
