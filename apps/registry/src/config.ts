@@ -2,6 +2,7 @@ import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { parseDurationMs } from './duration.ts';
+import { cidrList, type ForwardPolicy } from './services/cancel-forward.ts';
 import { registryVersion } from './version.ts';
 
 export const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -49,6 +50,8 @@ export interface RegistryConfig {
   agentTimeoutMs: number;
   /** After a whole-registry outage, how long agents get before any sweep may take their jobs. */
   outageGraceMs: number;
+  /** Where cancels may be forwarded to owner agents: anywhere but this registry, some CIDRs, or nowhere. */
+  cancelForward: ForwardPolicy;
 }
 
 /** A configuration that cannot be used; `problems` are one line each. */
@@ -353,6 +356,32 @@ const settings: Setting<keyof RegistryConfig>[] = [
       'After the whole registry was down, how long agents get to come back before any sweep takes their jobs (default 60s; 0 = off)',
     parse: duration(0),
     fallback: () => 60_000,
+  },
+  {
+    key: 'cancelForward',
+    flag: 'cancel-forward',
+    env: ['MESH_CANCEL_FORWARD'],
+    describe:
+      "Where a cancel is forwarded to the owner agent's http_host:http_port: any (default; never this registry's own listeners), off, or a comma-separated CIDR list such as 10.0.0.0/8,fd00::/8",
+    parse: (raw) => {
+      const t = raw.trim().toLowerCase();
+      if (t === 'any') return ok({ kind: 'any' });
+      if (t === 'off' || t === 'none') return ok({ kind: 'off' });
+      const cidrs = t
+        .split(',')
+        .map((c) => c.trim())
+        .filter(Boolean);
+      try {
+        if (cidrs.length === 0) throw new Error('empty list');
+        cidrList(cidrs);
+      } catch (err) {
+        return bad(
+          `must be any, off or a comma-separated list of CIDRs (${(err as Error).message}), got "${raw}"`,
+        );
+      }
+      return ok({ kind: 'cidrs', cidrs });
+    },
+    fallback: () => ({ kind: 'any' }),
   },
 ];
 

@@ -10,6 +10,7 @@ import type { RegistryConfig } from './config.ts';
 import { StartupError, waitForDatabase } from './database.ts';
 import type { Logger } from './logger.ts';
 import { AgentStore } from './services/agents.ts';
+import { CancelForwarder } from './services/cancel-forward.ts';
 import { DrainGate } from './services/drain.ts';
 import { JobSignals } from './services/job-signals.ts';
 import { JobStore } from './services/jobs.ts';
@@ -153,6 +154,14 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     const replicas = new ReplicaRegistry(sql, identity, urls, config.replicaHeartbeatMs, gate, logger);
     // A replica that starts during a fleet drain comes up draining.
     await replicas.syncFleetDrain();
+    const cancelForward = new CancelForwarder(
+      {
+        policy: config.cancelForward,
+        timeoutMs: 2_000,
+        fleet: async () => (await replicas.list()).flatMap((r) => [r.main_url ?? '', r.admin_url ?? '']),
+      },
+      logger.child({ component: 'cancel-forward' }),
+    );
     const deps: AppDeps = {
       identity,
       features: [
@@ -169,6 +178,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       agents,
       signals,
       gate,
+      cancelForward,
       replicas,
       metrics,
       adminToken: config.adminToken,
@@ -205,6 +215,8 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         );
       });
     }
+    // Never forward a cancel to ourselves (the main port is anonymous; the admin one is not meant to be).
+    cancelForward.setOwnListeners({ host: config.host, ports: adminPort ? [port, adminPort] : [port] });
     const advertised =
       config.advertiseHost ?? (['0.0.0.0', '::'].includes(config.host) ? hostname() : config.host);
     urls.main = `http://${advertised}:${port}`;

@@ -280,7 +280,11 @@ export const jobRoutes = new Hono<AppEnv>()
     return c.json({ events, next_after: next } satisfies EventsResponse);
   });
 
-/** POST {agent}/jobs/{id}/cancel (reference §2.10): 5 s timeout, failures logged and ignored. */
+/**
+ * POST {agent}/jobs/{id}/cancel (reference §2.10), best effort: failures are
+ * logged and ignored. Anyone can cancel on the main port, so the target is
+ * bounded by the CancelForwarder (issue 18), not by whatever the agent registered.
+ */
 async function forwardCancel(
   deps: AppEnv['Variables']['deps'],
   owner: string,
@@ -289,15 +293,11 @@ async function forwardCancel(
   traceId: string | undefined,
 ): Promise<void> {
   try {
+    if (!deps.cancelForward.enabled) return;
     const endpoint = await deps.agents.endpoint(owner);
     if (!endpoint) return;
-    const res = await fetch(`${endpoint}/jobs/${id}/cancel`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(traceId ? { 'x-trace-id': traceId } : {}) },
-      body: reason ? JSON.stringify({ reason }) : undefined,
-      signal: AbortSignal.timeout(5_000),
-    });
-    await res.body?.cancel();
+    const trace = traceId && traceId.length <= limits.maxIdentifierLength ? traceId : undefined;
+    await deps.cancelForward.forward(endpoint, id, reason, trace);
   } catch (err) {
     deps.logger.debug({ err, job_id: id, owner }, 'cancel forward failed (ignored)');
   }
