@@ -20,7 +20,7 @@ import { Hono } from 'hono';
 import type { AppEnv } from '../app.ts';
 import { ApiError } from '../errors.ts';
 import { isUuid, jobNotFound } from '../services/jobs.ts';
-import { csv, intParam, noNul, readJson, required } from './input.ts';
+import { csv, identifier, intParam, noNul, readJson, required } from './input.ts';
 
 // Largest total_deadline a timestamptz holds comfortably (9999-12-31).
 const maxUnixSeconds = 253_402_300_799;
@@ -40,8 +40,8 @@ function decodeCursor(cursor: string): { micros: bigint; id: string } {
 export const jobRoutes = new Hono<AppEnv>()
   .post('/jobs', async (c) => {
     const body = await readJson(c, createJobRequest);
-    const capability = noNul(required(body.capability, 'capability'), 'capability');
-    const submittedBy = noNul(required(body.submitted_by, 'submitted_by'), 'submitted_by');
+    const capability = identifier(required(body.capability, 'capability'), 'capability');
+    const submittedBy = identifier(required(body.submitted_by, 'submitted_by'), 'submitted_by');
     if (body.submitted_payload === undefined || body.submitted_payload === null) {
       throw new ApiError('bad_request', 'submitted_payload is required');
     }
@@ -70,7 +70,7 @@ export const jobRoutes = new Hono<AppEnv>()
       maxRetries,
       maxDuration,
       totalDeadline,
-      owner: owner ? noNul(owner, 'owner_instance_id') : null,
+      owner: owner ? identifier(owner, 'owner_instance_id') : null,
     });
     return c.json(created, 201);
   })
@@ -94,8 +94,8 @@ export const jobRoutes = new Hono<AppEnv>()
     const since = intParam(c, 'submitted_since');
     const page = await c.get('deps').jobs.list({
       statuses,
-      owner: c.req.query('owner_instance_id')?.trim() || undefined,
-      capability: c.req.query('capability')?.trim() || undefined,
+      owner: identifier(c.req.query('owner_instance_id')?.trim() || undefined, 'owner_instance_id'),
+      capability: identifier(c.req.query('capability')?.trim() || undefined, 'capability'),
       submittedSince: since !== undefined && since > 0 ? since : undefined,
       limit,
       after: cursor ? decodeCursor(cursor) : undefined,
@@ -108,8 +108,9 @@ export const jobRoutes = new Hono<AppEnv>()
   })
   .post('/jobs/claim', async (c) => {
     const body = await readJson(c, claimRequest);
-    const capability = required(body.capability, 'capability');
-    const instanceId = required(body.instance_id, 'instance_id');
+    // Checked before the claim joins a statement shared with other claimers (issue 18).
+    const capability = identifier(required(body.capability, 'capability'), 'capability');
+    const instanceId = identifier(required(body.instance_id, 'instance_id'), 'instance_id');
     const max = body.max_jobs ?? 1;
     if (max < 1 || max > limits.maxClaimBatch) {
       throw new ApiError('bad_request', `max_jobs must be in [1, ${limits.maxClaimBatch}], got ${max}`);
@@ -118,7 +119,7 @@ export const jobRoutes = new Hono<AppEnv>()
     // The drain barrier: a claim either passes the gate and finishes before a
     // drain answers, or is refused (no attempt burned, no epoch minted).
     const claimed = await gate.claim(
-      () => jobs.claim(capability, noNul(instanceId, 'instance_id'), max),
+      () => jobs.claim(capability, instanceId, max),
       null,
     );
     if (claimed === null) metrics?.claims.inc({ outcome: 'draining' });
@@ -128,7 +129,7 @@ export const jobRoutes = new Hono<AppEnv>()
   })
   .post('/jobs/batch', async (c) => {
     const body = await readJson(c, batchRequest);
-    const instanceId = required(body.instance_id, 'instance_id');
+    const instanceId = identifier(required(body.instance_id, 'instance_id'), 'instance_id');
     if (!body.deltas || body.deltas.length === 0)
       throw new ApiError('bad_request', 'deltas must not be empty');
     if (body.deltas.length > limits.maxDeltas) {
@@ -149,7 +150,7 @@ export const jobRoutes = new Hono<AppEnv>()
   })
   .post('/jobs/leases', async (c) => {
     const body = await readJson(c, renewLeasesRequest);
-    const instanceId = required(body.instance_id, 'instance_id');
+    const instanceId = identifier(required(body.instance_id, 'instance_id'), 'instance_id');
     const leases = body.leases ?? [];
     if (leases.length === 0) throw new ApiError('bad_request', 'leases must not be empty');
     if (leases.length > limits.maxLeaseRenewals) {
@@ -176,7 +177,7 @@ export const jobRoutes = new Hono<AppEnv>()
   })
   .post('/jobs/:id/release', async (c) => {
     const body = await readJson(c, releaseRequest);
-    const instanceId = required(body.instance_id, 'instance_id');
+    const instanceId = identifier(required(body.instance_id, 'instance_id'), 'instance_id');
     const released = await c
       .get('deps')
       .jobs.release(
@@ -202,7 +203,7 @@ export const jobRoutes = new Hono<AppEnv>()
   .post('/jobs/:id/events', async (c) => {
     const body = await readJson(c, postEventRequest);
     const id = c.req.param('id');
-    const type = noNul(required(body.type, 'type'), 'type');
+    const type = identifier(required(body.type, 'type'), 'type');
     const posted = await c.get('deps').jobs.postEvent(id, type, body.payload, body.trace_context ?? null);
     return c.json({ job_id: id, ...posted });
   })
@@ -213,7 +214,7 @@ export const jobRoutes = new Hono<AppEnv>()
     const limitRaw = intParam(c, 'limit') ?? 100;
     const limit = limitRaw <= 0 ? 100 : Math.min(500, limitRaw);
     const types = csv(c.req.query('types'));
-    let instanceId = c.req.query('instance_id')?.trim() || undefined;
+    let instanceId = identifier(c.req.query('instance_id')?.trim() || undefined, 'instance_id');
     let epoch = intParam(c, 'claim_epoch');
     // Newer SDKs may carry their identity in headers instead (absent = legacy or observer).
     const headerId = c.req.header(headers.instanceId)?.trim();
@@ -225,7 +226,7 @@ export const jobRoutes = new Hono<AppEnv>()
       headerEpoch &&
       /^\d+$/.test(headerEpoch)
     ) {
-      instanceId = headerId;
+      instanceId = identifier(headerId, 'instance_id');
       epoch = Number(headerEpoch);
     }
     if ((instanceId === undefined) !== (epoch === undefined)) {

@@ -103,6 +103,7 @@ interface DeltaAsk {
   deltas: JobDelta[];
 }
 type DeltaOutcome = { response: BatchResponse } | { error: unknown };
+type ClaimOutcome = { claimed: ClaimedJob[] } | { error: unknown };
 
 /**
  * How far concurrent requests are coalesced. Fewer statements in flight make
@@ -113,11 +114,13 @@ type DeltaOutcome = { response: BatchResponse } | { error: unknown };
 const coalescing = { claimsInFlight: 1, deltasInFlight: 2, maxDeltasPerStatement: 200 };
 
 /**
- * PostgreSQL refused the statement itself (an error the server reported, not a
- * lost connection): it was rolled back, nothing of it committed.
+ * A shared statement failed without committing anything, so its requests can
+ * be re-run one by one: PostgreSQL refused it (it was rolled back), or it
+ * never left this process (e.g. a value JSON.stringify could not serialise).
+ * Not after a lost connection, when the statement may have committed.
  */
-const isStatementError = (err: unknown): boolean =>
-  err instanceof postgres.PostgresError && !isDatabaseUnavailable(err);
+const retryAlone = (err: unknown): boolean =>
+  !isDatabaseUnavailable(err) && (err instanceof postgres.PostgresError || !(err as { code?: unknown })?.code);
 
 /** What a refused owner write is judged by: the row as it is now. */
 interface JobFence {
@@ -178,7 +181,7 @@ export class JobStore {
     claim: { requests: 0, statements: 0 },
     delta: { requests: 0, statements: 0 },
   };
-  private readonly claimers = new Map<string, Coalescer<ClaimAsk, ClaimedJob[]>>();
+  private readonly claimers = new Map<string, Coalescer<ClaimAsk, ClaimOutcome>>();
   /** Delta statements running and delta requests waiting for one (tests, debugging). */
   get deltaQueue(): { inFlight: number; waiting: number } {
     return this.deltas.state;
@@ -282,7 +285,7 @@ export class JobStore {
   async claim(capability: string, instanceId: string, max: number): Promise<ClaimedJob[]> {
     let claimer = this.claimers.get(capability);
     if (!claimer) {
-      claimer = new Coalescer<ClaimAsk, ClaimedJob[]>((asks) => this.claimStatement(capability, asks), {
+      claimer = new Coalescer<ClaimAsk, ClaimOutcome>((asks) => this.claimShared(capability, asks), {
         maxInFlight: coalescing.claimsInFlight,
         maxWeight: limits.maxClaimBatch,
         weight: (ask) => ask.max,
@@ -290,12 +293,38 @@ export class JobStore {
       this.claimers.set(capability, claimer);
     }
     try {
-      return await claimer.submit({ instanceId, max: Math.trunc(max) });
+      const outcome = await claimer.submit({ instanceId, max: Math.trunc(max) });
+      if ('error' in outcome) throw outcome.error;
+      return outcome.claimed;
     } finally {
       // Capabilities are the callers' strings: keep no state for idle ones.
       const { inFlight, waiting } = claimer.state;
       if (inFlight === 0 && waiting === 0 && this.claimers.get(capability) === claimer)
         this.claimers.delete(capability);
+    }
+  }
+
+  /**
+   * Runs the shared claim statement; if it fails without committing, each ask
+   * runs alone, in arrival order (still one statement at a time for the
+   * capability), so the failure answers only the request that caused it, as
+   * for deltas (issue 18).
+   */
+  private async claimShared(capability: string, asks: ClaimAsk[]): Promise<ClaimOutcome[]> {
+    try {
+      return (await this.claimStatement(capability, asks)).map((claimed) => ({ claimed }));
+    } catch (err) {
+      if (asks.length === 1 || !retryAlone(err)) throw err;
+      const out: ClaimOutcome[] = [];
+      for (const ask of asks) {
+        out.push(
+          await this.claimStatement(capability, [ask]).then(
+            ([claimed]) => ({ claimed: claimed ?? [] }),
+            (error: unknown) => ({ error }),
+          ),
+        );
+      }
+      return out;
     }
   }
 
@@ -457,7 +486,7 @@ export class JobStore {
         returning j.id`;
       updated = new Set(done.map((r) => r.id));
     } catch (err) {
-      if (!isStatementError(err)) throw err;
+      if (!retryAlone(err)) throw err;
       return Promise.all(
         asks.map((ask) =>
           this.applyDeltasInOrder(ask.instanceId, ask.deltas).then(
