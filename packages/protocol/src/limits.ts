@@ -37,4 +37,14 @@ export const limits = {
   maxJsonDepth: 128,
   /** Agents one `GET /agents` lists (the oldest first). */
   maxAgentsListed: 1000,
+  /**
+   * Bytes of job payloads, results and event payloads one `GET /jobs` page or
+   * events read returns (at least one item always): past it the page ends
+   * early and the cursor (`next_cursor`, `next_after`) continues the read.
+   */
+  maxResponseBytes: 4 * 1024 * 1024,
+  /** Bytes of one event's payload and trace context, as JSON. */
+  maxEventBytes: 256 * 1024,
+  /** Events one job may have. */
+  maxEventsPerJob: 10_000,
 } as const;

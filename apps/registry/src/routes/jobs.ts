@@ -204,6 +204,15 @@ export const jobRoutes = new Hono<AppEnv>()
     const body = await readJson(c, postEventRequest);
     const id = c.req.param('id');
     const type = identifier(required(body.type, 'type'), 'type');
+    const bytes =
+      Buffer.byteLength(JSON.stringify(body.payload ?? null)) +
+      Buffer.byteLength(JSON.stringify(body.trace_context ?? null));
+    if (bytes > limits.maxEventBytes) {
+      throw new ApiError(
+        'payload_too_large',
+        `event payload and trace_context exceed ${limits.maxEventBytes} bytes (${bytes})`,
+      );
+    }
     const posted = await c.get('deps').jobs.postEvent(id, type, body.payload, body.trace_context ?? null);
     return c.json({ job_id: id, ...posted });
   })

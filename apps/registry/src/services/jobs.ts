@@ -252,22 +252,32 @@ export class JobStore {
     f: ListFilter,
   ): Promise<{ rows: Job[]; last: { micros: bigint; id: string } | undefined; more: boolean }> {
     const s = this.sql;
-    const rows = await s<(JobRow & { micros: string })[]>`
-      select *, (extract(epoch from submitted_at) * 1000000)::bigint::text as micros from jobs
-      where true
-        ${f.statuses.length ? s`and status = any(${f.statuses})` : s``}
-        ${f.owner ? s`and owner_instance_id = ${f.owner}` : s``}
-        ${f.capability ? s`and capability = ${f.capability}` : s``}
-        ${f.submittedSince ? s`and submitted_at >= to_timestamp(${f.submittedSince})` : s``}
-        ${
-          f.after
-            ? s`and (submitted_at, id) < ('epoch'::timestamptz + ${f.after.micros.toString()}::bigint * interval '1 microsecond', ${f.after.id}::uuid)`
-            : s``
-        }
-      order by submitted_at desc, id desc
-      limit ${f.limit + 1}`;
-    const more = rows.length > f.limit;
-    const kept = rows.slice(0, f.limit);
+    // The page ends early past limits.maxResponseBytes of payloads and results
+    // (the first row always comes): the cursor continues from the last row sent.
+    const rows = await s<(JobRow & { micros: string; n: string; fetched: string })[]>`
+      select * from (
+        select j.*, row_number() over w as n, count(*) over () as fetched,
+               sum(octet_length(submitted_payload::text) + coalesce(octet_length(result::text), 0)) over w as running
+        from (
+          select *, (extract(epoch from submitted_at) * 1000000)::bigint::text as micros from jobs
+          where true
+            ${f.statuses.length ? s`and status = any(${f.statuses})` : s``}
+            ${f.owner ? s`and owner_instance_id = ${f.owner}` : s``}
+            ${f.capability ? s`and capability = ${f.capability}` : s``}
+            ${f.submittedSince ? s`and submitted_at >= to_timestamp(${f.submittedSince})` : s``}
+            ${
+              f.after
+                ? s`and (submitted_at, id) < ('epoch'::timestamptz + ${f.after.micros.toString()}::bigint * interval '1 microsecond', ${f.after.id}::uuid)`
+                : s``
+            }
+          order by submitted_at desc, id desc
+          limit ${f.limit + 1}) as j
+        window w as (order by submitted_at desc, id desc)) as budgeted
+      where n = 1 or running <= ${limits.maxResponseBytes}
+      order by submitted_at desc, id desc`;
+    const cut = rows.length < Number(rows[0]?.fetched ?? 0);
+    const more = cut || rows.length > f.limit;
+    const kept = cut ? rows : rows.slice(0, f.limit);
     const tail = kept.at(-1);
     return {
       rows: kept.map(toJob),
@@ -677,8 +687,10 @@ export class JobStore {
     if (!isUuid(id)) throw jobNotFound(id);
     const [row] = await this.sql<{ seq: number; created_at: Date }[]>`
       with job as (
+        -- Bounded log (issue 18): a live job takes events up to limits.maxEventsPerJob;
+        -- the registry's own terminal events (cancel, stale, deadline) come on top.
         update jobs set event_seq = event_seq + 1
-        where id = ${id} and status in ('working', 'input_required')
+        where id = ${id} and status in ('working', 'input_required') and event_seq < ${limits.maxEventsPerJob}
         returning id, event_seq
       ), event as (
         insert into job_events (job_id, seq, type, payload, trace_context)
@@ -689,16 +701,30 @@ export class JobStore {
       )
       select seq, created_at, pg_notify(${jobChannel}, job_id::text) from event`;
     if (row) return { seq: row.seq, created_at: seconds(row.created_at) as number };
-    const [cur] = await this.sql`select status from jobs where id = ${id}`;
+    const [cur] = await this.sql<{ status: string }[]>`select status from jobs where id = ${id}`;
     if (!cur) throw jobNotFound(id);
+    if (!isTerminal(cur.status)) {
+      throw new ApiError('conflict', `job has reached the limit of ${limits.maxEventsPerJob} events`);
+    }
     throw jobTerminal();
   }
 
+  /**
+   * Up to `limit` events after `after`, and no more than limits.maxResponseBytes
+   * of them (the first always): the caller continues from the last seq returned.
+   */
   async readEvents(id: string, after: number, types: string[], limit: number): Promise<JobEvent[]> {
     const rows = await this.sql<(Omit<JobEvent, 'created_at'> & { created_at: Date })[]>`
-      select job_id, seq, type, payload, trace_context, posted_by, created_at from job_events
-      where job_id = ${id} and seq > ${after} ${types.length ? this.sql`and type = any(${types})` : this.sql``}
-      order by seq limit ${limit}`;
+      select job_id, seq, type, payload, trace_context, posted_by, created_at from (
+        select e.*, row_number() over w as n,
+               sum(octet_length(type) + coalesce(octet_length(payload::text), 0)
+                   + coalesce(octet_length(trace_context::text), 0)) over w as running
+        from (select job_id, seq, type, payload, trace_context, posted_by, created_at from job_events
+              where job_id = ${id} and seq > ${after} ${types.length ? this.sql`and type = any(${types})` : this.sql``}
+              order by seq limit ${limit}) as e
+        window w as (order by seq)) as budgeted
+      where n = 1 or running <= ${limits.maxResponseBytes}
+      order by seq`;
     return rows.map((r) => ({ ...r, created_at: seconds(r.created_at) as number }));
   }
 
