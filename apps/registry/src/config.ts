@@ -87,13 +87,29 @@ const integer =
     return ok(Number(t));
   };
 
+/**
+ * Longest duration a timer or an int4 of milliseconds holds: Node fires a
+ * longer setTimeout at once, and PostgreSQL refuses a longer `::int` (issue 18:
+ * `--agent-timeout 30d` broke every sweep).
+ */
+export const maxTimerMs = 2_147_483_647;
+/** Retention and staleness only ever reach SQL as bigint milliseconds or int seconds. */
+const maxRetentionMs = 3650 * 86_400_000;
+
 const duration =
-  (minMs: number) =>
+  (minMs: number, maxMs = maxTimerMs) =>
   (raw: string): Parsed<number> => {
     const ms = parseDurationMs(raw);
     if (ms === undefined)
       return bad(`must be a duration such as 30s, 1m30s or a number of seconds, got "${raw}"`);
     if (ms < minMs) return bad(`must be at least ${minMs} ms, got "${raw}"`);
+    if (ms > maxMs) {
+      return bad(
+        maxMs === maxTimerMs
+          ? `must be at most 24d20h31m23s (${maxTimerMs} ms, the longest timer), got "${raw}"`
+          : `must be at most ${maxMs / 86_400_000}d, got "${raw}"`,
+      );
+    }
     return ok(ms);
   };
 
@@ -266,7 +282,7 @@ const settings: Setting<keyof RegistryConfig>[] = [
     flag: 'job-stale-timeout',
     env: ['MESH_JOB_STALE_TIMEOUT', 'MCP_MESH_JOB_STALE_TIMEOUT'],
     describe: 'Fail jobs without total_deadline older than this (floored at max_duration); 0 = off (default)',
-    parse: duration(0),
+    parse: duration(0, maxRetentionMs),
     fallback: () => 0,
   },
   {
@@ -274,7 +290,7 @@ const settings: Setting<keyof RegistryConfig>[] = [
     flag: 'event-retention',
     env: ['MESH_EVENT_RETENTION', 'MCP_MESH_RETENTION'],
     describe: "Delete a finished job's events this long after it finished (default 1h; 0 = keep)",
-    parse: duration(0),
+    parse: duration(0, maxRetentionMs),
     fallback: () => 3_600_000,
   },
   {
@@ -282,7 +298,7 @@ const settings: Setting<keyof RegistryConfig>[] = [
     flag: 'job-retention',
     env: ['MESH_JOB_RETENTION'],
     describe: 'Delete finished jobs this long after they finished (default 7d; 0 = keep forever)',
-    parse: duration(0),
+    parse: duration(0, maxRetentionMs),
     fallback: () => 7 * 86_400_000,
   },
   {

@@ -124,4 +124,16 @@ describe('registry configuration', () => {
     const help = await loadConfig(['--help'], {});
     expect(help.kind === 'exit' && help.output).toMatch(/--cancel-forward[\s\S]*MESH_CANCEL_FORWARD/);
   });
+
+  it('refuses durations that no timer or int4 of milliseconds holds (issue 18)', async () => {
+    expect(await problems(['--agent-timeout', '30d', '--sweep-interval', '25d'])).toEqual([
+      '--sweep-interval: must be at most 24d20h31m23s (2147483647 ms, the longest timer), got "25d"',
+      '--agent-timeout: must be at most 24d20h31m23s (2147483647 ms, the longest timer), got "30d"',
+    ]);
+    expect((await run(['--agent-timeout', '24d'])).agentTimeoutMs).toBe(24 * 86_400_000);
+    expect((await run(['--job-retention', '365d'])).jobRetentionMs).toBe(365 * 86_400_000);
+    expect(await problems(['--job-retention', '4000d'])).toEqual([
+      '--job-retention: must be at most 3650d, got "4000d"',
+    ]);
+  });
 });

@@ -118,10 +118,7 @@ export const jobRoutes = new Hono<AppEnv>()
     const { jobs, gate, metrics } = c.get('deps');
     // The drain barrier: a claim either passes the gate and finishes before a
     // drain answers, or is refused (no attempt burned, no epoch minted).
-    const claimed = await gate.claim(
-      () => jobs.claim(capability, instanceId, max),
-      null,
-    );
+    const claimed = await gate.claim(() => jobs.claim(capability, instanceId, max), null);
     if (claimed === null) metrics?.claims.inc({ outcome: 'draining' });
     else if (claimed.length === 0) metrics?.claims.inc({ outcome: 'empty' });
     else metrics?.claims.inc({ outcome: 'claimed' }, claimed.length);

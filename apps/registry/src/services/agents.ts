@@ -345,10 +345,10 @@ export class AgentStore {
     if (graceMs <= 0) return false;
     const rows = await this.sql`
       insert into registry_settings (key, value, updated_at)
-      select ${graceKey}, jsonb_build_object('until', now() + ${graceMs}::int * interval '1 millisecond'), now()
+      select ${graceKey}, jsonb_build_object('until', now() + ${graceMs}::bigint * interval '1 millisecond'), now()
       where not exists (select 1 from registry_replicas
                         where replica_id <> ${replicaId} and stopped_at is null
-                          and last_seen_at >= now() - ${liveWithinMs}::int * interval '1 millisecond')
+                          and last_seen_at >= now() - ${liveWithinMs}::bigint * interval '1 millisecond')
       on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at
       returning key`;
     return rows.length > 0;

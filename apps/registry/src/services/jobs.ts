@@ -120,7 +120,8 @@ const coalescing = { claimsInFlight: 1, deltasInFlight: 2, maxDeltasPerStatement
  * Not after a lost connection, when the statement may have committed.
  */
 const retryAlone = (err: unknown): boolean =>
-  !isDatabaseUnavailable(err) && (err instanceof postgres.PostgresError || !(err as { code?: unknown })?.code);
+  !isDatabaseUnavailable(err) &&
+  (err instanceof postgres.PostgresError || !(err as { code?: unknown })?.code);
 
 /** What a refused owner write is judged by: the row as it is now. */
 interface JobFence {
