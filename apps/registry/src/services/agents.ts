@@ -384,6 +384,12 @@ export class AgentStore {
       if (list) list.push(p);
       else byAgent.set(p.agentId, [p]);
     }
+    // Resolve everything the listing will ask about first, yielding as it goes;
+    // describing is then lookups only.
+    await resolver.prime([
+      ...agents.flatMap((a) => ((a.registration as Partial<StoredRegistration>).tools ?? []).flatMap(depsOf)),
+      ...providers.flatMap((p) => p.dependencies.filter((d) => d.required)),
+    ]);
     return { agents: this.describe(agents, byAgent, resolver), truncated };
   }
 

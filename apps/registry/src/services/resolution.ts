@@ -133,21 +133,25 @@ export class Resolver {
   }
 
   /**
-   * `resolveAll` for many tools, yielding to the event loop after every
-   * `slice` providers examined, so a large registration never holds the
-   * process for long.
+   * Resolves `deps` (memoised for later `best` calls), yielding to the event
+   * loop after every `slice` providers examined, so that a large registration
+   * or listing never holds the process for long (issue 18).
    */
-  async resolveAllAsync(deps: ToolDependency[], slice = 20_000): Promise<ResolvedDependency[]> {
-    const out: ResolvedDependency[] = [];
+  async prime(deps: Iterable<ToolDependency>, slice = 2_000): Promise<void> {
     let mark = this.work;
     for (const d of deps) {
-      out.push(...this.resolveAll([d]));
+      this.best(d);
       if (this.work - mark >= slice) {
         await new Promise((r) => setImmediate(r));
         mark = this.work;
       }
     }
-    return out;
+  }
+
+  /** `resolveAll`, without holding the event loop for long (see `prime`). */
+  async resolveAllAsync(deps: ToolDependency[], slice = 2_000): Promise<ResolvedDependency[]> {
+    await this.prime(deps, slice);
+    return this.resolveAll(deps);
   }
 
   /** One element per declared dependency, in order, with the 3.7 placeholder for unresolved ones. */
