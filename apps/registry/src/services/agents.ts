@@ -222,7 +222,8 @@ export class AgentStore {
           namespace = case when excluded.namespace <> 'default' then excluded.namespace else agents.namespace end`;
       await tx`delete from agent_capabilities where agent_id = ${agentId}`;
       // All tools in one statement (issue 18: one INSERT per tool let a single
-      // registration hold a transaction for seconds).
+      // registration hold a transaction for seconds). checkRegistration ran first,
+      // so a refused registration changes nothing (DESIGN.md §4.10).
       if (tools.length > 0) {
         const rows = tools.map((t, n) => ({
           n,

@@ -688,6 +688,7 @@ export class JobStore {
     if (!isUuid(id)) throw jobNotFound(id);
     const [row] = await this.sql<{ seq: number; created_at: Date }[]>`
       with job as (
+        -- One conditional statement (DESIGN.md §4.2): the limit is one more precondition.
         -- Bounded log (issue 18): a live job takes events up to limits.maxEventsPerJob;
         -- the registry's own terminal events (cancel, stale, deadline) come on top.
         update jobs set event_seq = event_seq + 1
@@ -713,6 +714,8 @@ export class JobStore {
   /**
    * Up to `limit` events after `after`, and no more than limits.maxResponseBytes
    * of them (the first always): the caller continues from the last seq returned.
+   * One statement, a read: seqs are dense per job (§4.2), so resuming from the
+   * last one returned loses and repeats nothing.
    */
   async readEvents(id: string, after: number, types: string[], limit: number): Promise<JobEvent[]> {
     const rows = await this.sql<(Omit<JobEvent, 'created_at'> & { created_at: Date })[]>`
