@@ -4,6 +4,10 @@ import { createApp, createLogger, type Surface } from '@mesh/registry';
 import { type TestDatabase, useTestDatabase } from '@mesh/testkit';
 import { afterAll, beforeAll } from 'vitest';
 import { type AgentSettings, AgentStore } from '../../apps/registry/src/services/agents.ts';
+import {
+  CancelForwarder,
+  type CancelForwardSettings,
+} from '../../apps/registry/src/services/cancel-forward.ts';
 import { DrainGate } from '../../apps/registry/src/services/drain.ts';
 import { JobSignals } from '../../apps/registry/src/services/job-signals.ts';
 import { type JobSettings, JobStore } from '../../apps/registry/src/services/jobs.ts';
@@ -18,6 +22,7 @@ export interface TestRegistryOptions {
   agents?: Partial<AgentSettings>;
   /** Which routes the app serves (see createApp). */
   surface?: Surface;
+  cancelForward?: Partial<CancelForwardSettings>;
 }
 
 /**
@@ -71,6 +76,10 @@ export async function startTestRegistry(databaseUrl: string, options: TestRegist
       jobs,
       agents,
       signals,
+      cancelForward: new CancelForwarder(
+        { policy: { kind: 'any' }, timeoutMs: 2_000, ...options.cancelForward },
+        logger,
+      ),
       maxBodyBytes: options.maxBodyBytes,
     },
     options.surface,

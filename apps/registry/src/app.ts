@@ -12,6 +12,7 @@ import { agentRoutes } from './routes/agents.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobRoutes, reclaimRoutes } from './routes/jobs.ts';
 import type { AgentStore } from './services/agents.ts';
+import type { CancelForwarder } from './services/cancel-forward.ts';
 import type { DrainGate } from './services/drain.ts';
 import type { JobSignals } from './services/job-signals.ts';
 import type { JobStore } from './services/jobs.ts';
@@ -53,6 +54,8 @@ export interface AppDeps {
   agents: AgentStore;
   signals: JobSignals;
   gate: DrainGate;
+  /** Tells an owner agent about a cancel, within the operator's bounds. */
+  cancelForward: CancelForwarder;
   /** This replica's row in the fleet; absent in single-process tests. */
   replicas?: ReplicaRegistry;
   /** Watches for breaking migrations applied under this replica; absent in single-process tests. */

@@ -2,6 +2,7 @@ import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { parseDurationMs } from './duration.ts';
+import { cidrList, type ForwardPolicy } from './services/cancel-forward.ts';
 import { registryVersion } from './version.ts';
 
 export const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -49,6 +50,8 @@ export interface RegistryConfig {
   agentTimeoutMs: number;
   /** After a whole-registry outage, how long agents get before any sweep may take their jobs. */
   outageGraceMs: number;
+  /** Where cancels may be forwarded to owner agents: anywhere but this registry, some CIDRs, or nowhere. */
+  cancelForward: ForwardPolicy;
 }
 
 /** A configuration that cannot be used; `problems` are one line each. */
@@ -84,13 +87,29 @@ const integer =
     return ok(Number(t));
   };
 
+/**
+ * Longest duration a timer or an int4 of milliseconds holds: Node fires a
+ * longer setTimeout at once, and PostgreSQL refuses a longer `::int` (issue 18:
+ * `--agent-timeout 30d` broke every sweep).
+ */
+export const maxTimerMs = 2_147_483_647;
+/** Retention and staleness only ever reach SQL as bigint milliseconds or int seconds. */
+const maxRetentionMs = 3650 * 86_400_000;
+
 const duration =
-  (minMs: number) =>
+  (minMs: number, maxMs = maxTimerMs) =>
   (raw: string): Parsed<number> => {
     const ms = parseDurationMs(raw);
     if (ms === undefined)
       return bad(`must be a duration such as 30s, 1m30s or a number of seconds, got "${raw}"`);
     if (ms < minMs) return bad(`must be at least ${minMs} ms, got "${raw}"`);
+    if (ms > maxMs) {
+      return bad(
+        maxMs === maxTimerMs
+          ? `must be at most 24d20h31m23s (${maxTimerMs} ms, the longest timer), got "${raw}"`
+          : `must be at most ${maxMs / 86_400_000}d, got "${raw}"`,
+      );
+    }
     return ok(ms);
   };
 
@@ -263,7 +282,7 @@ const settings: Setting<keyof RegistryConfig>[] = [
     flag: 'job-stale-timeout',
     env: ['MESH_JOB_STALE_TIMEOUT', 'MCP_MESH_JOB_STALE_TIMEOUT'],
     describe: 'Fail jobs without total_deadline older than this (floored at max_duration); 0 = off (default)',
-    parse: duration(0),
+    parse: duration(0, maxRetentionMs),
     fallback: () => 0,
   },
   {
@@ -271,7 +290,7 @@ const settings: Setting<keyof RegistryConfig>[] = [
     flag: 'event-retention',
     env: ['MESH_EVENT_RETENTION', 'MCP_MESH_RETENTION'],
     describe: "Delete a finished job's events this long after it finished (default 1h; 0 = keep)",
-    parse: duration(0),
+    parse: duration(0, maxRetentionMs),
     fallback: () => 3_600_000,
   },
   {
@@ -279,7 +298,7 @@ const settings: Setting<keyof RegistryConfig>[] = [
     flag: 'job-retention',
     env: ['MESH_JOB_RETENTION'],
     describe: 'Delete finished jobs this long after they finished (default 7d; 0 = keep forever)',
-    parse: duration(0),
+    parse: duration(0, maxRetentionMs),
     fallback: () => 7 * 86_400_000,
   },
   {
@@ -353,6 +372,32 @@ const settings: Setting<keyof RegistryConfig>[] = [
       'After the whole registry was down, how long agents get to come back before any sweep takes their jobs (default 60s; 0 = off)',
     parse: duration(0),
     fallback: () => 60_000,
+  },
+  {
+    key: 'cancelForward',
+    flag: 'cancel-forward',
+    env: ['MESH_CANCEL_FORWARD'],
+    describe:
+      "Where a cancel is forwarded to the owner agent's http_host:http_port: any (default; never this registry's own listeners), off, or a comma-separated CIDR list such as 10.0.0.0/8,fd00::/8",
+    parse: (raw) => {
+      const t = raw.trim().toLowerCase();
+      if (t === 'any') return ok({ kind: 'any' });
+      if (t === 'off' || t === 'none') return ok({ kind: 'off' });
+      const cidrs = t
+        .split(',')
+        .map((c) => c.trim())
+        .filter(Boolean);
+      try {
+        if (cidrs.length === 0) throw new Error('empty list');
+        cidrList(cidrs);
+      } catch (err) {
+        return bad(
+          `must be any, off or a comma-separated list of CIDRs (${(err as Error).message}), got "${raw}"`,
+        );
+      }
+      return ok({ kind: 'cidrs', cidrs });
+    },
+    fallback: () => ({ kind: 'any' }),
   },
 ];
 

@@ -110,4 +110,30 @@ describe('registry configuration', () => {
     expect(help).toMatchObject({ kind: 'exit', code: 0 });
     expect(help.kind === 'exit' && help.output).toMatch(/--database-url[\s\S]*DATABASE_URL/);
   });
+
+  it('reads --cancel-forward as any, off or a CIDR list, and shows it in --help', async () => {
+    expect((await run([])).cancelForward).toEqual({ kind: 'any' });
+    expect((await run(['--cancel-forward', 'off'])).cancelForward).toEqual({ kind: 'off' });
+    expect((await run([], { MESH_CANCEL_FORWARD: '10.0.0.0/8, fd00::/8' })).cancelForward).toEqual({
+      kind: 'cidrs',
+      cidrs: ['10.0.0.0/8', 'fd00::/8'],
+    });
+    expect(await problems(['--cancel-forward', '10.0.0.0/33'])).toEqual([
+      '--cancel-forward: must be any, off or a comma-separated list of CIDRs (not a CIDR: "10.0.0.0/33"), got "10.0.0.0/33"',
+    ]);
+    const help = await loadConfig(['--help'], {});
+    expect(help.kind === 'exit' && help.output).toMatch(/--cancel-forward[\s\S]*MESH_CANCEL_FORWARD/);
+  });
+
+  it('refuses durations that no timer or int4 of milliseconds holds (issue 18)', async () => {
+    expect(await problems(['--agent-timeout', '30d', '--sweep-interval', '25d'])).toEqual([
+      '--sweep-interval: must be at most 24d20h31m23s (2147483647 ms, the longest timer), got "25d"',
+      '--agent-timeout: must be at most 24d20h31m23s (2147483647 ms, the longest timer), got "30d"',
+    ]);
+    expect((await run(['--agent-timeout', '24d'])).agentTimeoutMs).toBe(24 * 86_400_000);
+    expect((await run(['--job-retention', '365d'])).jobRetentionMs).toBe(365 * 86_400_000);
+    expect(await problems(['--job-retention', '4000d'])).toEqual([
+      '--job-retention: must be at most 3650d, got "4000d"',
+    ]);
+  });
 });

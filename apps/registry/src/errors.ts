@@ -57,8 +57,13 @@ export function fromDatabaseError(err: unknown): ApiError | undefined {
   const e = err as { code?: string; message?: string };
   if (typeof e?.code !== 'string') return undefined;
   if (e.code.startsWith('22')) return new ApiError('bad_request', `invalid value: ${e.message}`);
+  // Class 54 (program limit exceeded: an index row or a statement too large) is
+  // a value too big for what it is stored in: the caller's, too.
+  if (e.code.startsWith('54')) return new ApiError('bad_request', `value too large: ${e.message}`);
   if (isDatabaseUnavailable(err)) {
-    return new ApiError('unavailable', `database unavailable: ${e.message}`);
+    // The driver's message names the database's address (ECONNREFUSED 10.0.0.7:5432):
+    // logged by the error handler, never sent to an anonymous caller (issue 18).
+    return new ApiError('unavailable', `database unavailable (${e.code})`);
   }
   return undefined;
 }

@@ -17,6 +17,7 @@ import type { RegistryConfig } from './config.ts';
 import { exitCodes, StartupError, waitForDatabase } from './database.ts';
 import type { Logger } from './logger.ts';
 import { AgentStore } from './services/agents.ts';
+import { CancelForwarder } from './services/cancel-forward.ts';
 import { DrainGate } from './services/drain.ts';
 import { JobSignals } from './services/job-signals.ts';
 import { JobStore } from './services/jobs.ts';
@@ -193,6 +194,14 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     );
     // A replica that starts during a fleet drain comes up draining.
     await replicas.syncFleetDrain();
+    const cancelForward = new CancelForwarder(
+      {
+        policy: config.cancelForward,
+        timeoutMs: 2_000,
+        fleet: async () => (await replicas.list()).flatMap((r) => [r.main_url ?? '', r.admin_url ?? '']),
+      },
+      logger.child({ component: 'cancel-forward' }),
+    );
     const deps: AppDeps = {
       identity,
       features: [
@@ -209,6 +218,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       agents,
       signals,
       gate,
+      cancelForward,
       replicas,
       schemaGuard,
       metrics,
@@ -250,6 +260,8 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         );
       });
     }
+    // Never forward a cancel to ourselves (the main port is anonymous; the admin one is not meant to be).
+    cancelForward.setOwnListeners({ host: config.host, ports: adminPort ? [port, adminPort] : [port] });
     const advertised =
       config.advertiseHost ?? (['0.0.0.0', '::'].includes(config.host) ? hostname() : config.host);
     urls.main = `http://${advertised}:${port}`;

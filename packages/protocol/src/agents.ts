@@ -108,4 +108,6 @@ export interface AgentsListResponse {
   agents: AgentInfo[] | null;
   count: number;
   timestamp: string;
+  /** Ours: present (true) when more agents exist than one answer lists (`limits.maxAgentsListed`). */
+  truncated?: boolean;
 }

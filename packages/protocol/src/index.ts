@@ -8,4 +8,5 @@ export { headers } from './headers.ts';
 export type { Health, Ready, Root } from './health.ts';
 export { healthSchema, readySchema, rootSchema, serviceName } from './health.ts';
 export * from './jobs.ts';
+export { limits } from './limits.ts';
 export { apiVersion } from './version.ts';

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { limits } from './limits.ts';
 
 /** MCP Mesh 3.7's five job statuses; the first two are live, the rest terminal. */
 export const jobStatuses = ['working', 'input_required', 'completed', 'failed', 'cancelled'] as const;
@@ -7,7 +8,6 @@ export const liveStatuses = ['working', 'input_required'] as const satisfies rea
 export const terminalStatuses = ['completed', 'failed', 'cancelled'] as const satisfies readonly JobStatus[];
 export const isTerminal = (s: string): boolean => (terminalStatuses as readonly string[]).includes(s);
 
-const int32Max = 2_147_483_647;
 /** JSON `null` and absence mean the same on the 3.7 wire. */
 const opt = <T extends z.ZodType>(t: T) => t.nullable().optional();
 const jsonObject = z.record(z.string(), z.unknown());
@@ -62,7 +62,7 @@ export const claimRequest = z.object({
   instance_id: opt(z.string()),
   max_jobs: opt(z.number().int()),
 });
-export const maxClaimBatch = 100;
+export const maxClaimBatch = limits.maxClaimBatch;
 export interface ClaimedJob {
   id: string;
   submitted_payload: Record<string, unknown>;
@@ -186,5 +186,3 @@ export type LeaseOutcome = (typeof leaseOutcomes)[number];
 export interface RenewLeasesResponse {
   results: { id: string; outcome: LeaseOutcome; status: JobStatus | null; lease_expires_at: number | null }[];
 }
-
-export const limits = { int32Max, maxClaimBatch, maxLeaseRenewals: 1000, maxDeltas: 1000 } as const;

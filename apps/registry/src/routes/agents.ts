@@ -23,11 +23,13 @@ export const agentRoutes = new Hono<AppEnv>()
     return c.body(null, beat.status, extra);
   })
   .get('/agents', async (c) => {
-    const list = await c.get('deps').agents.list();
+    // Bounded (issue 18): the oldest limits.maxAgentsListed agents; `truncated` (ours) says more exist.
+    const { agents: list, truncated } = await c.get('deps').agents.list();
     const body: AgentsListResponse = {
       agents: list.length ? list : null,
       count: list.length,
       timestamp: new Date().toISOString(),
+      ...(truncated ? { truncated: true } : {}),
     };
     return c.json(body);
   })

@@ -1,3 +1,4 @@
+import { limits } from '@mesh/protocol';
 import type { Context } from 'hono';
 import type { z } from 'zod';
 import { ApiError } from '../errors.ts';
@@ -14,6 +15,12 @@ export async function readJson<T extends z.ZodType>(
 ): Promise<z.infer<T>> {
   const text = await c.req.text();
   if (options.optional && text.trim() === '') return schema.parse({});
+  if (jsonDepth(text) > limits.maxJsonDepth) {
+    throw new ApiError(
+      'bad_request',
+      `Invalid JSON payload: nested deeper than ${limits.maxJsonDepth} levels`,
+    );
+  }
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -30,6 +37,43 @@ export async function readJson<T extends z.ZodType>(
     throw new ApiError('bad_request', `Invalid JSON payload: ${where}${issue?.message ?? 'invalid value'}`);
   }
   return parsed.data;
+}
+
+/**
+ * The deepest nesting of objects and arrays in a JSON text, by a linear scan
+ * (no recursion), before anything parses, copies or serialises the value: a
+ * body nested thousands deep overflows the stack of JSON.stringify later,
+ * inside statements shared with other callers (issue 18).
+ */
+export function jsonDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 92 /* \ */) i += 1;
+      else if (ch === 34 /* " */) inString = false;
+    } else if (ch === 34) inString = true;
+    else if (ch === 123 /* { */ || ch === 91 /* [ */) {
+      depth += 1;
+      if (depth > deepest) deepest = depth;
+    } else if (ch === 125 /* } */ || ch === 93 /* ] */) depth -= 1;
+  }
+  return deepest;
+}
+
+/**
+ * An identifier the caller names (capability, instance id, …): bounded
+ * (limits.maxIdentifierLength) and free of NUL, so that it can never fail a
+ * statement shared with other callers. `undefined` passes through.
+ */
+export function identifier<T extends string | undefined>(value: T, name: string): T {
+  if (value === undefined) return value;
+  if (value.length > limits.maxIdentifierLength) {
+    throw new ApiError('bad_request', `${name} must be at most ${limits.maxIdentifierLength} characters`);
+  }
+  return noNul(value, name) as T;
 }
 
 /** A required, non-blank string field (trimmed), else `<name> is required`. */

@@ -20,7 +20,7 @@ import { Hono } from 'hono';
 import type { AppEnv } from '../app.ts';
 import { ApiError } from '../errors.ts';
 import { isUuid, jobNotFound } from '../services/jobs.ts';
-import { csv, intParam, noNul, readJson, required } from './input.ts';
+import { csv, identifier, intParam, noNul, readJson, required } from './input.ts';
 
 // Largest total_deadline a timestamptz holds comfortably (9999-12-31).
 const maxUnixSeconds = 253_402_300_799;
@@ -40,8 +40,8 @@ function decodeCursor(cursor: string): { micros: bigint; id: string } {
 export const jobRoutes = new Hono<AppEnv>()
   .post('/jobs', async (c) => {
     const body = await readJson(c, createJobRequest);
-    const capability = noNul(required(body.capability, 'capability'), 'capability');
-    const submittedBy = noNul(required(body.submitted_by, 'submitted_by'), 'submitted_by');
+    const capability = identifier(required(body.capability, 'capability'), 'capability');
+    const submittedBy = identifier(required(body.submitted_by, 'submitted_by'), 'submitted_by');
     if (body.submitted_payload === undefined || body.submitted_payload === null) {
       throw new ApiError('bad_request', 'submitted_payload is required');
     }
@@ -70,7 +70,7 @@ export const jobRoutes = new Hono<AppEnv>()
       maxRetries,
       maxDuration,
       totalDeadline,
-      owner: owner ? noNul(owner, 'owner_instance_id') : null,
+      owner: owner ? identifier(owner, 'owner_instance_id') : null,
     });
     return c.json(created, 201);
   })
@@ -94,8 +94,8 @@ export const jobRoutes = new Hono<AppEnv>()
     const since = intParam(c, 'submitted_since');
     const page = await c.get('deps').jobs.list({
       statuses,
-      owner: c.req.query('owner_instance_id')?.trim() || undefined,
-      capability: c.req.query('capability')?.trim() || undefined,
+      owner: identifier(c.req.query('owner_instance_id')?.trim() || undefined, 'owner_instance_id'),
+      capability: identifier(c.req.query('capability')?.trim() || undefined, 'capability'),
       submittedSince: since !== undefined && since > 0 ? since : undefined,
       limit,
       after: cursor ? decodeCursor(cursor) : undefined,
@@ -108,8 +108,9 @@ export const jobRoutes = new Hono<AppEnv>()
   })
   .post('/jobs/claim', async (c) => {
     const body = await readJson(c, claimRequest);
-    const capability = required(body.capability, 'capability');
-    const instanceId = required(body.instance_id, 'instance_id');
+    // Checked before the claim joins a statement shared with other claimers (issue 18).
+    const capability = identifier(required(body.capability, 'capability'), 'capability');
+    const instanceId = identifier(required(body.instance_id, 'instance_id'), 'instance_id');
     const max = body.max_jobs ?? 1;
     if (max < 1 || max > limits.maxClaimBatch) {
       throw new ApiError('bad_request', `max_jobs must be in [1, ${limits.maxClaimBatch}], got ${max}`);
@@ -117,10 +118,7 @@ export const jobRoutes = new Hono<AppEnv>()
     const { jobs, gate, metrics } = c.get('deps');
     // The drain barrier: a claim either passes the gate and finishes before a
     // drain answers, or is refused (no attempt burned, no epoch minted).
-    const claimed = await gate.claim(
-      () => jobs.claim(capability, noNul(instanceId, 'instance_id'), max),
-      null,
-    );
+    const claimed = await gate.claim(() => jobs.claim(capability, instanceId, max), null);
     if (claimed === null) metrics?.claims.inc({ outcome: 'draining' });
     else if (claimed.length === 0) metrics?.claims.inc({ outcome: 'empty' });
     else metrics?.claims.inc({ outcome: 'claimed' }, claimed.length);
@@ -131,7 +129,7 @@ export const jobRoutes = new Hono<AppEnv>()
   })
   .post('/jobs/batch', async (c) => {
     const body = await readJson(c, batchRequest);
-    const instanceId = required(body.instance_id, 'instance_id');
+    const instanceId = identifier(required(body.instance_id, 'instance_id'), 'instance_id');
     if (!body.deltas || body.deltas.length === 0)
       throw new ApiError('bad_request', 'deltas must not be empty');
     if (body.deltas.length > limits.maxDeltas) {
@@ -152,7 +150,7 @@ export const jobRoutes = new Hono<AppEnv>()
   })
   .post('/jobs/leases', async (c) => {
     const body = await readJson(c, renewLeasesRequest);
-    const instanceId = required(body.instance_id, 'instance_id');
+    const instanceId = identifier(required(body.instance_id, 'instance_id'), 'instance_id');
     const leases = body.leases ?? [];
     if (leases.length === 0) throw new ApiError('bad_request', 'leases must not be empty');
     if (leases.length > limits.maxLeaseRenewals) {
@@ -179,7 +177,7 @@ export const jobRoutes = new Hono<AppEnv>()
   })
   .post('/jobs/:id/release', async (c) => {
     const body = await readJson(c, releaseRequest);
-    const instanceId = required(body.instance_id, 'instance_id');
+    const instanceId = identifier(required(body.instance_id, 'instance_id'), 'instance_id');
     const released = await c
       .get('deps')
       .jobs.release(
@@ -205,7 +203,16 @@ export const jobRoutes = new Hono<AppEnv>()
   .post('/jobs/:id/events', async (c) => {
     const body = await readJson(c, postEventRequest);
     const id = c.req.param('id');
-    const type = noNul(required(body.type, 'type'), 'type');
+    const type = identifier(required(body.type, 'type'), 'type');
+    const bytes =
+      Buffer.byteLength(JSON.stringify(body.payload ?? null)) +
+      Buffer.byteLength(JSON.stringify(body.trace_context ?? null));
+    if (bytes > limits.maxEventBytes) {
+      throw new ApiError(
+        'payload_too_large',
+        `event payload and trace_context exceed ${limits.maxEventBytes} bytes (${bytes})`,
+      );
+    }
     const posted = await c.get('deps').jobs.postEvent(id, type, body.payload, body.trace_context ?? null);
     return c.json({ job_id: id, ...posted });
   })
@@ -216,7 +223,7 @@ export const jobRoutes = new Hono<AppEnv>()
     const limitRaw = intParam(c, 'limit') ?? 100;
     const limit = limitRaw <= 0 ? 100 : Math.min(500, limitRaw);
     const types = csv(c.req.query('types'));
-    let instanceId = c.req.query('instance_id')?.trim() || undefined;
+    let instanceId = identifier(c.req.query('instance_id')?.trim() || undefined, 'instance_id');
     let epoch = intParam(c, 'claim_epoch');
     // Newer SDKs may carry their identity in headers instead (absent = legacy or observer).
     const headerId = c.req.header(headers.instanceId)?.trim();
@@ -228,7 +235,7 @@ export const jobRoutes = new Hono<AppEnv>()
       headerEpoch &&
       /^\d+$/.test(headerEpoch)
     ) {
-      instanceId = headerId;
+      instanceId = identifier(headerId, 'instance_id');
       epoch = Number(headerEpoch);
     }
     if ((instanceId === undefined) !== (epoch === undefined)) {
@@ -283,7 +290,11 @@ export const jobRoutes = new Hono<AppEnv>()
     return c.json({ events, next_after: next } satisfies EventsResponse);
   });
 
-/** POST {agent}/jobs/{id}/cancel (reference §2.10): 5 s timeout, failures logged and ignored. */
+/**
+ * POST {agent}/jobs/{id}/cancel (reference §2.10), best effort: failures are
+ * logged and ignored. Anyone can cancel on the main port, so the target is
+ * bounded by the CancelForwarder (issue 18), not by whatever the agent registered.
+ */
 async function forwardCancel(
   deps: AppEnv['Variables']['deps'],
   owner: string,
@@ -292,15 +303,11 @@ async function forwardCancel(
   traceId: string | undefined,
 ): Promise<void> {
   try {
+    if (!deps.cancelForward.enabled) return;
     const endpoint = await deps.agents.endpoint(owner);
     if (!endpoint) return;
-    const res = await fetch(`${endpoint}/jobs/${id}/cancel`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(traceId ? { 'x-trace-id': traceId } : {}) },
-      body: reason ? JSON.stringify({ reason }) : undefined,
-      signal: AbortSignal.timeout(5_000),
-    });
-    await res.body?.cancel();
+    const trace = traceId && traceId.length <= limits.maxIdentifierLength ? traceId : undefined;
+    await deps.cancelForward.forward(endpoint, id, reason, trace);
   } catch (err) {
     deps.logger.debug({ err, job_id: id, owner }, 'cancel forward failed (ignored)');
   }

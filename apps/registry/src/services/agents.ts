@@ -1,14 +1,17 @@
 import type { Sql } from '@mesh/db';
-import type {
-  AgentInfo,
-  AgentRegistration,
-  RegistrationResponse,
-  ResolvedDependency,
-  ToolDependency,
-  ToolRegistration,
+import {
+  type AgentInfo,
+  type AgentRegistration,
+  limits,
+  type RegistrationResponse,
+  type ResolvedDependency,
+  type ToolDependency,
+  type ToolRegistration,
 } from '@mesh/protocol';
 import type postgres from 'postgres';
+import { ApiError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { isHostOnly } from './cancel-forward.ts';
 import { endpointOf, type Provider, Resolver } from './resolution.ts';
 
 /** registry_settings keys. */
@@ -50,6 +53,55 @@ export interface AgentSettings {
   timeoutThresholdSeconds: number;
 }
 
+const tooLong = (value: string | null | undefined) => (value?.length ?? 0) > limits.maxIdentifierLength;
+
+/**
+ * The bounds of a registration (issue 18), checked before anything is read or
+ * written: a caller on the anonymous main port must not be able to make one
+ * registration expensive for everyone. Refused whole with 400, the wire body.
+ */
+export function checkRegistration(body: AgentRegistration): void {
+  const fail = (message: string): never => {
+    throw new ApiError('bad_request', message);
+  };
+  const max = limits.maxIdentifierLength;
+  for (const field of ['agent_id', 'name', 'namespace', 'version', 'agent_type', 'runtime'] as const) {
+    if (tooLong(body[field])) fail(`${field} must be at most ${max} characters`);
+  }
+  const host = body.http_host ?? '';
+  if (host !== '' && !isHostOnly(host)) {
+    fail('http_host must be a host name or an IP address, without scheme, port, path, userinfo or fragment');
+  }
+  if (body.http_port != null && body.http_port > 65535) fail('http_port must be at most 65535');
+  const tools = body.tools ?? [];
+  if (tools.length > limits.maxToolsPerAgent) {
+    fail(`at most ${limits.maxToolsPerAgent} tools per agent, got ${tools.length}`);
+  }
+  tools.forEach((t, i) => {
+    for (const field of ['function_name', 'capability', 'version'] as const) {
+      if (tooLong(t[field])) fail(`tools[${i}].${field} must be at most ${max} characters`);
+    }
+    const tags = t.tags ?? [];
+    if (tags.length > limits.maxTags) fail(`tools[${i}].tags: at most ${limits.maxTags} tags`);
+    if (tags.some(tooLong)) fail(`tools[${i}].tags: a tag must be at most ${max} characters`);
+    const deps = t.dependencies ?? [];
+    if (deps.length > limits.maxDependenciesPerTool) {
+      fail(`tools[${i}].dependencies: at most ${limits.maxDependenciesPerTool} dependencies per tool`);
+    }
+    deps.forEach((d, j) => {
+      for (const field of ['capability', 'version', 'namespace'] as const) {
+        if (tooLong(d[field]))
+          fail(`tools[${i}].dependencies[${j}].${field} must be at most ${max} characters`);
+      }
+      const flat = (d.tags ?? []).flat();
+      if (flat.length > limits.maxTags)
+        fail(`tools[${i}].dependencies[${j}].tags: at most ${limits.maxTags} tags`);
+      if (flat.some(tooLong))
+        fail(`tools[${i}].dependencies[${j}].tags: a tag must be at most ${max} characters`);
+    });
+  });
+}
+
 const depsOf = (tool: ToolRegistration): ToolDependency[] => (tool.dependencies ?? []) as ToolDependency[];
 
 /**
@@ -64,38 +116,62 @@ export class AgentStore {
     private readonly logger: Logger,
   ) {}
 
-  private async providers(): Promise<Provider[]> {
-    const rows = await this.sql<
-      {
-        agent_id: string;
-        status: string;
-        http_host: string | null;
-        http_port: number | null;
-        capability: string;
-        function_name: string;
-        version: string;
-        tags: string[];
-        kwargs: Record<string, unknown> | null;
-        dependencies: ToolDependency[] | null;
-      }[]
-    >`select a.agent_id, a.status, a.http_host, a.http_port, c.capability, c.function_name, c.version, c.tags,
-             c.kwargs, c.dependencies
-      from agent_capabilities c join agents a on a.agent_id = c.agent_id`;
-    return rows.map((r) => ({
-      agentId: r.agent_id,
-      functionName: r.function_name,
-      capability: r.capability,
-      version: r.version,
-      tags: r.tags ?? [],
-      kwargs: r.kwargs,
-      endpoint: endpointOf(r.agent_id, r.http_host, r.http_port),
-      healthy: r.status === 'healthy',
-      dependencies: r.dependencies ?? [],
-    }));
+  /**
+   * The providers dependency resolution needs: those of `capabilities`, then
+   * those of their own required dependencies, and so on (availability is
+   * transitive). Read by capability, over agent_capabilities_capability_idx,
+   * so the cost follows the dependencies asked about, not the whole registry.
+   */
+  private async providers(capabilities: Iterable<string>): Promise<Provider[]> {
+    const out: Provider[] = [];
+    const seen = new Set<string>();
+    let next = [...new Set(capabilities)].filter((c) => c !== '');
+    while (next.length > 0) {
+      for (const c of next) seen.add(c);
+      const rows = await this.sql<
+        {
+          agent_id: string;
+          status: string;
+          http_host: string | null;
+          http_port: number | null;
+          capability: string;
+          function_name: string;
+          version: string;
+          tags: string[];
+          kwargs: Record<string, unknown> | null;
+          dependencies: ToolDependency[] | null;
+        }[]
+      >`select a.agent_id, a.status, a.http_host, a.http_port, c.capability, c.function_name, c.version, c.tags,
+               c.kwargs, c.dependencies
+        from agent_capabilities c join agents a on a.agent_id = c.agent_id
+        where c.capability = any(${next}::text[])`;
+      const more = new Set<string>();
+      for (const r of rows) {
+        const dependencies = Array.isArray(r.dependencies) ? r.dependencies : [];
+        out.push({
+          agentId: r.agent_id,
+          functionName: r.function_name,
+          capability: r.capability,
+          version: r.version,
+          tags: r.tags ?? [],
+          kwargs: r.kwargs,
+          endpoint: endpointOf(r.agent_id, r.http_host, r.http_port),
+          healthy: r.status === 'healthy',
+          dependencies,
+        });
+        for (const d of dependencies) {
+          const c = d?.required ? d.capability : undefined;
+          if (c && !seen.has(c)) more.add(c);
+        }
+      }
+      next = [...more];
+    }
+    return out;
   }
 
   /** POST /heartbeat: registers a new agent or refreshes one; always leaves it healthy. */
   async register(body: AgentRegistration, sdkVersion: string | null): Promise<RegistrationResponse> {
+    checkRegistration(body);
     const agentId = (body.agent_id ?? '').trim();
     const timestamp = () => new Date().toISOString();
     const error = (message: string): RegistrationResponse => ({
@@ -145,27 +221,44 @@ export class AgentStore {
           name = case when excluded.name <> excluded.agent_id then excluded.name else agents.name end,
           namespace = case when excluded.namespace <> 'default' then excluded.namespace else agents.namespace end`;
       await tx`delete from agent_capabilities where agent_id = ${agentId}`;
-      for (const t of tools) {
+      // All tools in one statement (issue 18: one INSERT per tool let a single
+      // registration hold a transaction for seconds). checkRegistration ran first,
+      // so a refused registration changes nothing (DESIGN.md §4.10).
+      if (tools.length > 0) {
+        const rows = tools.map((t, n) => ({
+          n,
+          capability: t.capability ?? t.function_name ?? '',
+          function_name: t.function_name ?? '',
+          version: t.version || '1.0.0',
+          description: t.description ?? null,
+          tags: t.tags ?? [],
+          dependencies: t.dependencies ?? null,
+          kwargs: t.kwargs ?? null,
+        }));
         await tx`
           insert into agent_capabilities (agent_id, capability, function_name, version, description, tags,
                                           dependencies, kwargs)
-          values (${agentId}, ${t.capability ?? t.function_name ?? ''}, ${t.function_name ?? ''},
-                  ${t.version || '1.0.0'}, ${t.description ?? null}, ${tx.json((t.tags ?? []) as never)},
-                  ${t.dependencies ? tx.json(t.dependencies as never) : null},
-                  ${t.kwargs ? tx.json(t.kwargs as never) : null})`;
+          select ${agentId}, r.capability, r.function_name, r.version, r.description, r.tags,
+                 nullif(r.dependencies, 'null'::jsonb), nullif(r.kwargs, 'null'::jsonb)
+          from jsonb_to_recordset(${tx.json(rows as never)}) as r(
+                 n int, capability text, function_name text, version text, description text, tags jsonb,
+                 dependencies jsonb, kwargs jsonb)
+          order by r.n`;
       }
       // A new agent, or one coming back from unhealthy, changes the topology.
       if (existing?.status !== 'healthy') await this.bumpTopology(tx);
     });
 
-    const resolver = new Resolver(await this.providers());
+    const resolver = new Resolver(
+      await this.providers(tools.flatMap((t) => depsOf(t).map((d) => d.capability ?? ''))),
+    );
     const resolved: Record<string, ResolvedDependency[]> = {};
     let total = 0;
     let ok = 0;
     for (const t of tools) {
       const deps = depsOf(t);
       if (deps.length === 0) continue;
-      const r = resolver.resolveAll(deps);
+      const r = await resolver.resolveAllAsync(deps);
       resolved[t.function_name ?? ''] = r;
       total += r.length;
       ok += r.filter((x) => x.status === 'available').length;
@@ -253,29 +346,57 @@ export class AgentStore {
     if (graceMs <= 0) return false;
     const rows = await this.sql`
       insert into registry_settings (key, value, updated_at)
-      select ${graceKey}, jsonb_build_object('until', now() + ${graceMs}::int * interval '1 millisecond'), now()
+      select ${graceKey}, jsonb_build_object('until', now() + ${graceMs}::bigint * interval '1 millisecond'), now()
       where not exists (select 1 from registry_replicas
                         where replica_id <> ${replicaId} and stopped_at is null
-                          and last_seen_at >= now() - ${liveWithinMs}::int * interval '1 millisecond')
+                          and last_seen_at >= now() - ${liveWithinMs}::bigint * interval '1 millisecond')
       on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at
       returning key`;
     return rows.length > 0;
   }
 
-  /** Where to tell an agent about a cancel: its HTTP endpoint, if it registered one. */
-  async endpoint(agentId: string): Promise<string | undefined> {
+  /** Where to tell an agent about a cancel: its HTTP host and port, if it registered both. */
+  async endpoint(agentId: string): Promise<{ host: string; port: number } | undefined> {
     const [row] = await this.sql<{ http_host: string | null; http_port: number | null }[]>`
       select http_host, http_port from agents where agent_id = ${agentId}`;
-    return row?.http_host && row.http_port ? `http://${row.http_host}:${row.http_port}` : undefined;
+    return row?.http_host && row.http_port ? { host: row.http_host, port: row.http_port } : undefined;
   }
 
   /** GET /agents in MCP Mesh 3.7's shape (what `meshctl list` and `status` decode). */
-  async list(): Promise<AgentInfo[]> {
-    const agents = await this.sql<AgentRow[]>`select * from agents order by created_at, agent_id`;
-    const providers = await this.providers();
+  async list(): Promise<{ agents: AgentInfo[]; truncated: boolean }> {
+    const rows = await this.sql<AgentRow[]>`
+      select * from agents order by created_at, agent_id limit ${limits.maxAgentsListed + 1}`;
+    const truncated = rows.length > limits.maxAgentsListed;
+    const agents = rows.slice(0, limits.maxAgentsListed);
+    const ids = agents.map((a) => a.agent_id);
+    // The listed agents' own capabilities, and what their declared dependencies need.
+    const own = await this.sql<{ capability: string }[]>`
+      select distinct capability from agent_capabilities where agent_id = any(${ids}::text[])`;
+    const wanted = agents.flatMap((a) =>
+      ((a.registration as Partial<StoredRegistration>).tools ?? []).flatMap((t) =>
+        depsOf(t).map((d) => d.capability ?? ''),
+      ),
+    );
+    const providers = await this.providers([...own.map((r) => r.capability), ...wanted]);
     const resolver = new Resolver(providers);
+    const byAgent = new Map<string, Provider[]>();
+    for (const p of providers) {
+      const list = byAgent.get(p.agentId);
+      if (list) list.push(p);
+      else byAgent.set(p.agentId, [p]);
+    }
+    // Resolve everything the listing will ask about first, yielding as it goes;
+    // describing is then lookups only.
+    await resolver.prime([
+      ...agents.flatMap((a) => ((a.registration as Partial<StoredRegistration>).tools ?? []).flatMap(depsOf)),
+      ...providers.flatMap((p) => p.dependencies.filter((d) => d.required)),
+    ]);
+    return { agents: this.describe(agents, byAgent, resolver), truncated };
+  }
+
+  private describe(agents: AgentRow[], byAgent: Map<string, Provider[]>, resolver: Resolver): AgentInfo[] {
     return agents.map((a) => {
-      const mine = providers.filter((p) => p.agentId === a.agent_id);
+      const mine = byAgent.get(a.agent_id) ?? [];
       const reg = a.registration as Partial<StoredRegistration>;
       const resolutions: NonNullable<AgentInfo['dependency_resolutions']> = [];
       for (const tool of reg.tools ?? []) {

@@ -103,6 +103,7 @@ interface DeltaAsk {
   deltas: JobDelta[];
 }
 type DeltaOutcome = { response: BatchResponse } | { error: unknown };
+type ClaimOutcome = { claimed: ClaimedJob[] } | { error: unknown };
 
 /**
  * How far concurrent requests are coalesced. Fewer statements in flight make
@@ -113,11 +114,14 @@ type DeltaOutcome = { response: BatchResponse } | { error: unknown };
 const coalescing = { claimsInFlight: 1, deltasInFlight: 2, maxDeltasPerStatement: 200 };
 
 /**
- * PostgreSQL refused the statement itself (an error the server reported, not a
- * lost connection): it was rolled back, nothing of it committed.
+ * A shared statement failed without committing anything, so its requests can
+ * be re-run one by one: PostgreSQL refused it (it was rolled back), or it
+ * never left this process (e.g. a value JSON.stringify could not serialise).
+ * Not after a lost connection, when the statement may have committed.
  */
-const isStatementError = (err: unknown): boolean =>
-  err instanceof postgres.PostgresError && !isDatabaseUnavailable(err);
+const retryAlone = (err: unknown): boolean =>
+  !isDatabaseUnavailable(err) &&
+  (err instanceof postgres.PostgresError || !(err as { code?: unknown })?.code);
 
 /** What a refused owner write is judged by: the row as it is now. */
 interface JobFence {
@@ -178,7 +182,7 @@ export class JobStore {
     claim: { requests: 0, statements: 0 },
     delta: { requests: 0, statements: 0 },
   };
-  private readonly claimers = new Map<string, Coalescer<ClaimAsk, ClaimedJob[]>>();
+  private readonly claimers = new Map<string, Coalescer<ClaimAsk, ClaimOutcome>>();
   /** Delta statements running and delta requests waiting for one (tests, debugging). */
   get deltaQueue(): { inFlight: number; waiting: number } {
     return this.deltas.state;
@@ -249,22 +253,32 @@ export class JobStore {
     f: ListFilter,
   ): Promise<{ rows: Job[]; last: { micros: bigint; id: string } | undefined; more: boolean }> {
     const s = this.sql;
-    const rows = await s<(JobRow & { micros: string })[]>`
-      select *, (extract(epoch from submitted_at) * 1000000)::bigint::text as micros from jobs
-      where true
-        ${f.statuses.length ? s`and status = any(${f.statuses})` : s``}
-        ${f.owner ? s`and owner_instance_id = ${f.owner}` : s``}
-        ${f.capability ? s`and capability = ${f.capability}` : s``}
-        ${f.submittedSince ? s`and submitted_at >= to_timestamp(${f.submittedSince})` : s``}
-        ${
-          f.after
-            ? s`and (submitted_at, id) < ('epoch'::timestamptz + ${f.after.micros.toString()}::bigint * interval '1 microsecond', ${f.after.id}::uuid)`
-            : s``
-        }
-      order by submitted_at desc, id desc
-      limit ${f.limit + 1}`;
-    const more = rows.length > f.limit;
-    const kept = rows.slice(0, f.limit);
+    // The page ends early past limits.maxResponseBytes of payloads and results
+    // (the first row always comes): the cursor continues from the last row sent.
+    const rows = await s<(JobRow & { micros: string; n: string; fetched: string })[]>`
+      select * from (
+        select j.*, row_number() over w as n, count(*) over () as fetched,
+               sum(octet_length(submitted_payload::text) + coalesce(octet_length(result::text), 0)) over w as running
+        from (
+          select *, (extract(epoch from submitted_at) * 1000000)::bigint::text as micros from jobs
+          where true
+            ${f.statuses.length ? s`and status = any(${f.statuses})` : s``}
+            ${f.owner ? s`and owner_instance_id = ${f.owner}` : s``}
+            ${f.capability ? s`and capability = ${f.capability}` : s``}
+            ${f.submittedSince ? s`and submitted_at >= to_timestamp(${f.submittedSince})` : s``}
+            ${
+              f.after
+                ? s`and (submitted_at, id) < ('epoch'::timestamptz + ${f.after.micros.toString()}::bigint * interval '1 microsecond', ${f.after.id}::uuid)`
+                : s``
+            }
+          order by submitted_at desc, id desc
+          limit ${f.limit + 1}) as j
+        window w as (order by submitted_at desc, id desc)) as budgeted
+      where n = 1 or running <= ${limits.maxResponseBytes}
+      order by submitted_at desc, id desc`;
+    const cut = rows.length < Number(rows[0]?.fetched ?? 0);
+    const more = cut || rows.length > f.limit;
+    const kept = cut ? rows : rows.slice(0, f.limit);
     const tail = kept.at(-1);
     return {
       rows: kept.map(toJob),
@@ -282,7 +296,7 @@ export class JobStore {
   async claim(capability: string, instanceId: string, max: number): Promise<ClaimedJob[]> {
     let claimer = this.claimers.get(capability);
     if (!claimer) {
-      claimer = new Coalescer<ClaimAsk, ClaimedJob[]>((asks) => this.claimStatement(capability, asks), {
+      claimer = new Coalescer<ClaimAsk, ClaimOutcome>((asks) => this.claimShared(capability, asks), {
         maxInFlight: coalescing.claimsInFlight,
         maxWeight: limits.maxClaimBatch,
         weight: (ask) => ask.max,
@@ -290,12 +304,38 @@ export class JobStore {
       this.claimers.set(capability, claimer);
     }
     try {
-      return await claimer.submit({ instanceId, max: Math.trunc(max) });
+      const outcome = await claimer.submit({ instanceId, max: Math.trunc(max) });
+      if ('error' in outcome) throw outcome.error;
+      return outcome.claimed;
     } finally {
       // Capabilities are the callers' strings: keep no state for idle ones.
       const { inFlight, waiting } = claimer.state;
       if (inFlight === 0 && waiting === 0 && this.claimers.get(capability) === claimer)
         this.claimers.delete(capability);
+    }
+  }
+
+  /**
+   * Runs the shared claim statement; if it fails without committing, each ask
+   * runs alone, in arrival order (still one statement at a time for the
+   * capability), so the failure answers only the request that caused it, as
+   * for deltas (issue 18).
+   */
+  private async claimShared(capability: string, asks: ClaimAsk[]): Promise<ClaimOutcome[]> {
+    try {
+      return (await this.claimStatement(capability, asks)).map((claimed) => ({ claimed }));
+    } catch (err) {
+      if (asks.length === 1 || !retryAlone(err)) throw err;
+      const out: ClaimOutcome[] = [];
+      for (const ask of asks) {
+        out.push(
+          await this.claimStatement(capability, [ask]).then(
+            ([claimed]) => ({ claimed: claimed ?? [] }),
+            (error: unknown) => ({ error }),
+          ),
+        );
+      }
+      return out;
     }
   }
 
@@ -460,7 +500,7 @@ export class JobStore {
         returning j.id`;
       updated = new Set(done.map((r) => r.id));
     } catch (err) {
-      if (!isStatementError(err)) throw err;
+      if (!retryAlone(err)) throw err;
       return Promise.all(
         asks.map((ask) =>
           this.applyDeltasInOrder(ask.instanceId, ask.deltas).then(
@@ -651,8 +691,11 @@ export class JobStore {
     if (!isUuid(id)) throw jobNotFound(id);
     const [row] = await this.sql<{ seq: number; created_at: Date }[]>`
       with job as (
+        -- One conditional statement (DESIGN.md §4.2): the limit is one more precondition.
+        -- Bounded log (issue 18): a live job takes events up to limits.maxEventsPerJob;
+        -- the registry's own terminal events (cancel, stale, deadline) come on top.
         update jobs set event_seq = event_seq + 1
-        where id = ${id} and status in ('working', 'input_required')
+        where id = ${id} and status in ('working', 'input_required') and event_seq < ${limits.maxEventsPerJob}
         returning id, event_seq
       ), event as (
         insert into job_events (job_id, seq, type, payload, trace_context)
@@ -663,16 +706,32 @@ export class JobStore {
       )
       select seq, created_at, pg_notify(${jobChannel}, job_id::text) from event`;
     if (row) return { seq: row.seq, created_at: seconds(row.created_at) as number };
-    const [cur] = await this.sql`select status from jobs where id = ${id}`;
+    const [cur] = await this.sql<{ status: string }[]>`select status from jobs where id = ${id}`;
     if (!cur) throw jobNotFound(id);
+    if (!isTerminal(cur.status)) {
+      throw new ApiError('conflict', `job has reached the limit of ${limits.maxEventsPerJob} events`);
+    }
     throw jobTerminal();
   }
 
+  /**
+   * Up to `limit` events after `after`, and no more than limits.maxResponseBytes
+   * of them (the first always): the caller continues from the last seq returned.
+   * One statement, a read: seqs are dense per job (§4.2), so resuming from the
+   * last one returned loses and repeats nothing.
+   */
   async readEvents(id: string, after: number, types: string[], limit: number): Promise<JobEvent[]> {
     const rows = await this.sql<(Omit<JobEvent, 'created_at'> & { created_at: Date })[]>`
-      select job_id, seq, type, payload, trace_context, posted_by, created_at from job_events
-      where job_id = ${id} and seq > ${after} ${types.length ? this.sql`and type = any(${types})` : this.sql``}
-      order by seq limit ${limit}`;
+      select job_id, seq, type, payload, trace_context, posted_by, created_at from (
+        select e.*, row_number() over w as n,
+               sum(octet_length(type) + coalesce(octet_length(payload::text), 0)
+                   + coalesce(octet_length(trace_context::text), 0)) over w as running
+        from (select job_id, seq, type, payload, trace_context, posted_by, created_at from job_events
+              where job_id = ${id} and seq > ${after} ${types.length ? this.sql`and type = any(${types})` : this.sql``}
+              order by seq limit ${limit}) as e
+        window w as (order by seq)) as budgeted
+      where n = 1 or running <= ${limits.maxResponseBytes}
+      order by seq`;
     return rows.map((r) => ({ ...r, created_at: seconds(r.created_at) as number }));
   }
 

@@ -116,8 +116,8 @@ export class ReplicaRegistry {
              draining,
              to_char(draining_since at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as draining_since,
              to_char(stopped_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as stopped_at,
-             stopped_at is null and last_seen_at < now() - ${this.intervalMs * 3}::int * interval '1 millisecond' as stale,
-             stopped_at is null and last_seen_at >= now() - ${this.intervalMs * 3}::int * interval '1 millisecond' as live
+             stopped_at is null and last_seen_at < now() - ${this.intervalMs * 3}::bigint * interval '1 millisecond' as stale,
+             stopped_at is null and last_seen_at >= now() - ${this.intervalMs * 3}::bigint * interval '1 millisecond' as live
       from registry_replicas order by replica_id`;
   }
 
@@ -131,7 +131,7 @@ export class ReplicaRegistry {
       delete from registry_replicas
       where replica_id = ${replicaId}
         and not (stopped_at is null
-                 and last_seen_at >= now() - ${this.intervalMs * 3}::int * interval '1 millisecond')
+                 and last_seen_at >= now() - ${this.intervalMs * 3}::bigint * interval '1 millisecond')
       returning replica_id`;
     if (deleted.length > 0) return 'forgotten';
     const [row] = await this.sql`select 1 from registry_replicas where replica_id = ${replicaId}`;
@@ -161,7 +161,7 @@ export class ReplicaRegistry {
       const pending = await this.sql<{ replica_id: string }[]>`
         select replica_id from registry_replicas
         where stopped_at is null
-          and last_seen_at >= now() - ${this.intervalMs * 3}::int * interval '1 millisecond'
+          and last_seen_at >= now() - ${this.intervalMs * 3}::bigint * interval '1 millisecond'
           and not (draining and last_seen_at >= ${set_at})`;
       if (pending.length === 0) return { acknowledged: true, pending: [] };
       if (Date.now() >= deadline) return { acknowledged: false, pending: pending.map((p) => p.replica_id) };

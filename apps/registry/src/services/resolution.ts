@@ -65,6 +65,13 @@ const compareVersions = (a: string, b: string): number =>
 export class Resolver {
   private readonly byCapability = new Map<string, Provider[]>();
   private readonly availability = new Map<Provider, boolean>();
+  /** Winners of dependencies already resolved, by (capability, tags, version): repeats cost nothing. */
+  private readonly winners = new Map<string, Provider | undefined>();
+  /**
+   * Providers examined so far: callers resolving many dependencies yield to
+   * the event loop every so many (`resolveAllAsync`).
+   */
+  work = 0;
 
   constructor(providers: Provider[]) {
     for (const p of providers) {
@@ -95,8 +102,19 @@ export class Resolver {
 
   /** The winning provider: highest tag score, then highest version, then agent id. */
   best(dep: ToolDependency, visiting = new Set<Provider>()): Provider | undefined {
+    // Only outside a cycle check is the answer independent of the path taken to it.
+    const key =
+      visiting.size === 0 ? JSON.stringify([dep.capability ?? '', dep.tags ?? [], dep.version ?? '']) : '';
+    if (key && this.winners.has(key)) return this.winners.get(key);
+    const found = this.scan(dep, visiting);
+    if (key) this.winners.set(key, found);
+    return found;
+  }
+
+  private scan(dep: ToolDependency, visiting: Set<Provider>): Provider | undefined {
     let winner: { p: Provider; score: number } | undefined;
     for (const p of this.byCapability.get(dep.capability ?? '') ?? []) {
+      this.work += 1;
       if (!this.available(p, visiting)) continue;
       const score = dep.tags?.length ? tagScore(dep.tags, p.tags) : 0;
       if (score === null) continue;
@@ -112,6 +130,28 @@ export class Resolver {
       }
     }
     return winner?.p;
+  }
+
+  /**
+   * Resolves `deps` (memoised for later `best` calls), yielding to the event
+   * loop after every `slice` providers examined, so that a large registration
+   * or listing never holds the process for long (issue 18).
+   */
+  async prime(deps: Iterable<ToolDependency>, slice = 2_000): Promise<void> {
+    let mark = this.work;
+    for (const d of deps) {
+      this.best(d);
+      if (this.work - mark >= slice) {
+        await new Promise((r) => setImmediate(r));
+        mark = this.work;
+      }
+    }
+  }
+
+  /** `resolveAll`, without holding the event loop for long (see `prime`). */
+  async resolveAllAsync(deps: ToolDependency[], slice = 2_000): Promise<ResolvedDependency[]> {
+    await this.prime(deps, slice);
+    return this.resolveAll(deps);
   }
 
   /** One element per declared dependency, in order, with the 3.7 placeholder for unresolved ones. */

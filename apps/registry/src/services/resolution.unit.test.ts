@@ -75,4 +75,13 @@ describe('Resolver', () => {
       { agent_id: '', function_name: '', endpoint: '', capability: 'nowhere', status: 'unresolved' },
     ]);
   });
+
+  it('resolves a repeated dependency once: the cost follows the distinct dependencies, not their count (issue 18)', async () => {
+    const providers = Array.from({ length: 5_000 }, (_, i) => provider(`p${i}`, { capability: '' }));
+    const r = new Resolver(providers);
+    const resolved = await r.resolveAllAsync(Array(2_000).fill({ capability: '' }), 1_000);
+    expect(resolved).toHaveLength(2_000);
+    expect(new Set(resolved.map((x) => x.agent_id))).toEqual(new Set(['p0']));
+    expect(r.work).toBe(5_000);
+  });
 });

@@ -1,5 +1,6 @@
 import type { Sql } from '@mesh/db';
 import { formatGoDuration } from '../duration.ts';
+import { isDatabaseUnavailable } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { inOutageGrace } from './agents.ts';
 import { jobChannel, requeueOrFail } from './jobs.ts';
@@ -93,7 +94,7 @@ export class Sweeper {
         update jobs set ${requeueOrFail(this.sql, 'orphaned: max retries exceeded')}
         where ${this.sql.unsafe(live)} and not ${this.sql.unsafe(inOutageGrace)}
           and owner_instance_id in (select agent_id from agents where status = 'unhealthy' for share)
-          and coalesce(last_heartbeat_at, '-infinity') < now() - ${this.settings.orphanQuietMs}::int * interval '1 millisecond'
+          and coalesce(last_heartbeat_at, '-infinity') < now() - ${this.settings.orphanQuietMs}::bigint * interval '1 millisecond'
         returning id, status
       )
       select status, pg_notify(${jobChannel}, id::text) from orphaned`;
@@ -193,19 +194,33 @@ export class Sweeper {
     return rows.length;
   }
 
-  /** One pass of every phase, in order. */
+  /**
+   * One pass of every phase, in order. Each phase fails alone: one that the
+   * database refuses is logged and counted as zero, and the others still run.
+   */
   async runOnce(): Promise<SweepCounts> {
-    const orphans = await this.resetOrphans();
-    const lease = await this.expireLeases();
+    const phase = async <T>(name: string, run: () => Promise<T>, none: T): Promise<T> => {
+      try {
+        return await run();
+      } catch (err) {
+        // Without a database every phase would fail the same way: the tick fails once.
+        if (isDatabaseUnavailable(err)) throw err;
+        this.logger.warn({ err, phase: name }, 'sweep phase failed');
+        return none;
+      }
+    };
+    const noneMoved = { requeued: 0, failed: 0 };
+    const orphans = await phase('orphans', () => this.resetOrphans(), noneMoved);
+    const lease = await phase('leases', () => this.expireLeases(), noneMoved);
     const counts: SweepCounts = {
       orphansRequeued: orphans.requeued,
       orphansFailed: orphans.failed,
       leaseRequeued: lease.requeued,
       leaseFailed: lease.failed,
-      deadlineFailed: await this.expireDeadlines(),
-      staleFailed: await this.expireStale(),
-      eventsPurgedJobs: await this.purgeEvents(),
-      jobsDeleted: await this.deleteFinishedJobs(),
+      deadlineFailed: await phase('deadlines', () => this.expireDeadlines(), 0),
+      staleFailed: await phase('stale', () => this.expireStale(), 0),
+      eventsPurgedJobs: await phase('event_retention', () => this.purgeEvents(), 0),
+      jobsDeleted: await phase('job_retention', () => this.deleteFinishedJobs(), 0),
     };
     if (Object.values(counts).some((n) => n > 0)) this.logger.info(counts, 'sweep');
     this.onCounts?.(counts);
