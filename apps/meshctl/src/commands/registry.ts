@@ -180,6 +180,7 @@ interface DrainArgs extends AllArgs {
   'wait-timeout': number;
   'poll-interval': number;
   persist?: boolean;
+  'own-claims'?: boolean;
 }
 
 /** One replica being watched during `drain --wait`. */
@@ -203,7 +204,15 @@ async function waitForDrained(
   ctx: Context,
   http: RegistryHttp,
   watched: Watched[],
-  opts: { fleet: boolean; persist: boolean; timeoutS: number; pollS: number; resumeCommand: string },
+  opts: {
+    fleet: boolean;
+    persist: boolean;
+    /** Done when the watched replicas' own claims are 0, whatever other replicas hand out. */
+    ownClaims: boolean;
+    timeoutS: number;
+    pollS: number;
+    resumeCommand: string;
+  },
 ): Promise<void> {
   const started = Date.now();
   const pollMs = Math.max(1, opts.pollS) * 1000;
@@ -286,11 +295,13 @@ async function waitForDrained(
         }
       }
     }
-    const perReplica = opts.fleet
-      ? ` (${watched.map((w) => `${w.id}: ${w.failures ? '?' : (w.claims ?? '?')}`).join(', ')})`
-      : '';
-    if (liveClaims === 0 && watched.every((w) => w.failures === 0)) {
-      ctx.out.progress(`  Live claims: 0${perReplica}`);
+    const perReplica =
+      opts.fleet || opts.ownClaims
+        ? ` (${watched.map((w) => `${w.id}: ${w.failures ? '?' : (w.claims ?? '?')}`).join(', ')})`
+        : '';
+    const done = opts.ownClaims ? watched.every((w) => w.claims === 0) : liveClaims === 0;
+    if (done && watched.every((w) => w.failures === 0)) {
+      ctx.out.progress(`  Live claims: ${liveClaims}${perReplica}`);
       ctx.out.endProgress();
       return;
     }
@@ -333,25 +344,37 @@ const drainCommand: CommandModule<GlobalArgs, DrainArgs> = {
         describe:
           'Drain the whole fleet through the database (implies --all): survives restarts and applies to replicas that start meanwhile',
       })
+      .option('own-claims', {
+        type: 'boolean',
+        describe:
+          "With --wait: wait only for the claims this replica handed out (live_claims_this_replica), not every live claim: a rolling upgrade's step while the other replicas dispatch",
+      })
       .example('$0 registry drain --wait', 'one replica (meshctl 3.7.1 behaviour)')
       .example('$0 registry drain --all --wait', 'every live replica, each through its admin URL')
       .example(
         '$0 registry drain --persist --wait --wait-timeout 600',
         'a fleet drain that outlives restarts',
       )
+      .example(
+        '$0 registry drain --registry-url http://registry-a:8001 --wait --own-claims',
+        'one replica of a rolling upgrade: until its own claims are done',
+      )
       .check((a) => {
         if (a['wait-timeout'] < 0 || !Number.isFinite(a['wait-timeout']))
           throw new UsageError('--wait-timeout must be >= 0');
         if (!(a['poll-interval'] > 0)) throw new UsageError('--poll-interval must be > 0');
+        if (a['own-claims'] && !a.wait) throw new UsageError('--own-claims goes with --wait');
         return true;
       }),
   handler: run<DrainArgs>(async (args, ctx) => {
     const http = ctx.registry();
     const fleetMode = Boolean(args.all || args.persist);
     const resumeCommand = `meshctl registry resume${fleetMode ? ' --all' : ''}${connectionFlags(args)}`;
+    const ownClaims = Boolean(args['own-claims']);
     const waitOpts = {
       fleet: fleetMode,
       persist: Boolean(args.persist),
+      ownClaims,
       timeoutS: args['wait-timeout'],
       pollS: args['poll-interval'],
       resumeCommand,
@@ -372,19 +395,31 @@ const drainCommand: CommandModule<GlobalArgs, DrainArgs> = {
         }
         return;
       }
-      if (body.live_claims > 0 || !body.draining) {
+      if (ownClaims && body.live_claims_this_replica === undefined) {
+        throw new CliError(
+          `the registry at ${http.url} does not report its own claims (live_claims_this_replica): it is not a mesh-registry (MCP Mesh 3.7?)`,
+          1,
+          'Wait for every live claim instead: drop --own-claims.',
+        );
+      }
+      const waiting = ownClaims ? (body.live_claims_this_replica ?? 0) : body.live_claims;
+      if (waiting > 0 || !body.draining) {
         const watched: Watched[] = [
           {
             id: body.replica_id ?? 'registry',
             base: undefined,
             bootId: body.boot_id,
-            claims: undefined,
+            claims: body.live_claims_this_replica,
             failures: 0,
           },
         ];
         await waitForDrained(ctx, http, watched, waitOpts);
       }
-      ctx.out.line('All jobs drained — safe to upgrade/restart');
+      ctx.out.line(
+        ownClaims
+          ? `All jobs claimed through ${body.replica_id ?? 'this replica'} drained — safe to upgrade/restart it`
+          : 'All jobs drained — safe to upgrade/restart',
+      );
       return;
     }
 
