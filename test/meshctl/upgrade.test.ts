@@ -15,10 +15,12 @@ import { meshctl } from './support.ts';
 
 // A fleet of two replicas of the released 0.1.0 over one database, upgraded
 // to the workspace (0.2.0) replica by replica, with meshctl upgrade check
-// before and meshctl upgrade verify after. Migrations are read generically:
-// whatever the workspace bundles beyond 0000_init is "pending" for 0.1.0.
+// before and meshctl upgrade verify after. Migrations are read generically.
 
-const db = useTestDatabase();
+// Not migrated: the 0.1.0 replicas create their own schema, so whatever the
+// workspace bundles beyond it is really pending, and applied by the first
+// upgraded replica at boot.
+const db = useTestDatabase({ migrated: false });
 const work = mkdtempSync(join(tmpdir(), 'meshctl-upgrade-'));
 const snapshots = join(work, 'snapshots');
 const workspaceVersion = JSON.parse(
