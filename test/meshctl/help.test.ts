@@ -23,6 +23,8 @@ const commands = [
   ['db', 'snapshots'],
   ['db', 'restore'],
   ['doctor'],
+  ['upgrade', 'check'],
+  ['upgrade', 'verify'],
 ];
 
 describe('meshctl --help and completion', () => {

@@ -6,9 +6,10 @@ import { dbCommand } from './commands/db.ts';
 import { doctorCommand } from './commands/doctor.ts';
 import { jobCommand } from './commands/job.ts';
 import { registryCommand } from './commands/registry.ts';
+import { upgradeCommand } from './commands/upgrade.ts';
 import { meshctlVersion } from './version.ts';
 
-const epilogue = `Exit codes: 0 done (for drains: safe), 1 failed, aborted or timed out, 2 usage error or registry/database unreachable.
+const epilogue = `Exit codes: 0 done (for drains: safe; for upgrade check: go), 1 failed, aborted, timed out or no-go, 2 usage error or registry/database unreachable.
 Docs: docs/meshctl.md`;
 
 /**
@@ -22,13 +23,14 @@ export async function main(argv: string[]): Promise<void> {
   const parser = globalOptions(yargs(argv))
     .scriptName('meshctl')
     .usage(
-      'Usage: $0 <command> [options]\n\nOperate a mesh registry: drains, fleets, jobs, agents and the database.',
+      'Usage: $0 <command> [options]\n\nOperate a mesh registry: drains, fleets, jobs, agents, the database and upgrades.',
     )
     .command(registryCommand)
     .command(jobCommand)
     .command(agentCommands)
     .command(dbCommand)
     .command(doctorCommand)
+    .command(upgradeCommand)
     .demandCommand(1, 'no command given')
     .recommendCommands()
     .strict()

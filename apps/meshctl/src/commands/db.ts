@@ -14,6 +14,7 @@ import {
   requireDatabaseUrl,
   usingDatabase,
 } from '../db/connect.ts';
+import { liveWindowSeconds, replicasFromDatabase } from '../db/replicas.ts';
 import { restoreSnapshot, takeSnapshot } from '../db/snapshot.ts';
 import {
   checkSnapshotName,
@@ -24,6 +25,8 @@ import {
   snapshotPath,
   snapshotSuffix,
 } from '../db/snapshot-file.ts';
+import { replicaSchemaVerdict } from '../upgrade/compat.ts';
+import { verdictTable } from '../upgrade/compat-table.ts';
 import { meshctlVersion } from '../version.ts';
 
 type DbArgs = GlobalArgs & DatabaseArgs;
@@ -83,6 +86,8 @@ function migrationRows(s: SchemaStatus) {
     .map((name) => {
       const a = applied.get(name);
       const b = bundled.get(name);
+      // The declaration as the ledger recorded it, else as this meshctl bundles it.
+      const compatibility = a?.compatibility ?? b?.compatibility ?? null;
       const state: MigrationState = !a
         ? 'pending'
         : !b
@@ -99,6 +104,10 @@ function migrationRows(s: SchemaStatus) {
         hash: a?.hash ?? b?.hash ?? null,
         applied_at: a?.appliedAt.toISOString() ?? null,
         applied_by: a?.appliedBy ?? null,
+        compatibility,
+        release: a?.release ?? b?.release ?? null,
+        oldest_compatible:
+          compatibility === 'breaking' ? (a?.oldestCompatible ?? b?.oldestCompatible ?? null) : null,
       };
     });
 }
@@ -123,9 +132,12 @@ const statusCommand: CommandModule<GlobalArgs, DbArgs> = {
       ),
   handler: run<DbArgs>(async (args, ctx) => {
     const url = requireDatabaseUrl(args);
-    const s = await usingDatabase(url, (db) => schemaStatus(db.sql), {
-      timeoutSeconds: connectTimeout(args),
-    });
+    const { s, replicas } = await usingDatabase(
+      url,
+      async (db) => ({ s: await schemaStatus(db.sql), replicas: await replicasFromDatabase(db.sql) }),
+      { timeoutSeconds: connectTimeout(args) },
+    );
+    const verdicts = replicas.filter((r) => r.live).map((r) => replicaSchemaVerdict(r, s.applied));
     const rows = migrationRows(s);
     const verdict = schemaVerdict(s);
     const text = verdictText(s);
@@ -141,6 +153,8 @@ const statusCommand: CommandModule<GlobalArgs, DbArgs> = {
         pending: s.pending.map((m) => m.name),
         unknown: s.unknown.map((m) => m.name),
         modified: s.mismatched.map((m) => m.name),
+        live_window_seconds: liveWindowSeconds,
+        replicas: verdicts,
       });
       return;
     }
@@ -152,16 +166,28 @@ const statusCommand: CommandModule<GlobalArgs, DbArgs> = {
     ctx.out.line();
     ctx.out.line(
       table(
-        ['MIGRATION', 'STATE', 'BUNDLED', 'APPLIED AT', 'APPLIED BY'],
+        ['MIGRATION', 'STATE', 'BUNDLED', 'COMPATIBILITY', 'APPLIED AT', 'APPLIED BY'],
         rows.map((r) => [
           r.name,
           stateColour[r.state](r.state),
           r.bundled ? 'yes' : 'no',
+          r.compatibility === 'breaking'
+            ? `breaking (>= ${r.oldest_compatible ?? r.release ?? '?'})`
+            : (r.compatibility ?? 'undeclared'),
           r.applied_at?.replace(/\.\d{3}Z$/, 'Z') ?? '-',
           r.applied_by ?? '-',
         ]),
       ),
     );
+    ctx.out.line();
+    if (verdicts.length === 0) {
+      ctx.out.line(`Replicas: none live (none heard from in the last ${liveWindowSeconds} s).`);
+    } else {
+      ctx.out.line(
+        `Replicas (live: heard from in the last ${liveWindowSeconds} s), can each run on this database?`,
+      );
+      ctx.out.line(verdictTable(verdicts));
+    }
     ctx.out.line();
     const paint =
       verdict === 'up_to_date' ? colors.green : verdict === 'pending' ? colors.yellow : colors.red;

@@ -12,6 +12,7 @@ import {
 } from '../db/connect.ts';
 import { type CheckResult, type CheckStatus, runChecks } from '../doctor/checks.ts';
 import { parseDurationFlag } from '../doctor/duration.ts';
+import { verdictTable } from '../upgrade/compat-table.ts';
 
 interface DoctorArgs extends GlobalArgs, DatabaseArgs {
   'sweep-interval': string;
@@ -33,6 +34,12 @@ function print(out: { line(text?: string): void }, checks: CheckResult[]): void 
       { rule: false },
     ).replace(/^.*\n/, ''),
   );
+  const verdicts = checks.find((c) => c.name === 'schema')?.details?.replicas ?? [];
+  if (verdicts.length > 0) {
+    out.line();
+    out.line('Schema compatibility per live replica (can it run on this database?):');
+    out.line(verdictTable(verdicts));
+  }
   const failing = checks.filter((c) => c.problems.length > 0);
   for (const c of failing) {
     out.line();

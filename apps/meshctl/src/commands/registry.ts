@@ -207,7 +207,7 @@ async function waitForDrained(
   opts: {
     fleet: boolean;
     persist: boolean;
-    /** Done when the claims handed out by the watched replicas are done (rolling upgrade). */
+    /** Done when the watched replicas' own claims are 0, whatever other replicas hand out. */
     ownClaims: boolean;
     timeoutS: number;
     pollS: number;
@@ -295,25 +295,21 @@ async function waitForDrained(
         }
       }
     }
-    const perReplica = opts.fleet
-      ? ` (${watched.map((w) => `${w.id}: ${w.failures ? '?' : (w.claims ?? '?')}`).join(', ')})`
-      : '';
-    const done = opts.ownClaims
-      ? watched.every((w) => w.failures === 0 && w.claims === 0)
-      : liveClaims === 0 && watched.every((w) => w.failures === 0);
-    if (done) {
-      ctx.out.progress(
-        opts.ownClaims
-          ? `  Live claims handed out here: 0 (fleet-wide: ${liveClaims})${perReplica}`
-          : `  Live claims: 0${perReplica}`,
-      );
+    const perReplica =
+      opts.fleet || opts.ownClaims
+        ? ` (${watched.map((w) => `${w.id}: ${w.failures ? '?' : (w.claims ?? '?')}`).join(', ')})`
+        : '';
+    const done = opts.ownClaims ? watched.every((w) => w.claims === 0) : liveClaims === 0;
+    if (done && watched.every((w) => w.failures === 0)) {
+      ctx.out.progress(`  Live claims: ${liveClaims}${perReplica}`);
       ctx.out.endProgress();
       return;
     }
-    const counted = opts.ownClaims
-      ? `Live claims handed out here: ${watched.map((w) => w.claims ?? '?').join(', ')} (fleet-wide: ${liveClaims})`
-      : `Live claims: ${liveClaims}${perReplica}`;
-    ctx.out.progress(ctx.out.tty ? `  ${counted} · ${Math.round(elapsed)}s elapsed` : `  ${counted}`);
+    ctx.out.progress(
+      ctx.out.tty
+        ? `  Live claims: ${liveClaims}${perReplica} · ${Math.round(elapsed)}s elapsed`
+        : `  Live claims: ${liveClaims}${perReplica}`,
+    );
     if (opts.timeoutS > 0 && elapsed >= opts.timeoutS) {
       throw new CliError(
         `timed out after ${opts.timeoutS}s with ${liveClaims} live claim(s) still running; the registry is still draining (new claims paused)`,
@@ -351,31 +347,34 @@ const drainCommand: CommandModule<GlobalArgs, DrainArgs> = {
       .option('own-claims', {
         type: 'boolean',
         describe:
-          "With --wait on one replica: wait only for the claims this replica handed out, not the whole fleet's (a rolling upgrade: the other replicas keep dispatching). Needs mesh-registry; not with --all",
+          "With --wait: wait only for the claims this replica handed out (live_claims_this_replica), not every live claim: a rolling upgrade's step while the other replicas dispatch",
       })
       .example('$0 registry drain --wait', 'one replica (meshctl 3.7.1 behaviour)')
-      .example('$0 registry drain --wait --own-claims', 'one replica of a rolling upgrade')
       .example('$0 registry drain --all --wait', 'every live replica, each through its admin URL')
       .example(
         '$0 registry drain --persist --wait --wait-timeout 600',
         'a fleet drain that outlives restarts',
       )
+      .example(
+        '$0 registry drain --registry-url http://registry-a:8001 --wait --own-claims',
+        'one replica of a rolling upgrade: until its own claims are done',
+      )
       .check((a) => {
         if (a['wait-timeout'] < 0 || !Number.isFinite(a['wait-timeout']))
           throw new UsageError('--wait-timeout must be >= 0');
         if (!(a['poll-interval'] > 0)) throw new UsageError('--poll-interval must be > 0');
-        if (a['own-claims'] && (a.all || a.persist))
-          throw new UsageError('--own-claims drains one replica; it does not go with --all or --persist');
+        if (a['own-claims'] && !a.wait) throw new UsageError('--own-claims goes with --wait');
         return true;
       }),
   handler: run<DrainArgs>(async (args, ctx) => {
     const http = ctx.registry();
     const fleetMode = Boolean(args.all || args.persist);
     const resumeCommand = `meshctl registry resume${fleetMode ? ' --all' : ''}${connectionFlags(args)}`;
+    const ownClaims = Boolean(args['own-claims']);
     const waitOpts = {
       fleet: fleetMode,
       persist: Boolean(args.persist),
-      ownClaims: Boolean(args['own-claims']),
+      ownClaims,
       timeoutS: args['wait-timeout'],
       pollS: args['poll-interval'],
       resumeCommand,
@@ -396,29 +395,29 @@ const drainCommand: CommandModule<GlobalArgs, DrainArgs> = {
         }
         return;
       }
-      if (waitOpts.ownClaims && body.live_claims_this_replica === undefined) {
+      if (ownClaims && body.live_claims_this_replica === undefined) {
         throw new CliError(
-          'this registry does not report the claims each replica handed out (MCP Mesh 3.7 does not): --own-claims needs mesh-registry',
+          `the registry at ${http.url} does not report its own claims (live_claims_this_replica): it is not a mesh-registry (MCP Mesh 3.7?)`,
           1,
-          'Drop --own-claims to wait for every live claim of the fleet',
+          'Wait for every live claim instead: drop --own-claims.',
         );
       }
-      const pending = waitOpts.ownClaims ? body.live_claims_this_replica !== 0 : body.live_claims > 0;
-      if (pending || !body.draining) {
+      const waiting = ownClaims ? (body.live_claims_this_replica ?? 0) : body.live_claims;
+      if (waiting > 0 || !body.draining) {
         const watched: Watched[] = [
           {
             id: body.replica_id ?? 'registry',
             base: undefined,
             bootId: body.boot_id,
-            claims: undefined,
+            claims: body.live_claims_this_replica,
             failures: 0,
           },
         ];
         await waitForDrained(ctx, http, watched, waitOpts);
       }
       ctx.out.line(
-        waitOpts.ownClaims
-          ? 'Claims handed out here drained — safe to restart this replica'
+        ownClaims
+          ? `All jobs claimed through ${body.replica_id ?? 'this replica'} drained — safe to upgrade/restart it`
           : 'All jobs drained — safe to upgrade/restart',
       );
       return;

@@ -1,29 +1,25 @@
-import { describeVersion, type SchemaStatus, type Sql, schemaStatus } from '@mesh/db';
+// The doctor: gathers facts once (registry, fleet, database) and judges them check by check.
+// The job checks live in jobs.ts (upgrade verify reuses them); the rest share the gathered
+// Facts and its helpers, so they stay together here.
+
+import { describeVersion, type SchemaStatus, schemaStatus } from '@mesh/db';
 import { features as featureNames, type ReplicaInfo, type ReplicasResponse } from '@mesh/protocol';
 import { CliError } from '../cli/errors.ts';
 import type { RegistryHttp } from '../cli/http.ts';
 import { formatAge } from '../cli/output.ts';
 import { type Database, describeDbError, redactUrl } from '../db/connect.ts';
+import { type ReplicaSchemaVerdict, replicaSchemaVerdict } from '../upgrade/compat.ts';
+import {
+  type JobFindings,
+  jobsFromApi,
+  jobsFromDatabase,
+  noDb,
+  orphanedClaimsCheck,
+  stuckJobsCheck,
+} from './jobs.ts';
+import { type CheckResult, ok, type Problem, plural, problem, skip } from './result.ts';
 
-export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
-
-/** One thing found wrong, with what to run (`fix`) or do (`hint`) about it. */
-export interface Problem {
-  subject: string;
-  message: string;
-  /** A command that fixes it, to copy and run. */
-  fix: string | null;
-  /** What to do when no single command does. */
-  hint: string | null;
-}
-
-export interface CheckResult {
-  name: string;
-  title: string;
-  status: CheckStatus;
-  summary: string;
-  problems: Problem[];
-}
+export type { CheckResult, CheckStatus, Problem } from './result.ts';
 
 interface HealthBody {
   version?: string;
@@ -36,7 +32,7 @@ interface HealthBody {
 
 interface ReadyBody {
   status: string;
-  checks?: { database?: string; migrations?: string; lifecycle?: string };
+  checks?: { database?: string; migrations?: string; lifecycle?: string; schema?: string; reason?: string };
 }
 
 export interface DoctorOptions {
@@ -66,39 +62,11 @@ interface Facts {
   serverVersion: string | undefined;
 }
 
-const ok = (name: string, title: string, summary: string): CheckResult => ({
-  name,
-  title,
-  status: 'ok',
-  summary,
-  problems: [],
-});
-const skip = (name: string, title: string, summary: string): CheckResult => ({
-  name,
-  title,
-  status: 'skip',
-  summary,
-  problems: [],
-});
-const problem = (
-  subject: string,
-  message: string,
-  fix: string | null = null,
-  hint: string | null = null,
-): Problem => ({
-  subject,
-  message,
-  fix,
-  hint,
-});
-
-const noDb = 'skipped: no --database-url';
 const lacksSchemaVersioning =
   'skipped: the registry lacks schema versioning (MCP Mesh 3.7?): its database is not ours to judge';
 
 /** A registry that answered but is not a mesh-registry (MCP Mesh 3.7): its database has other tables. */
 const foreignRegistry = (f: Facts) => Boolean(f.health) && !f.ours;
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 const live = (f: ReplicasResponse) => f.replicas.filter((r) => r.live);
 const replicaBase = (r: ReplicaInfo) => r.admin_url ?? r.main_url;
 
@@ -198,7 +166,7 @@ async function gather(o: DoctorOptions): Promise<Facts> {
 
 // ─── the checks ──────────────────────────────────────────────────────────────
 
-function registryCheck(f: Facts): CheckResult {
+function registryCheck(f: Facts, o: DoctorOptions): CheckResult {
   const title = 'registry reachable';
   if (!f.health) {
     return {
@@ -228,6 +196,14 @@ function registryCheck(f: Facts): CheckResult {
   if (!f.ready) return ok('registry', title, `${who} (no /ready answer)`);
   if (f.ready.status === 'ready') return ok('registry', title, `${who}, ready`);
   const c = f.ready.checks ?? {};
+  // A breaking migration applied under it (DESIGN.md §4.8): the replica is up and
+  // answers, and the schema check judges (and fails) it with its fix.
+  if (c.schema === 'incompatible' && o.databaseUrl && f.schema && c.database === 'ok')
+    return ok(
+      'registry',
+      title,
+      `${who}; not ready: its schema is incompatible (see schema compatibility below)`,
+    );
   const why =
     c.database !== 'ok'
       ? 'it cannot reach its database'
@@ -235,7 +211,9 @@ function registryCheck(f: Facts): CheckResult {
         ? 'its migrations are not done'
         : c.lifecycle !== 'running'
           ? 'it is shutting down'
-          : 'it is not ready';
+          : c.schema === 'incompatible'
+            ? `its schema is incompatible: ${c.reason ?? 'a breaking migration was applied under it'}`
+            : 'it is not ready';
   return {
     name: 'registry',
     title,
@@ -248,7 +226,9 @@ function registryCheck(f: Facts): CheckResult {
         null,
         c.database !== 'ok'
           ? "Check the replica's DATABASE_URL and that PostgreSQL is up."
-          : 'Look at its logs; restart it if it does not become ready.',
+          : c.schema === 'incompatible'
+            ? 'Replace it with a release that runs on this schema (meshctl upgrade check shows which).'
+            : 'Look at its logs; restart it if it does not become ready.',
       ),
     ],
   };
@@ -303,20 +283,53 @@ function schemaCheck(f: Facts, o: DoctorOptions): CheckResult {
   const problems: Problem[] = [];
   const warnings: Problem[] = [];
   // The fleet's schema versions: every live replica, or the one registry we reached.
-  const replicas: { id: string; schema: number; base: string | null }[] = f.fleet
-    ? live(f.fleet).map((r) => ({ id: r.replica_id, schema: r.schema_version, base: replicaBase(r) }))
+  const replicas: { id: string; version: string; schema: number; base: string | null }[] = f.fleet
+    ? live(f.fleet).map((r) => ({
+        id: r.replica_id,
+        version: r.version,
+        schema: r.schema_version,
+        base: replicaBase(r),
+      }))
     : f.health?.body.schema_version !== undefined
-      ? [{ id: f.health.body.replica_id ?? f.url, schema: f.health.body.schema_version, base: f.url }]
+      ? [
+          {
+            id: f.health.body.replica_id ?? f.url,
+            version: f.health.body.version ?? '?',
+            schema: f.health.body.schema_version,
+            base: f.url,
+          },
+        ]
       : [];
-  for (const r of replicas) {
+  const verdicts = replicas.map((r) =>
+    replicaSchemaVerdict({ replica_id: r.id, version: r.version, schema_version: r.schema }, s.applied),
+  );
+  const details = { replicas: verdicts };
+  for (const [i, r] of replicas.entries()) {
     if (r.schema === s.databaseVersion) continue;
+    const v = verdicts[i] as ReplicaSchemaVerdict;
     if (r.schema < s.databaseVersion) {
+      const unfinished = r.base
+        ? `meshctl registry drain --registry-url ${r.base} --wait --own-claims`
+        : null;
+      const restart = `then restart ${r.id} on a registry release that bundles ${s.databaseVersionName ?? 'them'}`;
+      if (v.runs) {
+        // Expand-only migrations it does not know: a rolling upgrade in progress, not a fault.
+        warnings.push(
+          problem(
+            r.id,
+            `runs schema ${r.schema} (${r.version}) but the database is at schema ${dbVersion}: ${v.verdict}`,
+            unfinished,
+            restart,
+          ),
+        );
+        continue;
+      }
       problems.push(
         problem(
           r.id,
-          `runs schema ${r.schema} but the database is at schema ${dbVersion}: it does not know the newest migration(s)`,
+          `runs schema ${r.schema} but the database is at schema ${dbVersion}: it does not know the newest migration(s); ${v.verdict}`,
           r.base ? `meshctl registry drain --registry-url ${r.base} --wait` : null,
-          `then restart ${r.id} on a registry release that bundles ${s.databaseVersionName ?? 'them'}`,
+          restart,
         ),
       );
     } else {
@@ -373,14 +386,18 @@ function schemaCheck(f: Facts, o: DoctorOptions): CheckResult {
       status: 'fail',
       summary: `the database is at schema ${dbVersion}; ${plural(problems.length, 'mismatch')}`,
       problems: [...problems, ...warnings],
+      details,
     };
   }
+  const agreeing = replicas.filter((r) => r.schema === s.databaseVersion).length;
   const who =
     replicas.length === 0
       ? 'no replica to compare'
-      : replicas.length === 1
-        ? 'the live replica agrees'
-        : `${replicas.length} live replicas agree`;
+      : agreeing < replicas.length
+        ? `${agreeing} of ${replicas.length} live replicas on it, the others run on it compatibly`
+        : replicas.length === 1
+          ? 'the live replica agrees'
+          : `${replicas.length} live replicas agree`;
   if (warnings.length > 0) {
     return {
       name,
@@ -388,9 +405,13 @@ function schemaCheck(f: Facts, o: DoctorOptions): CheckResult {
       status: 'warn',
       summary: `the database is at schema ${dbVersion}; ${who}; this meshctl is at ${describeVersion(s.binaryVersion, s.binaryVersionName)}`,
       problems: warnings,
+      details,
     };
   }
-  return ok(name, title, `the database is at schema ${dbVersion}; ${who}; so does this meshctl`);
+  return {
+    ...ok(name, title, `the database is at schema ${dbVersion}; ${who}; so does this meshctl`),
+    details,
+  };
 }
 
 function databaseCheck(f: Facts, o: DoctorOptions): CheckResult {
@@ -583,234 +604,36 @@ function staleCheck(f: Facts, o: DoctorOptions): CheckResult {
   };
 }
 
-// ─── jobs and agents: from the database, else through the registry's API ─────
-
-interface StuckJob {
-  id: string;
-  capability: string;
-  owner: string;
-  /** Seconds since the lease expired (stuck jobs) or since the owner's last heartbeat (orphans). */
-  age_s: number;
-}
-
-interface JobFindings {
-  source: string;
-  stuck: StuckJob[];
-  stuckTotal: number;
-  orphaned: StuckJob[];
-  orphanedTotal: number;
-  /** The post-outage grace is in force until then (sweeps wait on purpose). */
-  graceUntil: string | null;
-}
-
-const listLimit = 50;
-
-async function jobsFromDatabase(sql: Sql, sweepMs: number): Promise<JobFindings> {
-  const secs = sweepMs / 1000;
-  const stuck = await sql<(StuckJob & { total: number })[]>`
-    select id::text, capability, owner_instance_id as owner,
-           extract(epoch from now() - lease_expires_at)::float8 as age_s, count(*) over ()::int as total
-    from jobs
-    where status in ('working', 'input_required') and owner_instance_id is not null
-      and lease_expires_at < now() - make_interval(secs => ${secs})
-    order by lease_expires_at, id limit ${listLimit}`;
-  const orphaned = await sql<(StuckJob & { total: number })[]>`
-    select j.id::text, j.capability, j.owner_instance_id as owner,
-           extract(epoch from now() - a.updated_at)::float8 as age_s, count(*) over ()::int as total
-    from jobs j join agents a on a.agent_id = j.owner_instance_id
-    where j.status in ('working', 'input_required') and a.status = 'unhealthy'
-      and a.updated_at < now() - make_interval(secs => ${secs})
-    order by a.updated_at, j.id limit ${listLimit}`;
-  // The registry's post-outage grace (DESIGN.md §4.7; key owned by apps/registry's agents service).
-  const [grace] = await sql<{ until: string }[]>`
-    select value->>'until' as until from registry_settings
-    where key = 'outage_grace_until' and (value->>'until')::timestamptz > now()`;
-  return {
-    source: 'database',
-    stuck,
-    stuckTotal: stuck[0]?.total ?? 0,
-    orphaned,
-    orphanedTotal: orphaned[0]?.total ?? 0,
-    graceUntil: grace?.until ?? null,
-  };
-}
-
-interface WireJob {
-  id?: string;
-  job_id?: string;
-  capability: string;
-  status: string;
-  owner_instance_id: string | null;
-  lease_expires_at: number | null;
-}
-
-interface WireAgent {
-  id: string;
-  status: string;
-  last_seen?: string;
-}
-
-/**
- * Without database access: live jobs from `GET /jobs` (up to 5,000) and agents
- * from `GET /agents`, judged by the registry's clock (its `/health` timestamp).
- * Returns a skip reason when the registry does not let us list.
- */
-async function jobsFromApi(f: Facts, o: DoctorOptions): Promise<JobFindings | string> {
-  const registryNow = Date.parse(f.health?.body.timestamp ?? '');
-  if (!Number.isFinite(registryNow) || !f.health)
-    return `${noDb}, and the registry's /health has no timestamp`;
-  const now = () => registryNow + (Date.now() - (f.health?.at ?? Date.now()));
-  const jobs: WireJob[] = [];
-  let cursor: string | undefined;
-  for (let page = 0; page < 25; page++) {
-    const res = await o.http.get('/jobs', {
-      query: { status: 'working,input_required', limit: 200, cursor },
-    });
-    if (res.status === 401)
-      return 'skipped: GET /jobs needs an admin token (--admin-token or MESH_ADMIN_TOKEN)';
-    if (res.status !== 200) return `skipped: GET /jobs answered ${res.status}`;
-    const body = res.json<{ jobs: WireJob[]; next_cursor: string | null }>();
-    jobs.push(...body.jobs);
-    if (!body.next_cursor) break;
-    cursor = body.next_cursor;
-  }
-  const agentsRes = await o.http.get('/agents');
-  const agents =
-    agentsRes.status === 200 ? (agentsRes.json<{ agents: WireAgent[] | null }>().agents ?? []) : [];
-  const unhealthy = new Map(agents.filter((a) => a.status === 'unhealthy').map((a) => [a.id, a]));
-  const t = now();
-  const stuck: StuckJob[] = [];
-  const orphaned: StuckJob[] = [];
-  for (const j of jobs) {
-    if (!j.owner_instance_id) continue;
-    const id = j.id ?? j.job_id ?? '?';
-    if (j.lease_expires_at && j.lease_expires_at * 1000 < t - o.sweepIntervalMs) {
-      stuck.push({
-        id,
-        capability: j.capability,
-        owner: j.owner_instance_id,
-        age_s: (t - j.lease_expires_at * 1000) / 1000,
-      });
-    }
-    const a = unhealthy.get(j.owner_instance_id);
-    const seen = a?.last_seen ? Date.parse(a.last_seen) : Number.NaN;
-    if (a && (!Number.isFinite(seen) || seen < t - o.sweepIntervalMs)) {
-      orphaned.push({
-        id,
-        capability: j.capability,
-        owner: j.owner_instance_id,
-        age_s: Number.isFinite(seen) ? (t - seen) / 1000 : Number.NaN,
-      });
-    }
-  }
-  return {
-    source: "the registry's API, by its clock",
-    stuck: stuck.slice(0, listLimit),
-    stuckTotal: stuck.length,
-    orphaned: orphaned.slice(0, listLimit),
-    orphanedTotal: orphaned.length,
-    graceUntil: null,
-  };
-}
-
-function jobProblems(
-  jobs: StuckJob[],
-  total: number,
-  describe: (j: StuckJob) => string,
-  o: DoctorOptions,
-): Problem[] {
-  const list = jobs.map((j) =>
-    problem(`job ${j.id}`, describe(j), `meshctl job reclaim ${j.id}${o.connectionFlags}`),
-  );
-  if (total > jobs.length)
-    list.push(
-      problem(
-        '…',
-        `and ${total - jobs.length} more`,
-        null,
-        'meshctl job list --status working,input_required',
-      ),
-    );
-  return list;
-}
-
-function jobCheck(
-  name: string,
-  title: string,
-  found: JobFindings | string,
-  pick: (j: JobFindings) => { jobs: StuckJob[]; total: number },
-  describe: (j: StuckJob) => string,
-  okText: string,
-  o: DoctorOptions,
-): CheckResult {
-  if (typeof found === 'string') return skip(name, title, found);
-  const { jobs, total } = pick(found);
-  const via = found.source === 'database' ? '' : ` (via ${found.source})`;
-  if (total === 0) return ok(name, title, `${okText}${via}`);
-  if (found.graceUntil) {
-    return {
-      name,
-      title,
-      status: 'warn',
-      summary: `${plural(total, 'job')}, but the registry is in its post-outage grace until ${found.graceUntil}: the sweeps act after it`,
-      problems: jobProblems(jobs, total, describe, o),
-    };
-  }
-  return {
-    name,
-    title,
-    status: 'fail',
-    summary: `${plural(total, 'job')}${via}`,
-    problems: jobProblems(jobs, total, describe, o),
-  };
-}
-
-const age = (s: number) => (Number.isFinite(s) ? formatAge(s * 1000) : '?');
-
 /** Runs every check. Never throws for what it finds: a check that cannot run says why. */
 export async function runChecks(o: DoctorOptions): Promise<CheckResult[]> {
   const f = await gather(o);
   try {
     let found: JobFindings | string;
+    const api = {
+      http: o.http,
+      health: f.health && { timestamp: f.health.body.timestamp, at: f.health.at },
+      sweepIntervalMs: o.sweepIntervalMs,
+    };
     // MCP Mesh 3.7 keeps other tables: judge its jobs through its API only.
-    if (foreignRegistry(f)) found = await jobsFromApi(f, o);
+    if (foreignRegistry(f)) found = await jobsFromApi(api);
     else if (f.db && f.schema && f.schema.applied.length > 0)
       found = await jobsFromDatabase(f.db.sql, o.sweepIntervalMs);
     else if (o.databaseUrl)
       found = f.schema
         ? 'skipped: the database holds no registry schema'
         : `skipped: ${f.dbError ?? 'the database is unreachable'}`;
-    else if (f.health) found = await jobsFromApi(f, o);
+    else if (f.health) found = await jobsFromApi(api);
     else found = `${noDb}, and the registry is unreachable`;
-    const sweep = formatAge(o.sweepIntervalMs);
     return [
-      registryCheck(f),
+      registryCheck(f, o),
       replicasCheck(f),
       schemaCheck(f, o),
       databaseCheck(f, o),
       drainCheck(f, o),
       await clockCheck(f, o),
       staleCheck(f, o),
-      jobCheck(
-        'stuck-jobs',
-        'stuck jobs (lease expired before the last sweep)',
-        found,
-        (j) => ({ jobs: j.stuck, total: j.stuckTotal }),
-        (j) =>
-          `${j.capability}, owner ${j.owner}: lease expired ${age(j.age_s)} ago (sweep interval ${sweep}); the lease sweep has not re-queued it`,
-        `none past the sweep interval (${sweep})`,
-        o,
-      ),
-      jobCheck(
-        'orphaned-claims',
-        'unhealthy agents holding claims',
-        found,
-        (j) => ({ jobs: j.orphaned, total: j.orphanedTotal }),
-        (j) =>
-          `${j.capability}: owner ${j.owner} is unhealthy (silent for ${age(j.age_s)}); the orphan sweep has not re-queued it`,
-        'none',
-        o,
-      ),
+      stuckJobsCheck(found, o),
+      orphanedClaimsCheck(found, o),
     ];
   } finally {
     await f.db?.close();
