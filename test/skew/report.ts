@@ -54,10 +54,23 @@ export class SkewMatrix {
       const v = this.versions.get(a.key);
       return v ? `${a.label}<br>\`${v}\`` : a.label;
     };
-    return [
-      `| registry \\ client | ${this.clients.map(label).join(' | ')} |`,
-      `|---|${this.clients.map(() => '---').join('|')}|`,
-      ...this.registries.map((r) => `| ${label(r)} | ${this.clients.map((c) => cell(r, c)).join(' | ')} |`),
-    ].join('\n');
+    return alignedTable([
+      ['registry \\ client', ...this.clients.map(label)],
+      ...this.registries.map((r) => [label(r), ...this.clients.map((c) => cell(r, c))]),
+    ]);
   }
+}
+
+/** A markdown table padded the way Biome formats one (so the generated file passes `pnpm lint`). */
+function alignedTable(rows: string[][]): string {
+  const width = (text: string) => [...text].length;
+  const header = rows[0] ?? [];
+  const widths = header.map((_, i) => Math.max(3, ...rows.map((r) => width(r[i] ?? ''))));
+  const line = (r: string[]) =>
+    `| ${widths.map((w, i) => (r[i] ?? '') + ' '.repeat(w - width(r[i] ?? ''))).join(' | ')} |`;
+  return [
+    line(header),
+    `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`,
+    ...rows.slice(1).map(line),
+  ].join('\n');
 }
