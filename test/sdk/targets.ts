@@ -2,6 +2,8 @@ import { RegistryClient } from '@mesh/sdk';
 import { adminUrl, createDatabase, spawnRegistry, startMcpRegistry, withDatabase } from '@mesh/testkit';
 import { afterAll } from 'vitest';
 
+export { until } from '../support/until.ts';
+
 /**
  * The registries every SDK scenario runs against: ours, and the real MCP Mesh
  * registry 3.7.1 (an older registry: no extensions, the SDK falls back to the
@@ -62,19 +64,4 @@ export function useTarget(target: Target): { ready: Promise<void>; client: Regis
     ref.client = new RegistryClient({ urls: [started.url] });
   })();
   return ref;
-}
-
-/** Polls `check` until it returns a truthy value (then returns it), failing after `timeoutMs`. */
-export async function until<T>(
-  what: string,
-  check: () => T | Promise<T>,
-  timeoutMs = 15_000,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
