@@ -356,6 +356,9 @@ class Execution {
       } catch {
         return; // the registry's deadline sweep still applies; the lease renewal will tell us
       }
+      // The handler may have finished (and this worker written the end) while
+      // the read was on its way: a settled attempt is never aborted.
+      if (this.settled || this.finishing) return;
       if (isTerminal(job.status)) {
         this.abortWith(job.status === 'cancelled' ? 'cancelled' : 'already_terminal', job.status);
         return;
