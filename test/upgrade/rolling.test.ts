@@ -158,8 +158,9 @@ describe(`rolling upgrade 0.1.0 → ${current}`, () => {
           const logs = slots.map(
             (s) => `${s.id} (${s.version}):\n${s.proc.logs().split('\n').slice(-8).join('\n')}`,
           );
+          const streamState = `stream: ${submitted.size} submitted, ${submitErrors} retried, at ${JSON.stringify(streamAt)}`;
           throw new Error(
-            `fewer than ${more} completions in 60 s ${during}\n${tails.join('\n')}\n${logs.join('\n')}`,
+            `fewer than ${more} completions in 60 s ${during}\n${streamState}\n${tails.join('\n')}\n${logs.join('\n')}`,
           );
         }
         await new Promise((r) => setTimeout(r, 100));
