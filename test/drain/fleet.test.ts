@@ -1,3 +1,4 @@
+import { readBundledMigrations } from '@mesh/db';
 import { type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import { describe, expect, it } from 'vitest';
 import { call } from '../support/http.ts';
@@ -43,7 +44,7 @@ describe('three replicas on one database (real processes)', () => {
     expect(listed.body.replicas[0]).toMatchObject({
       main_url: r1.url,
       version: expect.any(String),
-      schema_version: 1,
+      schema_version: readBundledMigrations().length,
     });
 
     // Per-replica drain (3.7 semantics): only r1 stops handing out claims.

@@ -60,6 +60,8 @@ describe('job lifecycle (reference transcript 03)', () => {
         max_duration: null,
         recv_cursor: null,
         submitted_payload: { args: { text: 'hello' } },
+        // Ours since 0.2.0, an extension a 3.7 client ignores (the rest is 3.7's shape).
+        total_deadline: null,
       },
     ]);
     const lease = claim.body.claimed[0].lease_expires_at;

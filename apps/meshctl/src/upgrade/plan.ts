@@ -105,7 +105,7 @@ function fleetDrainSteps(i: CheckInput, live: ReplicaInfo[]): string[] {
     `# start the replicas on ${i.to}: the first applies the migrations at boot; each comes back draining (the fleet drain holds)`,
     `meshctl upgrade verify --to ${i.to}${i.flags}${i.dbFlag}`,
     `meshctl registry resume --all${i.flags}`,
-    '# if it must be undone: stop every replica; with the old release\'s meshctl, `db migrate` an empty database and `db restore <snapshot>` into it; start the old release on that database (docs/upgrading.md)',
+    "# if it must be undone: stop every replica; with the old release's meshctl, `db migrate` an empty database and `db restore <snapshot>` into it; start the old release on that database (docs/upgrading.md)",
   ];
 }
 
