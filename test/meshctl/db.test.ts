@@ -1,12 +1,12 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ledgerTable, readBundledMigrations, registryTables } from '@mesh/db';
+import { ledgerTable, registryTables } from '@mesh/db';
 import { spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import postgres from 'postgres';
 import { afterAll, describe, expect, it } from 'vitest';
 import { call } from '../support/http.ts';
-import { meshctl } from './support.ts';
+import { bundledSchema, meshctl } from './support.ts';
 
 const fresh = useTestDatabase({ migrated: false });
 const db = useTestDatabase();
@@ -24,6 +24,9 @@ const connect = (url: string) => {
 
 const dbctl = (url: string, args: string[]) => meshctl(['db', ...args], { env: { DATABASE_URL: url } });
 const json = <T = Record<string, unknown>>(stdout: string): T => JSON.parse(stdout) as T;
+// What this build bundles: its schema version and newest migration, and a migration from a newer release.
+const { bundled, names, version, newest, future } = bundledSchema();
+const first = bundled[0]!;
 
 /** Every row of every registry table, as PostgreSQL prints it, in a stable order. */
 async function contents(sql: postgres.Sql): Promise<Record<string, string[]>> {
@@ -39,7 +42,7 @@ describe('meshctl db status / migrate', () => {
   it('on an empty database: status says migrations are pending, --dry-run lists them and changes nothing', async () => {
     const status = await dbctl(fresh.url, ['status']);
     expect(status.code, status.stderr).toBe(0);
-    expect(status.stdout).toContain('0000_init');
+    for (const name of names) expect(status.stdout).toContain(name);
     expect(status.stdout).toMatch(/Verdict: migrations pending/);
     expect(status.stdout).toContain('Fix:     meshctl db migrate');
 
@@ -47,24 +50,26 @@ describe('meshctl db status / migrate', () => {
     expect(asJson).toMatchObject({
       verdict: 'pending',
       database: { version: 0, name: null },
-      binary: { version: 1, name: '0000_init' },
-      pending: ['0000_init'],
+      binary: { version, name: newest },
+      pending: names,
       unknown: [],
       modified: [],
     });
-    expect(asJson.migrations).toEqual([
-      expect.objectContaining({ name: '0000_init', state: 'pending', applied: false }),
-    ]);
+    expect(asJson.migrations).toEqual(
+      names.map((name) => expect.objectContaining({ name, state: 'pending', applied: false })),
+    );
 
     const dry = await dbctl(fresh.url, ['migrate', '--dry-run']);
     expect(dry.code, dry.stderr).toBe(0);
-    expect(dry.stdout).toContain('Would apply 1 migration(s) (schema 0 (empty) -> 1 (0000_init))');
-    expect(dry.stdout).toContain('  0000_init');
+    expect(dry.stdout).toContain(
+      `Would apply ${names.length} migration(s) (schema 0 (empty) -> ${version} (${newest}))`,
+    );
+    for (const name of names) expect(dry.stdout).toContain(`  ${name}`);
     expect(json((await dbctl(fresh.url, ['migrate', '--dry-run', '--json'])).stdout)).toEqual({
       dry_run: true,
-      would_apply: ['0000_init'],
+      would_apply: names,
       database_version: 0,
-      binary_version: 1,
+      binary_version: version,
     });
     const sql = connect(fresh.url);
     expect((await sql`select to_regclass('jobs') as t`)[0]?.t).toBeNull();
@@ -73,33 +78,33 @@ describe('meshctl db status / migrate', () => {
   it('migrates, then reports up to date; a second migrate has nothing to do', async () => {
     const run = await dbctl(fresh.url, ['migrate']);
     expect(run.code, run.stderr).toBe(0);
-    expect(run.stdout).toContain('Applied 0000_init');
-    expect(run.stdout).toContain('the database is at schema 1 (0000_init)');
+    for (const name of names) expect(run.stdout).toContain(`Applied ${name}`);
+    expect(run.stdout).toContain(`the database is at schema ${version} (${newest})`);
     const sql = connect(fresh.url);
     expect((await sql`select applied_by from mesh_schema_migrations`)[0]?.applied_by).toMatch(/^meshctl /);
 
     const again = await dbctl(fresh.url, ['migrate', '--json']);
-    expect(json(again.stdout)).toEqual({ applied: [], schema_version: 1, schema_version_name: '0000_init' });
+    expect(json(again.stdout)).toEqual({ applied: [], schema_version: version, schema_version_name: newest });
     const status = await dbctl(fresh.url, ['status']);
     expect(status.stdout).toMatch(/Verdict: up to date/);
     expect(json((await dbctl(fresh.url, ['status', '--json'])).stdout)).toMatchObject({
       verdict: 'up_to_date',
-      database: { version: 1, name: '0000_init' },
+      database: { version, name: newest },
     });
     const dry = await dbctl(fresh.url, ['migrate', '--dry-run']);
-    expect(dry.stdout).toContain('Nothing to apply: the database is at schema 1 (0000_init)');
+    expect(dry.stdout).toContain(`Nothing to apply: the database is at schema ${version} (${newest})`);
   });
 
   it('a database migrated by a newer release: status says so, migrate and snapshot refuse (exit 1)', async () => {
     const sql = connect(fresh.url);
-    await sql`insert into mesh_schema_migrations (name, idx, hash) values ('0001_from_the_future', 1, 'abc')`;
+    await sql`insert into mesh_schema_migrations (name, idx, hash) values (${future.name}, ${future.idx}, 'abc')`;
     try {
       const status = await dbctl(fresh.url, ['status', '--json']);
       expect(status.code).toBe(0);
       expect(json(status.stdout)).toMatchObject({
         verdict: 'database_newer',
-        unknown: ['0001_from_the_future'],
-        database: { version: 2, name: '0001_from_the_future' },
+        unknown: [future.name],
+        database: { version: version + 1, name: future.name },
       });
       const migrate = await dbctl(fresh.url, ['migrate']);
       expect(migrate.code).toBe(1);
@@ -108,17 +113,17 @@ describe('meshctl db status / migrate', () => {
       expect(dry.code).toBe(1);
       const snap = await dbctl(fresh.url, ['snapshot', '--dir', dir, '--name', 'never']);
       expect(snap.code).toBe(1);
-      expect(snap.stderr).toContain('0001_from_the_future');
+      expect(snap.stderr).toContain(future.name);
       expect((await dbctl(fresh.url, ['snapshots', '--dir', dir, '--json'])).stdout).not.toContain('never');
 
-      await sql`update mesh_schema_migrations set hash = 'edited' where name = '0000_init'`;
+      await sql`update mesh_schema_migrations set hash = 'edited' where name = ${first.name}`;
       expect(json((await dbctl(fresh.url, ['status', '--json'])).stdout)).toMatchObject({
         verdict: 'history_modified',
-        modified: ['0000_init'],
+        modified: [first.name],
       });
     } finally {
-      await sql`delete from mesh_schema_migrations where name = '0001_from_the_future'`;
-      await sql`update mesh_schema_migrations set hash = ${readBundledMigrations()[0]?.hash as string} where name = '0000_init'`;
+      await sql`delete from mesh_schema_migrations where name = ${future.name}`;
+      await sql`update mesh_schema_migrations set hash = ${first.hash} where name = ${first.name}`;
     }
   });
 
@@ -219,17 +224,19 @@ describe('meshctl db snapshot / snapshots / restore', () => {
       tables: { name: string; rows: number }[];
       schema: { version: number };
     }>(snap.stdout);
-    expect(header.schema.version).toBe(1);
+    expect(header.schema.version).toBe(version);
     expect(header.tables.map((t) => t.name).sort()).toEqual([ledgerTable, ...registryTables].sort());
     for (const t of header.tables) expect(t.rows, t.name).toBe(before[t.name]?.length);
 
     const listed = await dbctl(db.url, ['snapshots', '--dir', dir]);
-    expect(listed.stdout).toMatch(/before\s+\S+Z\s+1 \(0000_init\)\s+\d+\s+\S+/);
+    expect(listed.stdout).toMatch(
+      new RegExp(`before\\s+\\S+Z\\s+${version} \\(${newest}\\)\\s+\\d+\\s+\\S+`),
+    );
     const listedJson = json<{ snapshots: { name: string; rows: number; schema_version: number }[] }>(
       (await dbctl(db.url, ['snapshots', '--dir', dir, '--json'])).stdout,
     );
     expect(listedJson.snapshots).toContainEqual(
-      expect.objectContaining({ name: 'before', rows: header.total_rows, schema_version: 1 }),
+      expect.objectContaining({ name: 'before', rows: header.total_rows, schema_version: version }),
     );
     // The same name twice: refused, the first kept.
     const twice = await dbctl(db.url, ['snapshot', '--dir', dir, '--name', 'before']);
@@ -276,33 +283,33 @@ describe('meshctl db snapshot / snapshots / restore', () => {
   it('refuses (exit 1, nothing changed) a snapshot of another schema, and restores it with --force', async () => {
     const sql = connect(db.url);
     await sql`update agents set name = 'changed after the snapshot'`;
-    await sql`insert into mesh_schema_migrations (name, idx, hash) values ('0001_newer', 1, 'abc')`;
+    await sql`insert into mesh_schema_migrations (name, idx, hash) values (${future.name}, ${future.idx}, 'abc')`;
     try {
       const changed = await contents(sql);
       const refused = await dbctl(db.url, ['restore', 'before', '--dir', dir]);
       expect(refused.code).toBe(1);
       expect(refused.stderr).toContain('refusing to restore (nothing was changed)');
       expect(refused.stderr).toContain(
-        'but the database is at schema 2 (0001_newer): only in the database: 0001_newer',
+        `but the database is at schema ${version + 1} (${future.name}): only in the database: ${future.name}`,
       );
       expect(refused.stderr).toContain('--force');
       expect(await contents(sql)).toEqual(changed);
 
       const forced = await dbctl(db.url, ['restore', 'before', '--dir', dir, '--force', '--json']);
       expect(forced.code, forced.stderr).toBe(0);
-      expect(forced.stderr).toContain('--force: snapshot before is of schema 1');
+      expect(forced.stderr).toContain(`--force: snapshot before is of schema ${version}`);
       const body = json<{ ledger_restored: boolean; forced: string[] }>(forced.stdout);
       expect(body.ledger_restored).toBe(false);
       expect(body.forced).toEqual([
-        expect.stringContaining('only in the database: 0001_newer'),
-        expect.stringContaining('migration(s) this meshctl does not know (0001_newer)'),
+        expect.stringContaining(`only in the database: ${future.name}`),
+        expect.stringContaining(`migration(s) this meshctl does not know (${future.name})`),
       ]);
       const after = await contents(sql);
       // The ledger still describes this database's tables; every other table is the snapshot's.
       expect(after[ledgerTable]).toEqual(changed[ledgerTable]);
       expect((await sql`select name from agents`).map((a) => a.name)).toEqual(['worker']);
     } finally {
-      await sql`delete from mesh_schema_migrations where name = '0001_newer'`;
+      await sql`delete from mesh_schema_migrations where name = ${future.name}`;
     }
   });
 

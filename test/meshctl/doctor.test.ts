@@ -2,8 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { type RegistryProcess, spawnRegistry, startMcpRegistry, useTestDatabase } from '@mesh/testkit';
 import postgres from 'postgres';
 import { afterAll, describe, expect, it } from 'vitest';
-import { meshctl } from './support.ts';
+import { bundledSchema, meshctl } from './support.ts';
 
+// What this build bundles: its schema version and newest migration, and a migration from a newer release.
+const { version, future } = bundledSchema();
 const db = useTestDatabase();
 const foreign = useTestDatabase({ migrated: false });
 let sql: postgres.Sql | undefined;
@@ -75,7 +77,7 @@ describe('meshctl doctor', () => {
     const text = await doctor(r1);
     expect(text.code, text.stdout + text.stderr).toBe(0);
     for (const line of [
-      /^ok\s+registry reachable\s+.*replica doc-1, schema 1, ready$/m,
+      new RegExp(`^ok\\s+registry reachable\\s+.*replica doc-1, schema ${version}, ready$`, 'm'),
       /^ok\s+replicas agree on version and schema\s+2 live replicas, all on version/m,
       /^ok\s+stale replicas\s+none \(2 live, 0 stopped\)$/m,
       /^ok\s+replica clocks vs database clock\s+2 replicas within 2s/m,
@@ -120,8 +122,10 @@ describe('meshctl doctor', () => {
     await sql`insert into agents (agent_id, name, status, updated_at) values ('sick-agent', 'sick', 'unhealthy', now() - interval '2 hours')`;
     await sql`insert into jobs (id, capability, status, owner_instance_id, claim_epoch, attempt_count, submitted_payload, lease_expires_at)
               values (${orphan}, 'plan', 'working', 'sick-agent', 1, 1, '{}', now() + interval '1 hour')`;
-    // A newer release migrated the database while doc-1 (schema 1) still runs.
-    await sql`insert into mesh_schema_migrations (name, idx, hash, applied_by) values ('0001_future', 1, 'f00', 'newer registry')`;
+    // A newer release migrated the database while doc-1 (this build's schema) still runs; the
+    // row declares no compatibility, so it counts as breaking for doc-1.
+    await sql`insert into mesh_schema_migrations (name, idx, hash, applied_by)
+              values (${future.name}, ${future.idx}, 'f00', 'newer registry')`;
     try {
       const text = await doctor(r1);
       expect(text.code, text.stdout + text.stderr).toBe(1);
@@ -135,10 +139,17 @@ describe('meshctl doctor', () => {
       expect(out).toMatch(/^FAIL\s+unhealthy agents holding claims/m);
       expect(out).toContain(`job ${orphan}: plan: owner sick-agent is unhealthy`);
       expect(out).toContain(`fix:  meshctl job reclaim ${orphan} --registry-url ${r1.url}`);
-      expect(out).toMatch(/^FAIL\s+schema compatibility\s+the database is at schema 2 \(0001_future\)/m);
-      expect(out).toContain('doc-1: runs schema 1 but the database is at schema 2 (0001_future)');
+      expect(out).toMatch(
+        new RegExp(
+          `^FAIL\\s+schema compatibility\\s+the database is at schema ${version + 1} \\(${future.name}\\)`,
+          'm',
+        ),
+      );
+      expect(out).toContain(
+        `doc-1: runs schema ${version} but the database is at schema ${version + 1} (${future.name})`,
+      );
       expect(out).toContain(`fix:  meshctl registry drain --registry-url ${r1.url} --wait`);
-      expect(out).toContain('hint: then restart doc-1 on a registry release that bundles 0001_future');
+      expect(out).toContain(`hint: then restart doc-1 on a registry release that bundles ${future.name}`);
       expect(out).toContain('4 check(s) failed');
 
       const { ok, byName } = checksOf((await doctor(r1, ['--json'])).stdout);
@@ -167,7 +178,7 @@ describe('meshctl doctor', () => {
         `meshctl job reclaim ${orphan} --registry-url ${r1.url}`,
       ]);
     } finally {
-      await sql`delete from mesh_schema_migrations where name = '0001_future'`;
+      await sql`delete from mesh_schema_migrations where name = ${future.name}`;
       await sql`delete from jobs where id in (${stuck}, ${orphan})`;
       await sql`delete from agents where agent_id = 'sick-agent'`;
       await sql`delete from registry_replicas where replica_id = 'doc-2'`;
@@ -185,7 +196,9 @@ describe('meshctl doctor', () => {
       const { ok, byName } = checksOf((await doctor(r1, ['--json'])).stdout);
       expect(ok).toBe(false);
       expect(byName.replicas).toMatchObject({ status: 'fail' });
-      expect(byName.replicas?.summary).toMatch(/doc-1 on .*; doc-3 on 0\.0\.9 \(schema 1\)/);
+      expect(byName.replicas?.summary).toMatch(
+        new RegExp(`doc-1 on .*; doc-3 on 0\\.0\\.9 \\(schema ${version}\\)`),
+      );
       expect(byName.replicas?.problems).toEqual([
         expect.objectContaining({
           subject: 'doc-3',

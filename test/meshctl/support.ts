@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { readBundledMigrations } from '@mesh/db';
 
 /** This repository's meshctl executable (the same file `pnpm meshctl` runs). */
 export const meshctlBin = fileURLToPath(new URL('../../apps/meshctl/bin/meshctl.js', import.meta.url));
@@ -61,4 +62,22 @@ export function meshctl(
   done.stdoutSoFar = () => stdout;
   done.kill = (signal = 'SIGTERM') => child.kill(signal);
   return done;
+}
+
+/**
+ * The migrations this build bundles, as meshctl and the registry see them: the
+ * binary's schema version (how many it knows), its newest migration's name, and
+ * a migration "from a newer release" (the next idx, a name no build bundles)
+ * for planting in the ledger.
+ */
+export function bundledSchema() {
+  const bundled = readBundledMigrations();
+  const version = bundled.length;
+  return {
+    bundled,
+    names: bundled.map((m) => m.name),
+    version,
+    newest: bundled.at(-1)!.name,
+    future: { idx: version, name: `${String(version).padStart(4, '0')}_from_the_future` },
+  };
 }
