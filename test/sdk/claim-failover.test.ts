@@ -1,6 +1,6 @@
 import { headers } from '@mesh/protocol';
 import { RegistryClient } from '@mesh/sdk';
-import { spawnRegistry, useTestDatabase } from '@mesh/testkit';
+import { installedRelease, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import { describe, expect, it } from 'vitest';
 
 /**
@@ -46,4 +46,22 @@ describe('claims while the preferred replica drains', () => {
     // A single-URL client has nowhere else to go: an empty answer, no error.
     expect(await new RegistryClient({ urls: [a.url] }).claim('fo', 'w2')).toEqual([]);
   });
+
+  it('that does not say so (released 0.1.0): the next claim goes to the next URL', async () => {
+    const old = await installedRelease('0.1.0');
+    const [a, b] = await Promise.all([
+      spawnRegistry({ bin: old.registryBin, databaseUrl: db.url, replicaId: 'fo-old-a' }),
+      spawnRegistry({ bin: old.registryBin, databaseUrl: db.url, replicaId: 'fo-old-b' }),
+    ]);
+    expect((await fetch(`${a.url}/admin/drain`, { method: 'POST' })).status).toBe(200);
+    const raw = await fetch(`${a.url}/jobs/claim`, {
+      method: 'POST',
+      body: JSON.stringify({ capability: 'fo-old', instance_id: 'raw' }),
+    });
+    expect(raw.headers.get(headers.draining)).toBeNull();
+    const client = new RegistryClient({ urls: [a.url, b.url] });
+    const { id } = await client.submit({ capability: 'fo-old', submitted_by: 't', submitted_payload: {} });
+    expect(await client.claim('fo-old', 'w1')).toEqual([]); // the draining replica: nothing
+    expect((await client.claim('fo-old', 'w1')).map((j) => j.id)).toEqual([id]); // the next one
+  }, 300_000);
 });

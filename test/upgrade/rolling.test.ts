@@ -13,6 +13,7 @@ import {
 } from '@mesh/testkit';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRoundRobinProxy } from '../support/round-robin-proxy.ts';
 import {
   type AgentProcess,
   breakingMigrationsFixture,
@@ -54,9 +55,11 @@ describe(`rolling upgrade 0.1.0 → ${current}`, () => {
 
   const slots: Slot[] = [];
   const agents: AgentProcess[] = [];
+  const closers: (() => Promise<void>)[] = [];
   afterAll(async () => {
     for (const a of agents) a.kill();
     await Promise.all(slots.map((s) => s.proc.stop()));
+    for (const close of closers) await close();
   });
 
   const startReplica = (rel: InstalledRelease, id: string, port: number, adminPort: number) =>
@@ -94,10 +97,17 @@ describe(`rolling upgrade 0.1.0 → ${current}`, () => {
       });
     }
     const urls = slots.map((s) => `http://127.0.0.1:${s.port}`);
-    // Each agent prefers another replica (the SDK fails over in list order).
-    const rotated = (i: number) => [...urls.slice(i), ...urls.slice(0, i)];
+    // SDK 0.1.0 agents sit behind a load balancer, as they must: given the
+    // replicas' URLs themselves they stay on the last one that answered, and
+    // once every other replica was replaced that is the one drained last, so
+    // they would all idle on it (docs/upgrading.md, "Agents").
+    const balancer = await startRoundRobinProxy(urls);
+    closers.push(balancer.close);
     for (let i = 0; i < 3; i++)
-      agents.push(await startAgent(old.sdkEntry, rotated(i), `agent-${i}`, '0.1.0'));
+      agents.push(await startAgent(old.sdkEntry, [balancer.url], `agent-${i}`, '0.1.0'));
+    // SDK 0.2.0 agents get the replicas' URLs, each in another order: they
+    // leave a replica that has no work for them or drains.
+    const rotated = (i: number) => [...urls.slice(i), ...urls.slice(0, i)];
     const allAgents = [...agents];
 
     const conn = (s: Slot) => [

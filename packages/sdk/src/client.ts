@@ -222,10 +222,13 @@ export class RegistryClient {
   /** Claims up to `max` jobs (one per call against a registry without batch claims). */
   async claim(capability: string, instanceId: string, max = 1): Promise<ClaimedJob[]> {
     const first = await this.claimOnce(capability, instanceId, max);
-    // A draining replica (0.2.0 and later say so) hands out nothing: with
-    // several registry URLs, ask the next one at once, and claim there from now on.
-    if (!first.draining || this.options.urls.length < 2) return first.jobs;
+    if (first.jobs.length > 0 || this.options.urls.length < 2) return first.jobs;
+    // Nothing here. With several registry URLs the next claim goes to the next
+    // one: a replica that drains without saying so (0.1.0, MCP Mesh) must not
+    // keep an idle worker from the rest of the fleet. A draining replica that
+    // says so (0.2.0 and later) is left at once: the next one is asked now.
     this.shared.current += 1;
+    if (!first.draining) return first.jobs;
     return (await this.claimOnce(capability, instanceId, max)).jobs;
   }
 
