@@ -10,6 +10,7 @@ import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { Service } from 'kubernetes-models/v1';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseDockerfile } from '../support/dockerfile.ts';
+import { unknownFields } from './strict-fields.ts';
 import {
   find,
   type K8sObject,
@@ -80,6 +81,14 @@ describe('deploy/kubernetes: the base', () => {
     ]);
     for (const o of base) validate(o);
   });
+
+  it('has no field the API does not know, in any object of the base or of the components (TypeScript excess-property check)', async () => {
+    const both = await render(['progressive-delivery', 'service-monitor']);
+    expect(unknownFields([...base, ...both])).toEqual([]);
+    const misspelt = structuredClone(find(base, 'Deployment', 'mesh-registry'));
+    misspelt.spec.template.spec.topologySpreadConstraints[0].matchLabelKey = ['pod-template-hash'];
+    expect(unknownFields([misspelt]).join('\n')).toMatch(/matchLabelKey/);
+  }, 60_000);
 
   it('the schemas are not vacuous: a wrongly typed field is refused', () => {
     const broken = structuredClone(find(base, 'Deployment', 'mesh-registry'));
