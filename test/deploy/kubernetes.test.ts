@@ -172,6 +172,9 @@ describe('deploy/kubernetes: the base', () => {
       '--help',
     ]);
     for (const flag of drain?.match(/--[a-z-]+/g) ?? []) expect(drainHelp).toContain(`${flag} `);
+    // meshctl settings that would send the drain elsewhere than --registry-url.
+    const names = c.env.map((e: { name: string }) => e.name);
+    for (const n of ['MESH_ADMIN_URL', 'MESH_REGISTRY_URL']) expect(names).not.toContain(n);
     const waitTimeout = Number(/--wait-timeout (\d+)/.exec(drain ?? '')?.[1]);
     const endpointsDelay = Number(/^sleep (\d+)$/.exec(sleep ?? '')?.[1]);
     expect(endpointsDelay).toBeGreaterThanOrEqual(5);

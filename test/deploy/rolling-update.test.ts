@@ -58,6 +58,11 @@ describe('the rolling update as Kubernetes runs it (real registry processes, the
     const graceMs = template.terminationGracePeriodSeconds * 1000;
 
     const bin = meshctlOnPath();
+    // The hook sees the pod's environment, not this machine's meshctl settings
+    // (MESH_ADMIN_URL would win over --registry-url).
+    const podEnv = Object.fromEntries(
+      Object.entries(process.env).filter(([k]) => !/^(MESH_|MCP_MESH_)/.test(k) && k !== 'DATABASE_URL'),
+    );
     const mainPorts = await Promise.all(Array.from({ length: 6 }, () => freePort()));
     const startPod = async (i: number): Promise<Pod> => {
       const adminPort = await freePort();
@@ -155,7 +160,7 @@ describe('the rolling update as Kubernetes runs it (real registry processes, the
         expect(script).not.toBe(preStopScript);
         const preStop = await execFile(shell as string, [dashC as string, script], {
           env: {
-            ...process.env,
+            ...podEnv,
             PATH: `${bin}${delimiter}${process.env.PATH}`,
             MESH_ADMIN_TOKEN: token,
             NO_COLOR: '1',
