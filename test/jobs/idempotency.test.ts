@@ -4,6 +4,9 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWireTap } from '../support/wire-tap.ts';
 
+// biome-ignore lint/suspicious/noExplicitAny: raw wire bodies
+const wire = (value: unknown): any => value;
+
 /**
  * `Idempotency-Key` on `POST /jobs` (issue 20): client retries never
  * duplicate a job, across replicas, concurrently, and through a database cut;
@@ -44,7 +47,7 @@ describe('POST /jobs with Idempotency-Key', () => {
     (await sql<{ id: string }[]>`select id from jobs where idempotency_key = ${key}`).map((r) => r.id);
 
   it('is advertised in /health', async () => {
-    const health = await (await fetch(`${a.url}/health`)).json();
+    const health = await (await fetch(`${a.url}/health`)).json().then(wire);
     expect(health.features).toContain(features.idempotentSubmit);
   });
 
@@ -53,12 +56,12 @@ describe('POST /jobs with Idempotency-Key', () => {
     const first = await submit(a.url, job(), `"${key}"`);
     expect(first.status).toBe(201);
     expect(first.headers.get(headers.idempotentReplayed)).toBeNull();
-    const created = await first.json();
+    const created = await first.json().then(wire);
     // The draft's quoted form and a bare key are the same key.
     const again = await submit(b.url, job(), key);
     expect(again.status).toBe(201);
     expect(again.headers.get(headers.idempotentReplayed)).toBe('true');
-    expect(await again.json()).toEqual(created);
+    expect(await again.json().then(wire)).toEqual(created);
     expect(await jobsWithKey(key)).toEqual([created.id]);
   });
 
@@ -68,7 +71,7 @@ describe('POST /jobs with Idempotency-Key', () => {
       Array.from({ length: 20 }, (_, i) => submit(i % 2 ? b.url : a.url, job({ n: 'race' }), key)),
     );
     expect(answers.map((r) => r.status)).toEqual(Array(20).fill(201));
-    const ids = new Set(await Promise.all(answers.map(async (r) => (await r.json()).id)));
+    const ids = new Set(await Promise.all(answers.map(async (r) => (await r.json().then(wire)).id)));
     expect(ids.size).toBe(1);
     expect(answers.filter((r) => r.headers.get(headers.idempotentReplayed) === null)).toHaveLength(1);
     expect(await jobsWithKey(key)).toEqual([...ids]);
@@ -78,7 +81,9 @@ describe('POST /jobs with Idempotency-Key', () => {
     const key = crypto.randomUUID();
     const first = await (
       await submit(a.url, { ...job({ x: 1, y: [1, { b: 2, a: 1 }] }), max_retries: 1 }, key)
-    ).json();
+    )
+      .json()
+      .then(wire);
     // Keys in another order, the default spelled out, owner blank: still the same job.
     const same = await submit(
       b.url,
@@ -91,12 +96,12 @@ describe('POST /jobs with Idempotency-Key', () => {
       key,
     );
     expect(same.status).toBe(201);
-    expect((await same.json()).id).toBe(first.id);
+    expect((await same.json().then(wire)).id).toBe(first.id);
   });
 
   it('refuses a different request under a used key with 422 idempotency_key_reused, storing nothing', async () => {
     const key = crypto.randomUUID();
-    const first = await (await submit(a.url, job({ n: 1 }), key)).json();
+    const first = await (await submit(a.url, job({ n: 1 }), key)).json().then(wire);
     for (const other of [
       job({ n: 2 }),
       { ...job({ n: 1 }), capability: 'other' },
@@ -104,7 +109,7 @@ describe('POST /jobs with Idempotency-Key', () => {
     ]) {
       const res = await submit(b.url, other, key);
       expect(res.status).toBe(422);
-      const body = errorBodySchema.parse(await res.json());
+      const body = errorBodySchema.parse(await res.json().then(wire));
       expect(body.code).toBe('idempotency_key_reused');
       expect(body.error).toContain(first.id);
     }
@@ -112,7 +117,7 @@ describe('POST /jobs with Idempotency-Key', () => {
   });
 
   it('refuses malformed keys with 400 before storing anything', async () => {
-    const [{ n: before }] = await sql<{ n: number }[]>`select count(*)::int as n from jobs`;
+    const before = (await sql<{ n: number }[]>`select count(*)::int as n from jobs`)[0]?.n ?? 0;
     for (const bad of [
       '',
       '""',
@@ -124,16 +129,18 @@ describe('POST /jobs with Idempotency-Key', () => {
     ]) {
       const res = await submit(a.url, job(), bad);
       expect(res.status, JSON.stringify(bad)).toBe(400);
-      expect(errorBodySchema.parse(await res.json()).code).toBe('bad_request');
+      expect(errorBodySchema.parse(await res.json().then(wire)).code).toBe('bad_request');
     }
     const longest = 'k'.repeat(limits.maxIdempotencyKeyLength);
     expect((await submit(a.url, job(), longest)).status).toBe(201);
-    const [{ n: after }] = await sql<{ n: number }[]>`select count(*)::int as n from jobs`;
+    const after = (await sql<{ n: number }[]>`select count(*)::int as n from jobs`)[0]?.n;
     expect(after).toBe(before + 1);
   });
 
   it('leaves submissions without a key as they were: each one a new job', async () => {
-    const ids = await Promise.all([a, b].map(async (r) => (await (await submit(r.url, job())).json()).id));
+    const ids = await Promise.all(
+      [a, b].map(async (r) => (await (await submit(r.url, job())).json().then(wire)).id),
+    );
     expect(new Set(ids).size).toBe(2);
   });
 
@@ -160,7 +167,7 @@ describe('POST /jobs with Idempotency-Key', () => {
       for (const r of [a, b]) {
         const res = await submit(r.url, job({ n: 'cut' }), key);
         expect(res.status).toBe(201);
-        expect((await res.json()).id).toBe(committed);
+        expect((await res.json().then(wire)).id).toBe(committed);
       }
       expect(await jobsWithKey(key)).toEqual([committed]);
     } finally {
@@ -186,7 +193,7 @@ describe('Idempotency-Key retention', () => {
         method: 'POST',
         headers: { 'content-type': 'application/json', [headers.idempotencyKey]: key },
         body: JSON.stringify({ capability: 'idem', submitted_by: 't', submitted_payload: {} }),
-      }).then((res) => res.json());
+      }).then((res) => res.json().then(wire));
     const first = await post();
     expect((await fetch(`${r.url}/jobs/${first.id}/cancel`, { method: 'POST', body: '{}' })).status).toBe(
       200,
@@ -210,7 +217,7 @@ describe('a 0.1.0 registry', () => {
       databaseUrl: db.url,
       replicaId: 'idem-010',
     });
-    const health = await (await fetch(`${old.url}/health`)).json();
+    const health = await (await fetch(`${old.url}/health`)).json().then(wire);
     expect(health.features).not.toContain(features.idempotentSubmit);
     const key = crypto.randomUUID();
     const ids: string[] = [];
@@ -221,7 +228,7 @@ describe('a 0.1.0 registry', () => {
         body: JSON.stringify({ capability: 'idem', submitted_by: 't', submitted_payload: {} }),
       });
       expect(res.status).toBe(201);
-      ids.push((await res.json()).id);
+      ids.push((await res.json().then(wire)).id);
     }
     expect(new Set(ids).size).toBe(2);
   });
