@@ -26,6 +26,37 @@ const post = async (path: string, body?: unknown) => {
 };
 
 describe('meshctl job', () => {
+  it('submit sends an Idempotency-Key: a random one printed with --json, or --idempotency-key, which resubmits nothing new', async () => {
+    const once = await meshctl(['job', 'submit', 'cli-idem', '--json', ...url]);
+    expect(once.code, once.stderr).toBe(0);
+    const random = JSON.parse(once.stdout) as { id: string; idempotency_key: string };
+    expect(random.idempotency_key).toMatch(/^[0-9a-f-]{36}$/);
+
+    const args = [
+      'job',
+      'submit',
+      'cli-idem',
+      '--payload',
+      '{"month":"2026-10"}',
+      '--idempotency-key',
+      'report-2026-10',
+    ];
+    const first = await meshctl([...args, '--json', ...url]);
+    const again = await meshctl([...args, '--json', ...url]);
+    expect(again.code, again.stderr).toBe(0);
+    const [a, b] = [JSON.parse(first.stdout), JSON.parse(again.stdout)];
+    expect(b).toEqual(a);
+    expect(a).toMatchObject({ idempotency_key: 'report-2026-10', status: 'working' });
+    expect(a.id).not.toBe(random.id);
+
+    const other = await meshctl(['job', 'submit', 'cli-idem', '--idempotency-key', 'report-2026-10', ...url]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain('already used for a different job');
+    const bad = await meshctl(['job', 'submit', 'cli-idem', '--idempotency-key', 'a"b', ...url]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--idempotency-key');
+  });
+
   it('submit → list → status → events → wait, as tables and as JSON', async () => {
     const submitted = await meshctl([
       'job',

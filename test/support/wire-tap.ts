@@ -13,7 +13,7 @@ export interface TappedCall {
   headerNames: string[];
   // biome-ignore lint/suspicious/noExplicitAny: raw wire bodies
   body: any;
-  /** 0 when the tap was partitioned and dropped the connection. */
+  /** 0 when the tap was partitioned and dropped the connection; minus the registry's status when `loseAnswers` dropped its answer. */
   status: number;
   // biome-ignore lint/suspicious/noExplicitAny: raw wire bodies
   response: any;
@@ -30,12 +30,19 @@ export interface TappedCall {
  * const client = new RegistryClient({ urls: [tap.url] });
  * tap.partition(); … tap.heal();
  * tap.calls.filter((c) => c.path === '/jobs/leases');
+ * tap.loseAnswers(1); // the next call reaches the registry, its answer never comes back
  */
 export interface WireTap {
   url: string;
   calls: TappedCall[];
   partition(): void;
   heal(): void;
+  /**
+   * The next `count` calls are forwarded and answered by the registry, then
+   * the client's connection is dropped: the request took effect, the client
+   * never learns it (a timeout or a load balancer cut after the commit).
+   */
+  loseAnswers(count: number): void;
   close(): Promise<void>;
 }
 
@@ -71,6 +78,7 @@ const parse = (text: string): unknown => {
 export async function startWireTap(target: string): Promise<WireTap> {
   const calls: TappedCall[] = [];
   let partitioned = false;
+  let answersToLose = 0;
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://tap');
     const call: TappedCall = {
@@ -101,8 +109,11 @@ export async function startWireTap(target: string): Promise<WireTap> {
         body: text && call.method !== 'GET' && call.method !== 'HEAD' ? text : undefined,
       });
       const answer = await upstream.text();
+      const lose = answersToLose > 0;
+      if (lose) answersToLose -= 1;
       // A partition that began while the registry answered drops the answer too.
-      if (partitioned) {
+      if (partitioned || lose) {
+        call.status = lose ? -upstream.status : 0;
         req.socket.destroy();
         return;
       }
@@ -129,6 +140,9 @@ export async function startWireTap(target: string): Promise<WireTap> {
     },
     heal: () => {
       partitioned = false;
+    },
+    loseAnswers: (count) => {
+      answersToLose = count;
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -11,6 +11,7 @@ import {
   text,
   timestamp,
   unique,
+  uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
 
@@ -55,6 +56,12 @@ export const jobs = pgTable(
     finishedAt: tstz('finished_at'),
     // The event clean-up has deleted this terminal job's events (so it never rescans it).
     eventsPurged: boolean('events_purged').notNull().default(false),
+    // Ours since 0.2.0: the submission's `Idempotency-Key` and a digest of its
+    // request, so a retried POST /jobs finds the job it already created and a
+    // different request under the same key is refused. Null for submissions
+    // without a key (and every job 0.1.0 inserts).
+    idempotencyKey: text('idempotency_key'),
+    idempotencyFingerprint: text('idempotency_fingerprint'),
   },
   (t) => [
     check(
@@ -96,6 +103,9 @@ export const jobs = pgTable(
     // dropped its own partial index, written at every completion).
     // GET /jobs: newest first, keyset pagination on (submitted_at, id).
     index('jobs_list_idx').on(t.submittedAt.desc(), t.id.desc()),
+    // One job per idempotency key, fleet-wide: the database, not a replica,
+    // decides which of two concurrent submissions with one key creates the job.
+    uniqueIndex('jobs_idempotency_key_idx').on(t.idempotencyKey).where(sql`${t.idempotencyKey} is not null`),
   ],
 );
 

@@ -15,6 +15,8 @@ export const errorStatus = {
   not_owner: 403,
   epoch_required: 400,
   payload_too_large: 413,
+  /** `Idempotency-Key` already names a job submitted with a different request (IETF draft: 422). */
+  idempotency_key_reused: 422,
   internal: 500,
   unavailable: 503,
   not_ready: 503,

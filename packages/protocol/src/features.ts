@@ -18,6 +18,11 @@ export const features = {
   anyJsonResult: 'any-json-result',
   /** Deadline expiry and staleness write an event a parked handler sees at once. */
   deadlineEvents: 'deadline-events',
+  /**
+   * `POST /jobs` honours `Idempotency-Key`: a retried submission answers the
+   * job the first one created, so clients may retry it.
+   */
+  idempotentSubmit: 'idempotent-submit',
 } as const;
 
 export type Feature = (typeof features)[keyof typeof features];

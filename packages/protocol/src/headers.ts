@@ -17,4 +17,12 @@ export const headers = {
    */
   draining: 'X-Mesh-Draining',
   requestId: 'X-Request-Id',
+  /**
+   * Ours since 0.2.0, on `POST /jobs`: the IETF draft's header
+   * (draft-ietf-httpapi-idempotency-key-header). The same key within the
+   * job's retention answers the job first created; older registries ignore it.
+   */
+  idempotencyKey: 'Idempotency-Key',
+  /** Ours since 0.2.0: on a `POST /jobs` answer, the key named an existing job (`true`). */
+  idempotentReplayed: 'Idempotent-Replayed',
 } as const;

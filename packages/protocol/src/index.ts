@@ -7,6 +7,7 @@ export { features } from './features.ts';
 export { headers } from './headers.ts';
 export type { Health, Ready, Root } from './health.ts';
 export { healthSchema, readySchema, rootSchema, serviceName } from './health.ts';
+export { formatIdempotencyKey, parseIdempotencyKey } from './idempotency.ts';
 export * from './jobs.ts';
 export { limits } from './limits.ts';
 export { apiVersion } from './version.ts';

@@ -25,6 +25,8 @@ export const limits = {
    * rules: 253 and 63 characters, lowercase alphanumerics and hyphens.)
    */
   maxIdentifierLength: 256,
+  /** Characters of an `Idempotency-Key` (printable ASCII, no `"` or `\`). */
+  maxIdempotencyKeyLength: 255,
   /** Characters of `http_host` (a DNS name is at most 253). */
   maxHostLength: 253,
   /** Tools in one registration. */

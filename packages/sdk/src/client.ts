@@ -6,6 +6,7 @@ import {
   type CreateJobResponse,
   type EventsResponse,
   features as featureNames,
+  formatIdempotencyKey,
   type Health,
   headers,
   type Job,
@@ -60,6 +61,18 @@ export interface RequestOptions {
   /** Extra request headers. */
   headers?: Record<string, string>;
   /** Gives up (the fetch and any retry) when it aborts; the request then rejects with its reason. */
+  signal?: AbortSignal;
+}
+
+/** Options of `submit`. */
+export interface SubmitOptions {
+  /**
+   * The submission's `Idempotency-Key` (printable ASCII, at most 255
+   * characters, no `"` or `\`); a random UUID when absent. The same key
+   * within the job's retention names the same job.
+   */
+  idempotencyKey?: string;
+  /** Gives up (the request and any retry) when it aborts. */
   signal?: AbortSignal;
 }
 
@@ -197,22 +210,41 @@ export class RegistryClient {
   }
 
   /**
-   * Submits a job (`POST /jobs`).
+   * Submits a job (`POST /jobs`) with an `Idempotency-Key`: the one given, or
+   * a random UUID per call. Against a registry that advertises
+   * `idempotent-submit` the submission is retried like any safe request
+   * (network errors, 503, next URL), with the same key, so a retry whose first
+   * answer was lost gets the job already created, never a second one. Against
+   * older registries (0.1.0, MCP Mesh 3.7) the key is sent but ignored, and
+   * the submission is not retried once it may have reached the registry.
+   * A key reused for a different job is refused: `RegistryError` with status
+   * 422 (`idempotency_key_reused`).
    *
    * @example
    * const { id } = await client.submit({ capability: 'echo', submitted_by: 'me', submitted_payload: { text: 'hi' } });
+   * // Your own key: resubmitting after a crash finds the same job.
+   * await client.submit(job, { idempotencyKey: `invoice-${invoice.id}` });
    */
-  submit(job: {
-    capability: string;
-    submitted_by: string;
-    submitted_payload: Record<string, unknown>;
-    max_retries?: number;
-    /** Seconds: the lease window of each attempt. */
-    max_duration?: number;
-    /** Unix seconds: the job fails when it passes, and the handler's signal fires. */
-    total_deadline?: number;
-  }): Promise<CreateJobResponse> {
-    return this.request('POST', '/jobs', job);
+  async submit(
+    job: {
+      capability: string;
+      submitted_by: string;
+      submitted_payload: Record<string, unknown>;
+      max_retries?: number;
+      /** Seconds: the lease window of each attempt. */
+      max_duration?: number;
+      /** Unix seconds: the job fails when it passes, and the handler's signal fires. */
+      total_deadline?: number;
+    },
+    options: SubmitOptions = {},
+  ): Promise<CreateJobResponse> {
+    const key = formatIdempotencyKey(options.idempotencyKey ?? crypto.randomUUID());
+    const info = await this.info().catch(() => undefined);
+    return this.request('POST', '/jobs', job, {
+      retry: info?.features.has(featureNames.idempotentSubmit) ?? false,
+      headers: { [headers.idempotencyKey]: key },
+      signal: options.signal,
+    });
   }
 
   getJob(id: string, options: { signal?: AbortSignal } = {}): Promise<Job> {

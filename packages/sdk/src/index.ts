@@ -1,6 +1,6 @@
 export type { AgentEvents, AgentOptions, RegistrationReason } from './agent.ts';
 export { Agent, RegistrationRefusedError } from './agent.ts';
-export type { RegistryClientOptions, RegistryInfo, RequestOptions } from './client.ts';
+export type { RegistryClientOptions, RegistryInfo, RequestOptions, SubmitOptions } from './client.ts';
 export { inputEventType, RegistryClient, RegistryError } from './client.ts';
 export { sdkVersion } from './version.ts';
 export type { WaitForJobOptions } from './wait-for-job.ts';

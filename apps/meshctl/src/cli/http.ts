@@ -19,6 +19,8 @@ export interface RequestOptions {
   query?: Record<string, string | number | undefined>;
   /** Per-request timeout override, ms. */
   timeoutMs?: number;
+  /** Extra request headers. */
+  headers?: Record<string, string>;
 }
 
 const userAgent = 'meshctl-ts';
@@ -78,6 +80,7 @@ export class RegistryHttp {
     }
     const headers: Record<string, string> = { 'user-agent': userAgent, accept: 'application/json' };
     if (this.target.adminToken) headers.authorization = `Bearer ${this.target.adminToken}`;
+    Object.assign(headers, options.headers);
     let body: string | undefined;
     if (options.body !== undefined) {
       headers['content-type'] = 'application/json';

@@ -1,13 +1,17 @@
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import {
   type CancelResponse,
   type CreateJobResponse,
   type EventsResponse,
+  formatIdempotencyKey,
+  headers,
   isTerminal,
   type Job,
   jobStatuses,
   type ListJobsResponse,
+  parseIdempotencyKey,
   type ReclaimResponse,
 } from '@mesh/protocol';
 import type { Argv, CommandModule } from 'yargs';
@@ -285,6 +289,7 @@ interface SubmitArgs extends GlobalArgs {
   'max-duration'?: number;
   deadline?: number;
   owner?: string;
+  'idempotency-key'?: string;
   wait?: boolean;
   'wait-timeout': number;
   'poll-interval': number;
@@ -331,11 +336,22 @@ const submitCommand: CommandModule<GlobalArgs, SubmitArgs> = {
         .option('max-duration', { type: 'number', describe: 'Lease window per attempt, seconds' })
         .option('deadline', { type: 'number', describe: 'Total deadline, seconds from now' })
         .option('owner', { type: 'string', describe: 'Push mode: hand the job to this agent instance' })
+        .option('idempotency-key', {
+          type: 'string',
+          describe:
+            'Idempotency-Key: resubmitting with the same key gives the job already created (default a random one; printed with --json)',
+        })
         .option('wait', { type: 'boolean', describe: 'Wait for the job to end and print its result' }),
     )
       .example(`$0 job submit report --payload '{"month":"2026-10"}'`, '')
       .example('$0 job submit report --payload-file req.json --wait', '')
+      .example('$0 job submit report --idempotency-key report-2026-10', 'safe to run again')
       .check((a) => {
+        const key = a['idempotency-key'];
+        if (key !== undefined) {
+          const parsed = parseIdempotencyKey(key);
+          if ('error' in parsed) throw new UsageError(`--idempotency-key: ${parsed.error}`);
+        }
         for (const k of ['max-retries', 'max-duration', 'deadline'] as const) {
           const v = a[k];
           if (v !== undefined && (!Number.isInteger(v) || v < 0))
@@ -346,7 +362,11 @@ const submitCommand: CommandModule<GlobalArgs, SubmitArgs> = {
   handler: run<SubmitArgs>(async (args, ctx) => {
     const payload = readPayload(args);
     const http = ctx.registry();
+    const idempotencyKey = args['idempotency-key'] ?? randomUUID();
     const res = await http.post('/jobs', {
+      // Registries since 0.2.0 answer a resubmission with the same key with the
+      // job already created; older ones ignore the header.
+      headers: { [headers.idempotencyKey]: formatIdempotencyKey(idempotencyKey) },
       body: {
         capability: args.capability,
         submitted_by: args['submitted-by'] ?? `meshctl@${hostname()}`,
@@ -359,10 +379,21 @@ const submitCommand: CommandModule<GlobalArgs, SubmitArgs> = {
       },
     });
     if (res.status === 400) throw new UsageError(`the registry refused the job: ${errorMessage(res)}`);
+    if (res.status === 422) {
+      throw new CliError(
+        `--idempotency-key ${idempotencyKey} was already used for a different job: ${errorMessage(res)}`,
+        1,
+        'Use a new key for a new job, or resubmit exactly the job first submitted with it.',
+      );
+    }
     if (res.status !== 201 && res.status !== 200) throw unexpected(res);
     const created = res.json<CreateJobResponse>();
     if (!args.wait) {
-      if (ctx.out.json) ctx.out.line(res.text.trim());
+      // The key rides along (ours) so a script can resubmit after a lost answer.
+      if (ctx.out.json)
+        ctx.out.line(
+          JSON.stringify({ ...res.json<Record<string, unknown>>(), idempotency_key: idempotencyKey }),
+        );
       else
         ctx.out.line(
           `Job ${created.id} submitted (${args.capability}${created.owner_instance_id ? `, pushed to ${created.owner_instance_id}` : ''})`,

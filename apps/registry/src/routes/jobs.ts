@@ -11,6 +11,7 @@ import {
   jobStatuses,
   type ListJobsResponse,
   limits,
+  parseIdempotencyKey,
   postEventRequest,
   type RenewLeasesResponse,
   releaseRequest,
@@ -63,7 +64,14 @@ export const jobRoutes = new Hono<AppEnv>()
       );
     }
     const owner = body.owner_instance_id?.trim() || null;
-    const created: CreateJobResponse = await c.get('deps').jobs.create({
+    const keyHeader = c.req.header(headers.idempotencyKey);
+    let idempotencyKey: string | null = null;
+    if (keyHeader !== undefined) {
+      const parsed = parseIdempotencyKey(keyHeader);
+      if ('error' in parsed) throw new ApiError('bad_request', parsed.error);
+      idempotencyKey = parsed.key;
+    }
+    const { replayed, ...created } = await c.get('deps').jobs.create({
       capability,
       submittedBy,
       payload: body.submitted_payload,
@@ -71,8 +79,12 @@ export const jobRoutes = new Hono<AppEnv>()
       maxDuration,
       totalDeadline,
       owner: owner ? identifier(owner, 'owner_instance_id') : null,
+      idempotencyKey,
     });
-    return c.json(created, 201);
+    // A replay answers as the first submission was answered (the IETF draft:
+    // the original response), 201 and the same body, and says it is one.
+    if (replayed) c.header(headers.idempotentReplayed, 'true');
+    return c.json(created satisfies CreateJobResponse, 201);
   })
   .get('/jobs', async (c) => {
     const statuses = csv(c.req.query('status'));

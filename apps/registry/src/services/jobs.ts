@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Sql } from '@mesh/db';
 import {
   type BatchResponse,
@@ -159,6 +160,32 @@ export interface NewJob {
   maxDuration: number | null;
   totalDeadline: number | null;
   owner: string | null;
+  /** The submission's `Idempotency-Key`, if it sent one. */
+  idempotencyKey?: string | null;
+}
+
+type Created = { id: string; status: JobStatus; owner_instance_id: string | null };
+
+/** Canonical JSON (object keys sorted): equal values, equal text, whatever the key order sent. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * What makes two submissions "the same request" under one key: every field of
+ * the job as stored (after defaults), not the bytes sent, so a retry that
+ * orders keys differently or spells out a default is still the same request.
+ */
+function fingerprint(job: NewJob): string {
+  const { idempotencyKey: _, ...fields } = job;
+  return createHash('sha256').update(canonical(fields)).digest('base64url');
 }
 
 export interface ListFilter {
@@ -215,19 +242,56 @@ export class JobStore {
                           coalesce(total_deadline, 'infinity'::timestamptz))`;
   }
 
-  async create(job: NewJob): Promise<{ id: string; status: JobStatus; owner_instance_id: string | null }> {
+  /**
+   * POST /jobs. With an idempotency key, one job per key fleet-wide (below);
+   * `replayed` says the key named a job created by an earlier submission.
+   */
+  async create(job: NewJob): Promise<Created & { replayed: boolean }> {
+    if (!job.idempotencyKey) return { ...((await this.insert(job, null)) as Created), replayed: false };
+    const key = job.idempotencyKey;
+    const digest = fingerprint(job);
+    // The retention sweep may delete the keyed job between the insert that
+    // found it and the read: the key is then free, and the next pass creates it.
+    for (let pass = 0; pass < 3; pass++) {
+      const created = await this.insert(job, { key, digest });
+      if (created) return { ...created, replayed: false };
+      const [found] = await this.sql<{ id: string; fingerprint: string | null }[]>`
+        select id, idempotency_fingerprint as fingerprint from jobs where idempotency_key = ${key}`;
+      if (!found) continue;
+      if (found.fingerprint !== digest) {
+        throw new ApiError(
+          'idempotency_key_reused',
+          `Idempotency-Key already used by job ${found.id} for a different request`,
+        );
+      }
+      // The first answer, replayed: the same request created it, as working,
+      // pushed to the owner it named (reads show where the job is now).
+      return { id: found.id, status: 'working', owner_instance_id: job.owner, replayed: true };
+    }
+    throw new ApiError('unavailable', 'Idempotency-Key: the keyed job was deleted while it was read; retry');
+  }
+
+  private async insert(
+    job: NewJob,
+    idempotency: { key: string; digest: string } | null,
+  ): Promise<Created | undefined> {
     const id = crypto.randomUUID();
     // A pushed job is running from the start: it counts as the first attempt, so
     // it gets exactly max_retries retries like a claimed one (MCP Mesh gives push
     // mode one more; reference §11 item 15).
-    const [row] = await this.sql<{ id: string; status: JobStatus; owner_instance_id: string | null }[]>`
+    const [row] = await this.sql<Created[]>`
       insert into jobs (id, capability, submitted_by, submitted_payload, max_retries, max_duration, total_deadline,
-                        owner_instance_id, attempt_count)
+                        owner_instance_id, attempt_count, idempotency_key, idempotency_fingerprint)
       values (${id}, ${job.capability}, ${job.submittedBy}, ${this.sql.json(job.payload as never)}, ${job.maxRetries},
               ${job.maxDuration}, ${job.totalDeadline === null ? null : new Date(job.totalDeadline * 1000)},
-              ${job.owner}, ${job.owner ? 1 : 0})
+              ${job.owner}, ${job.owner ? 1 : 0}, ${idempotency?.key ?? null}, ${idempotency?.digest ?? null})
+      -- One job per key across replicas (DESIGN.md §4.2, one conditional
+      -- statement): jobs_idempotency_key_idx decides. A concurrent insert of the
+      -- same key waits for the first to commit, then inserts nothing; no row
+      -- back means the key names a job already, and a read finds it.
+      on conflict (idempotency_key) where idempotency_key is not null do nothing
       returning id, status, owner_instance_id`;
-    return row as { id: string; status: JobStatus; owner_instance_id: string | null };
+    return row;
   }
 
   /**
