@@ -41,9 +41,16 @@ const connectionErrors = new Set([
 
 /** The database is unreachable, restarting or out of connections (not a refused statement). */
 export function isDatabaseUnavailable(err: unknown): boolean {
-  const code = (err as { code?: unknown })?.code;
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
   return (
-    typeof code === 'string' && (connectionErrors.has(code) || /^(08|57P)/.test(code) || code === '53300')
+    typeof code === 'string' &&
+    (connectionErrors.has(code) ||
+      /^(08|57P)/.test(code) ||
+      code === '53300' ||
+      // A database closed to new connections (ALTER DATABASE … ALLOW_CONNECTIONS false).
+      (code === '55000' &&
+        typeof message === 'string' &&
+        message.includes('not currently accepting connections')))
   );
 }
 
