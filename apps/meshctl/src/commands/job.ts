@@ -95,7 +95,7 @@ const statusCommand: CommandModule<GlobalArgs, IdArgs> = {
     idPositional(y).example('$0 job status 7f0c…', '').example('$0 job status 7f0c… --json', 'the raw job'),
   handler: run<IdArgs>(async (args, ctx) => {
     const { job, res } = await getJob(ctx.registry(), args.id);
-    if (ctx.out.json) ctx.out.line(res.text.trim());
+    if (ctx.out.json) ctx.out.document(res.text);
     else printJob(ctx, job);
   }),
 };
@@ -362,7 +362,7 @@ const submitCommand: CommandModule<GlobalArgs, SubmitArgs> = {
     if (res.status !== 201 && res.status !== 200) throw unexpected(res);
     const created = res.json<CreateJobResponse>();
     if (!args.wait) {
-      if (ctx.out.json) ctx.out.line(res.text.trim());
+      if (ctx.out.json) ctx.out.document(res.text);
       else
         ctx.out.line(
           `Job ${created.id} submitted (${args.capability}${created.owner_instance_id ? `, pushed to ${created.owner_instance_id}` : ''})`,
@@ -396,7 +396,7 @@ const cancelCommand: CommandModule<GlobalArgs, IdArgs & { reason?: string }> = {
       throw new CliError(`job ${args.id} already ended — nothing to cancel (${errorMessage(res)})`);
     if (res.status !== 200) throw unexpected(res);
     const body = res.json<CancelResponse>();
-    if (ctx.out.json) ctx.out.line(res.text.trim());
+    if (ctx.out.json) ctx.out.document(res.text);
     else {
       ctx.out.line(`Job ${args.id} cancelled`);
       ctx.out.line(`  Owner notified: ${body.forwarded_to_instance_id ?? '(none — was unclaimed)'}`);
@@ -432,7 +432,7 @@ const reclaimCommand: CommandModule<GlobalArgs, IdArgs> = {
     if (res.status !== 200) throw unexpected(res);
     const body = res.json<ReclaimResponse>();
     if (ctx.out.json) {
-      ctx.out.line(res.text.trim());
+      ctx.out.document(res.text);
       return;
     }
     ctx.out.line(`Job ${args.id} reclaimed`);
@@ -490,7 +490,7 @@ const eventsCommand: CommandModule<GlobalArgs, EventsArgs> = {
       after = Math.max(after, page.next_after ?? after);
       if (args.follow) {
         for (const e of events) {
-          if (ctx.out.json) ctx.out.line(JSON.stringify(e));
+          if (ctx.out.json) ctx.out.document(JSON.stringify(e));
           else {
             if (!printedHeader)
               ctx.out.line(`${'SEQ'.padEnd(5)} ${'TIME'.padEnd(20)} ${'TYPE'.padEnd(16)} PAYLOAD`);
