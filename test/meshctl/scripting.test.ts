@@ -121,6 +121,13 @@ describe('meshctl scripts cleanly (real registry, real PostgreSQL)', () => {
     const status = await meshctl(['registry', 'status', ...url]);
     expect(status.code).toBe(0);
     expect(status.stderr).toContain('database is unavailable: live claims are from its last read');
+    // No live claim was read last, but the count is stale: --wait must not call it safe.
+    const wait = await meshctl(['registry', 'drain', '--wait', '--wait-timeout', '3', ...url]);
+    expect(wait.code).toBe(1);
+    expect(wait.stdout).toMatch(
+      /Live claims: 0 · database unreachable at dbdown-a; counts from [\d.]+s ago · \d+s elapsed/,
+    );
+    expect(wait.stderr).toContain('timed out after 3s');
     proxy.restore();
   }, 120_000);
 });

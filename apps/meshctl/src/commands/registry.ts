@@ -423,7 +423,9 @@ const drainCommand: CommandModule<GlobalArgs, DrainArgs> = {
         );
       }
       const waiting = ownClaims ? (body.live_claims_this_replica ?? 0) : body.live_claims;
-      if (waiting > 0 || !body.draining) {
+      // A stale answer (database unreachable) or claims in flight cannot say "safe" either.
+      const unsure = body as { stale?: boolean; claims_in_flight?: number };
+      if (waiting > 0 || !body.draining || unsure.stale || (unsure.claims_in_flight ?? 0) > 0) {
         const watched: Watched[] = [
           {
             id: body.replica_id ?? 'registry',
