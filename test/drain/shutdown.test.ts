@@ -99,7 +99,12 @@ describe('SIGTERM under load (real processes)', () => {
       instance_id: 'w',
       deltas: [{ id: claimed[0]?.id, claim_epoch: 9, progress: 1 }],
     });
-    const res = await fetch(`${r.url}/metrics`);
+    // Database-backed gauges come from the replica's background read (issue 20): wait for one.
+    let res = await fetch(`${r.url}/metrics`);
+    for (let i = 0; i < 100 && !/mesh_live_claims\{scope="replica"\} 1/.test(await res.clone().text()); i++) {
+      await new Promise((w) => setTimeout(w, 100));
+      res = await fetch(`${r.url}/metrics`);
+    }
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
     const text = await res.text();

@@ -9,7 +9,7 @@ import { registryCommand } from './commands/registry.ts';
 import { upgradeCommand } from './commands/upgrade.ts';
 import { meshctlVersion } from './version.ts';
 
-const epilogue = `Exit codes: 0 done (for drains: safe; for upgrade check: go), 1 failed, aborted, timed out or no-go, 2 usage error or registry/database unreachable.
+const epilogue = `Exit codes: 0 done (for drains: safe; for upgrade check: go), 1 failed, aborted, timed out or no-go, 2 usage error or registry/database unreachable, 3 registry up but its database unavailable.
 Docs: docs/meshctl.md`;
 
 /**
@@ -20,6 +20,13 @@ Docs: docs/meshctl.md`;
  *   await main(['registry', 'drain', '--all', '--wait']);
  */
 export async function main(argv: string[]): Promise<void> {
+  // A closed pipe (`meshctl registry replicas | head -1`) is the reader saying
+  // it has enough: end quietly, exit 0.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(exitCodes.ok);
+    throw err;
+  });
+  process.stderr.on('error', () => {});
   const parser = globalOptions(yargs(argv))
     .scriptName('meshctl')
     .usage(

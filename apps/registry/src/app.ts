@@ -19,6 +19,7 @@ import type { JobStore } from './services/jobs.ts';
 import type { Metrics } from './services/metrics.ts';
 import type { ReplicaRegistry } from './services/replicas.ts';
 import type { SchemaGuard } from './services/schema-guard.ts';
+import type { StatusMonitor } from './services/status.ts';
 
 /** Paths that answer HEAD, as in MCP Mesh 3.7. */
 const headRoutes = [/^\/health$/, /^\/heartbeat\/[^/]+$/];
@@ -61,6 +62,11 @@ export interface AppDeps {
   /** Watches for breaking migrations applied under this replica; absent in single-process tests. */
   schemaGuard?: Pick<SchemaGuard, 'incompatible'>;
   metrics?: Metrics;
+  /**
+   * Background-read fleet values and the database's up/down state: operator
+   * routes answer from it during an outage; absent in single-process tests.
+   */
+  status?: StatusMonitor;
   /** When set, admin routes, force reclaim and GET /jobs require `Authorization: Bearer <token>`. */
   adminToken?: string;
   /** Largest accepted request body, in bytes. */
@@ -142,6 +148,39 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
       latency.observe({ route, method: c.req.method }, (performance.now() - started) / 1000);
     });
   }
+  // The audit trail: every admin action (drain, resume, fleet drain, forget,
+  // force reclaim) with who asked (remote address), what, and the result.
+  // Registered before the token check, so refused attempts are recorded too.
+  app.use(async (c, next) => {
+    const p = c.req.path;
+    const audited =
+      (c.req.method !== 'GET' && c.req.method !== 'HEAD' && p.startsWith('/admin/')) ||
+      (c.req.method === 'POST' && /^\/jobs\/[^/]+\/reclaim$/.test(p));
+    if (!audited) return next();
+    let failure: unknown;
+    try {
+      await next();
+    } catch (err) {
+      failure = err;
+      throw err;
+    } finally {
+      const incoming = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)
+        ?.incoming;
+      const status = failure instanceof ApiError ? failure.status : failure ? 500 : c.res.status;
+      deps.logger.info(
+        {
+          audit: true,
+          req_id: c.var.requestId,
+          remote: incoming?.socket?.remoteAddress ?? null,
+          method: c.req.method,
+          path: p,
+          status,
+          result: status < 400 ? 'ok' : 'refused',
+        },
+        `admin ${c.req.method} ${p}: ${status}`,
+      );
+    }
+  });
   // Operator routes behind the optional admin token (reference §11 item 12):
   // admin, force reclaim, and the job list (every job id and payload).
   if (deps.adminToken) {
@@ -197,12 +236,20 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
     if (err instanceof HTTPException && err.status < 500) {
       return c.json(errorBody('bad_request', err.message || 'bad request'), err.status);
     }
+    const where = { req_id: c.var.requestId, method: c.req.method, route: c.req.routePath || c.req.path };
     const mapped = fromDatabaseError(err);
     if (mapped) {
-      if (mapped.status >= 500) deps.logger.warn({ err, req_id: c.var.requestId }, 'database unavailable');
+      if (mapped.status >= 500) {
+        // One warn line when the database goes away and one when it is back
+        // (services/status.ts), not a stack per request.
+        if (deps.status) {
+          deps.status.failed(err, 'request');
+          deps.logger.debug({ ...where, reason: err.message }, 'database unavailable');
+        } else deps.logger.warn({ err, ...where }, 'database unavailable');
+      }
       return c.json(mapped.body(), mapped.status);
     }
-    deps.logger.error({ err, req_id: c.var.requestId }, 'unhandled error');
+    deps.logger.error({ err, ...where }, 'unhandled error');
     return c.json(errorBody('internal', 'internal error'), 500);
   });
   return app;

@@ -37,6 +37,8 @@ const connectionErrors = new Set([
   'CONNECTION_ENDED',
   'CONNECTION_DESTROYED',
   'CONNECT_TIMEOUT',
+  // services/status.ts: an operator route gave up waiting on the database.
+  'DATABASE_TIMEOUT',
 ]);
 
 /** The database is unreachable, restarting or out of connections (not a refused statement). */

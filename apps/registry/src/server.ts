@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { createAdaptorServer } from '@hono/node-server';
 import {
@@ -15,6 +15,7 @@ import { features } from '@mesh/protocol';
 import { type AppDeps, createApp, type Identity } from './app.ts';
 import type { RegistryConfig } from './config.ts';
 import { exitCodes, StartupError, waitForDatabase } from './database.ts';
+import { isDatabaseUnavailable } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { AgentStore } from './services/agents.ts';
 import { CancelForwarder } from './services/cancel-forward.ts';
@@ -24,6 +25,7 @@ import { JobStore } from './services/jobs.ts';
 import { createMetrics } from './services/metrics.ts';
 import { ReplicaRegistry } from './services/replicas.ts';
 import { SchemaGuard } from './services/schema-guard.ts';
+import { StatusMonitor } from './services/status.ts';
 import { Sweeper } from './services/sweeper.ts';
 import { Ticker } from './services/ticker.ts';
 import { registryVersion } from './version.ts';
@@ -46,14 +48,113 @@ function listen(server: Server, port: number, host: string): Promise<number> {
   });
 }
 
-function close(server: Server, timeoutMs: number): Promise<void> {
+/**
+ * The requests a server is answering and its open connections with none in
+ * progress. Node's closeIdleConnections() leaves a connection that never sent
+ * a request open (it counts as awaiting headers), which held shutdown for the
+ * whole timeout (issue 20); these are closed at shutdown too.
+ */
+interface Connections {
+  readonly inFlight: number;
+  readonly open: number;
+  /** Destroys every connection with no request in progress; returns how many. */
+  closeIdle(): number;
+}
+
+function trackConnections(server: Server): Connections {
+  let inFlight = 0;
+  const active = new Map<Socket, number>();
+  server.on('connection', (socket: Socket) => {
+    active.set(socket, 0);
+    socket.once('close', () => active.delete(socket));
+  });
+  server.on('request', (req, res) => {
+    inFlight += 1;
+    const socket = req.socket;
+    active.set(socket, (active.get(socket) ?? 0) + 1);
+    res.once('close', () => {
+      inFlight -= 1;
+      if (active.has(socket)) active.set(socket, Math.max(0, (active.get(socket) ?? 1) - 1));
+    });
+  });
+  return {
+    get inFlight() {
+      return inFlight;
+    },
+    get open() {
+      return active.size;
+    },
+    closeIdle() {
+      server.closeIdleConnections();
+      let closed = 0;
+      for (const [socket, n] of active) {
+        if (n === 0) {
+          socket.destroy();
+          closed += 1;
+        }
+      }
+      return closed;
+    },
+  };
+}
+
+/**
+ * Stops accepting, closes idle keep-alive connections at once and again as
+ * requests finish (a keep-alive client would otherwise hold the server open
+ * until the timeout), says every second what it still waits for, and cuts
+ * what is left at the timeout.
+ */
+function close(
+  server: Server,
+  conns: Connections,
+  timeoutMs: number,
+  logger: Logger,
+  name: string,
+): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+    const started = Date.now();
+    const timer = setTimeout(() => {
+      logger.warn(
+        {
+          listener: name,
+          in_flight_requests: conns.inFlight,
+          open_connections: conns.open,
+          timeout_ms: timeoutMs,
+        },
+        'shutdown timeout: closing the connections still open',
+      );
+      server.closeAllConnections();
+      for (let i = 0; i < 2; i++) conns.closeIdle();
+    }, timeoutMs);
+    let lastLog = started;
+    // Requests finishing leave idle keep-alive connections behind: close those too.
+    const sweep = setInterval(() => {
+      conns.closeIdle();
+      if (Date.now() - lastLog >= 1_000) {
+        lastLog = Date.now();
+        logger.info(
+          {
+            listener: name,
+            in_flight_requests: conns.inFlight,
+            open_connections: conns.open,
+            waited_ms: Date.now() - started,
+          },
+          'shutdown waiting for in-flight requests',
+        );
+      }
+    }, 100);
     server.close(() => {
       clearTimeout(timer);
+      clearInterval(sweep);
       resolve();
     });
-    server.closeIdleConnections();
+    const closed = conns.closeIdle();
+    if (conns.inFlight > 0 || closed > 0) {
+      logger.info(
+        { listener: name, in_flight_requests: conns.inFlight, idle_connections_closed: closed },
+        conns.inFlight > 0 ? 'shutdown waiting for in-flight requests' : 'closed idle connections',
+      );
+    }
   });
 }
 
@@ -137,6 +238,32 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       max: config.dbJobPoolSize,
       applicationName: `mesh-registry:${config.replicaId}:jobs`,
     });
+    // Its own connection, short connect timeout: an outage shows within a second or two.
+    const { sql: statusSql } = createDb(databaseUrl, {
+      max: 1,
+      connectTimeoutSeconds: 2,
+      applicationName: `mesh-registry:${config.replicaId}:status`,
+    });
+    const status = new StatusMonitor(
+      statusSql,
+      {
+        replicaId: config.replicaId,
+        intervalMs: config.replicaHeartbeatMs,
+        liveWindowMs: config.replicaHeartbeatMs * 3,
+        // Generous: routes never wait on this read, and a loaded database
+        // that answers slowly is not down.
+        timeoutMs: 2_000,
+      },
+      logger,
+    );
+    await status.refresh();
+    // Background tasks failing because the database is away are counted by the
+    // status monitor (one warn line per outage), not logged one stack per tick.
+    const databaseDown = (err: unknown): boolean => {
+      if (!isDatabaseUnavailable(err)) return false;
+      status.failed(err as Error, 'task');
+      return true;
+    };
     const jobs = new JobStore(
       sql,
       {
@@ -155,8 +282,15 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       logger.child({ component: 'agents' }),
     );
     const metrics = createMetrics({
-      liveClaims: () => jobs.liveClaims(),
+      status,
       draining: () => gate.draining,
+      build: {
+        version: registryVersion,
+        replicaId: config.replicaId,
+        bootId,
+        schemaVersion: result.schemaVersion,
+      },
+      processMetrics: true,
       poolSize: config.dbPoolSize + config.dbJobPoolSize,
       statements: () => jobs.statementStats,
     });
@@ -193,6 +327,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       logger,
     );
     // A replica that starts during a fleet drain comes up draining.
+    for (const s of [replicas, schemaGuard, sweeper]) s.databaseDown = databaseDown;
     await replicas.syncFleetDrain();
     const cancelForward = new CancelForwarder(
       {
@@ -223,6 +358,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       replicas,
       schemaGuard,
       metrics,
+      status,
       adminToken: config.adminToken,
       maxBodyBytes: config.maxBodyBytes,
       readiness: {
@@ -247,13 +383,16 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     // not every interface); without one they share the main port, as in 3.7.
     const app = createApp(deps, config.adminPort === undefined ? 'all' : 'main');
     const main = createAdaptorServer({ fetch: app.fetch }) as Server;
+    const mainRequests = trackConnections(main);
     const port = await listen(main, config.port, config.host).catch((err: NodeJS.ErrnoException) => {
       throw new StartupError(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`);
     });
     let admin: Server | undefined;
+    let adminRequests: Connections | undefined;
     let adminPort: number | undefined;
     if (config.adminPort !== undefined) {
       admin = createAdaptorServer({ fetch: createApp(deps, 'admin').fetch }) as Server;
+      adminRequests = trackConnections(admin);
       adminPort = await listen(admin, config.adminPort, config.host).catch((err: NodeJS.ErrnoException) => {
         main.close();
         throw new StartupError(
@@ -283,11 +422,12 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     }
     await replicas.register();
     replicas.start();
+    status.start();
     schemaGuard.start();
     const healthMonitor = new Ticker(
       config.healthCheckIntervalMs,
       () => agents.markSilentUnhealthy(),
-      (err) => logger.warn({ err }, 'health monitor failed'),
+      (err) => databaseDown(err) || logger.warn({ err }, 'health monitor failed'),
     );
     healthMonitor.start();
     sweeper.start();
@@ -322,11 +462,18 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         await signals.stop();
         await sweeper.stop();
         await Promise.all([
-          close(main, config.shutdownTimeoutMs),
-          admin ? close(admin, config.shutdownTimeoutMs) : undefined,
+          close(main, mainRequests, config.shutdownTimeoutMs, logger, 'main'),
+          admin && adminRequests
+            ? close(admin, adminRequests, config.shutdownTimeoutMs, logger, 'admin')
+            : undefined,
         ]);
+        await status.stop();
         await replicas.stop();
-        await Promise.all([sql.end({ timeout: 5 }), jobSql.end({ timeout: 5 })]);
+        await Promise.all([
+          sql.end({ timeout: 5 }),
+          jobSql.end({ timeout: 5 }),
+          statusSql.end({ timeout: 1 }),
+        ]);
         await stopEmbedded();
         logger.info('stopped');
       },

@@ -1,6 +1,6 @@
 import { Agent, fetch } from 'undici';
 import type { Target } from './connection.ts';
-import { ConnectionError } from './errors.ts';
+import { ConnectionError, DatabaseUnavailableError } from './errors.ts';
 
 export interface HttpResponse {
   status: number;
@@ -24,6 +24,24 @@ export interface RequestOptions {
 }
 
 const userAgent = 'meshctl-ts';
+
+/**
+ * "Registry up, database down": the registry's 503 with code `unavailable`
+ * naming the database. The same message and exit code (3) for every command.
+ */
+function databaseDown(method: string, url: URL, text: string): void {
+  let body: { code?: unknown; error?: unknown } = {};
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return;
+  }
+  if (body.code !== 'unavailable' || !/database/i.test(String(body.error))) return;
+  throw new DatabaseUnavailableError(
+    `the registry at ${url.origin} is up but its database is unavailable (${method} ${url.pathname}: ${String(body.error)})`,
+    'Commands that need the database fail until it is back; `meshctl registry status`, drain and resume of one replica still answer (counts marked stale).',
+  );
+}
 
 /**
  * The HTTP side of meshctl. Network failures and timeouts become a
@@ -98,6 +116,7 @@ export class RegistryHttp {
         signal: AbortSignal.timeout(timeoutMs),
       });
       const text = await res.text();
+      if (res.status === 503 && !/^\/(ready|health)$/.test(path)) databaseDown(method, url, text);
       return {
         status: res.status,
         text,
@@ -113,7 +132,7 @@ export class RegistryHttp {
         },
       };
     } catch (err) {
-      if (err instanceof ConnectionError) throw err;
+      if (err instanceof ConnectionError || err instanceof DatabaseUnavailableError) throw err;
       const e = err as Error & { cause?: { code?: string; message?: string } };
       const reason =
         e.name === 'TimeoutError'

@@ -6,13 +6,20 @@ export interface Output {
   readonly json: boolean;
   /** stdout is a terminal (progress lines are rewritten in place). */
   readonly tty: boolean;
+  /** A line for people: stdout, or stderr under `--json` (stdout holds only the document). */
   line(text?: string): void;
+  /** Prints a JSON text as is (a registry's body) on stdout: the command's document. */
+  document(text: string): void;
   /** Prints a value as pretty JSON (one document per command). */
   printJson(value: unknown): void;
   /** A warning on stderr (never mixed into JSON output). */
   warn(text: string): void;
-  /** A progress line: rewritten in place on a terminal, plain lines otherwise. */
-  progress(text: string): void;
+  /**
+   * A progress line: rewritten in place on a terminal, plain lines otherwise
+   * (a new one when `text` changed, else every 30 s). `suffix` (an elapsed
+   * time) is printed but does not count as a change.
+   */
+  progress(text: string, suffix?: string): void;
   /** Ends a progress line on a terminal. */
   endProgress(): void;
 }
@@ -31,7 +38,11 @@ export function createOutput(json: boolean): Output {
     tty,
     line(text = '') {
       endProgress();
-      process.stdout.write(`${text}\n`);
+      (json ? process.stderr : process.stdout).write(`${text}\n`);
+    },
+    document(text) {
+      endProgress();
+      process.stdout.write(`${text.trim()}\n`);
     },
     printJson(value) {
       endProgress();
@@ -41,17 +52,17 @@ export function createOutput(json: boolean): Output {
       endProgress();
       process.stderr.write(`${pc.yellow('Warning:')} ${text}\n`);
     },
-    progress(text) {
+    progress(text, suffix = '') {
       if (json) return;
       if (tty) {
-        process.stdout.write(`\r\x1b[2K${text}`);
+        process.stdout.write(`\r\x1b[2K${text}${suffix}`);
         progressOpen = true;
         return;
       }
       // Not a terminal: a line when something changed, else one every 30 s.
       const now = Date.now();
       if (text !== lastPlain || now - lastPlainAt >= 30_000) {
-        process.stdout.write(`${text}\n`);
+        process.stdout.write(`${text}${suffix}\n`);
         lastPlain = text;
         lastPlainAt = now;
       }

@@ -15,7 +15,7 @@ import {
   usingDatabase,
 } from '../db/connect.ts';
 import { liveWindowSeconds, replicasFromDatabase } from '../db/replicas.ts';
-import { restoreSnapshot, takeSnapshot } from '../db/snapshot.ts';
+import { type FleetDrainSetting, restoreSnapshot, takeSnapshot } from '../db/snapshot.ts';
 import {
   checkSnapshotName,
   defaultSnapshotName,
@@ -429,6 +429,7 @@ const snapshotsCommand: CommandModule<GlobalArgs, SnapshotArgs> = {
 interface RestoreArgs extends SnapshotArgs {
   snapshot: string;
   force?: boolean;
+  'reset-drain'?: boolean;
 }
 
 const restoreCommand: CommandModule<GlobalArgs, RestoreArgs> = {
@@ -446,6 +447,11 @@ const restoreCommand: CommandModule<GlobalArgs, RestoreArgs> = {
         describe:
           "Restore even if the snapshot's schema differs from the database's, or registry replicas are running on it",
       })
+      .option('reset-drain', {
+        type: 'boolean',
+        describe:
+          "Take the fleet drain from the snapshot too (default: keep the database's current fleet drain, in force or not)",
+      })
       .example('$0 db restore before-upgrade', 'refused while replicas run, or if the schema differs')
       .example('$0 db restore /backups/mesh-20260101-120000.jsonl.gz --force', '') as Argv<RestoreArgs>,
   handler: run<RestoreArgs>(async (args, ctx) => {
@@ -459,6 +465,7 @@ const restoreCommand: CommandModule<GlobalArgs, RestoreArgs> = {
           return await restoreSnapshot(db.sql, {
             file,
             force: Boolean(args.force),
+            resetDrain: Boolean(args['reset-drain']),
             warn: (text) => ctx.out.warn(text),
             onTable: (name, rows) => {
               if (!ctx.out.json) ctx.out.line(`  ${name}: ${rows} row(s)`);
@@ -471,6 +478,14 @@ const restoreCommand: CommandModule<GlobalArgs, RestoreArgs> = {
       },
       { timeoutSeconds: connectTimeout(args) },
     );
+    const fd = result.fleetDrain;
+    const drainWord = (d: FleetDrainSetting) => (d.draining ? `in force (since ${d.since ?? '?'})` : 'off');
+    // On stderr too under --json: lifting (or setting) a fleet drain is never silent.
+    if (!fd.kept && fd.before.draining !== fd.after.draining) {
+      ctx.out.warn(
+        `--reset-drain: the fleet drain went from ${drainWord(fd.before)} to the snapshot's, ${drainWord(fd.after)}`,
+      );
+    }
     if (ctx.out.json) {
       ctx.out.printJson({
         name: result.header.name,
@@ -481,12 +496,26 @@ const restoreCommand: CommandModule<GlobalArgs, RestoreArgs> = {
         total_rows: result.totalRows,
         ledger_restored: result.ledgerRestored,
         forced: result.forced,
+        fleet_drain: result.fleetDrain,
       });
       return;
     }
     ctx.out.line(
       `Restored snapshot ${result.header.name} (taken ${result.header.created_at}): ${result.totalRows} rows in ` +
         `${result.tables.length} tables, in ${((Date.now() - started) / 1000).toFixed(1)} s.`,
+    );
+    if (fd.kept) {
+      ctx.out.line(
+        `Fleet drain: kept as it was, ${drainWord(fd.after)}` +
+          (fd.snapshot.draining !== fd.before.draining
+            ? ` (the snapshot's: ${drainWord(fd.snapshot)}; --reset-drain takes the snapshot's)`
+            : ''),
+      );
+    } else if (fd.before.draining === fd.after.draining) {
+      ctx.out.line(`Fleet drain: ${drainWord(fd.after)} (the snapshot's, as before)`);
+    }
+    ctx.out.line(
+      'Jobs that finished after the snapshot was taken are back in their earlier state and run again.',
     );
     ctx.out.line(
       'Start the registry replicas again. Replicas recorded in the snapshot that are not running show as stale: meshctl registry forget <replica-id>.',

@@ -99,7 +99,7 @@ const statusCommand: CommandModule<GlobalArgs, IdArgs> = {
     idPositional(y).example('$0 job status 7f0c…', '').example('$0 job status 7f0c… --json', 'the raw job'),
   handler: run<IdArgs>(async (args, ctx) => {
     const { job, res } = await getJob(ctx.registry(), args.id);
-    if (ctx.out.json) ctx.out.line(res.text.trim());
+    if (ctx.out.json) ctx.out.document(res.text);
     else printJob(ctx, job);
   }),
 };
@@ -391,7 +391,7 @@ const submitCommand: CommandModule<GlobalArgs, SubmitArgs> = {
     if (!args.wait) {
       // The key rides along (ours) so a script can resubmit after a lost answer.
       if (ctx.out.json)
-        ctx.out.line(
+        ctx.out.document(
           JSON.stringify({ ...res.json<Record<string, unknown>>(), idempotency_key: idempotencyKey }),
         );
       else
@@ -427,7 +427,7 @@ const cancelCommand: CommandModule<GlobalArgs, IdArgs & { reason?: string }> = {
       throw new CliError(`job ${args.id} already ended — nothing to cancel (${errorMessage(res)})`);
     if (res.status !== 200) throw unexpected(res);
     const body = res.json<CancelResponse>();
-    if (ctx.out.json) ctx.out.line(res.text.trim());
+    if (ctx.out.json) ctx.out.document(res.text);
     else {
       ctx.out.line(`Job ${args.id} cancelled`);
       ctx.out.line(`  Owner notified: ${body.forwarded_to_instance_id ?? '(none — was unclaimed)'}`);
@@ -463,7 +463,7 @@ const reclaimCommand: CommandModule<GlobalArgs, IdArgs> = {
     if (res.status !== 200) throw unexpected(res);
     const body = res.json<ReclaimResponse>();
     if (ctx.out.json) {
-      ctx.out.line(res.text.trim());
+      ctx.out.document(res.text);
       return;
     }
     ctx.out.line(`Job ${args.id} reclaimed`);
@@ -521,7 +521,7 @@ const eventsCommand: CommandModule<GlobalArgs, EventsArgs> = {
       after = Math.max(after, page.next_after ?? after);
       if (args.follow) {
         for (const e of events) {
-          if (ctx.out.json) ctx.out.line(JSON.stringify(e));
+          if (ctx.out.json) ctx.out.document(JSON.stringify(e));
           else {
             if (!printedHeader)
               ctx.out.line(`${'SEQ'.padEnd(5)} ${'TIME'.padEnd(20)} ${'TYPE'.padEnd(16)} PAYLOAD`);

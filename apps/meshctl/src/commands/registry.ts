@@ -76,6 +76,12 @@ function printDrainStatus(ctx: Context, body: DrainStatus): void {
     if (body.draining_since) ctx.out.line(`Draining:    since ${body.draining_since}`);
     if (body.fleet_draining) ctx.out.line('Fleet drain: in force (lift with: meshctl registry resume --all)');
   }
+  const extra = body as { stale?: boolean; live_claims_age_seconds?: number | null };
+  if (extra.stale) {
+    ctx.out.warn(
+      `the registry's database is unavailable: live claims are from its last read, ${extra.live_claims_age_seconds ?? '?'}s ago`,
+    );
+  }
 }
 
 interface AllArgs extends GlobalArgs {
@@ -124,7 +130,7 @@ const statusCommand: CommandModule<GlobalArgs, AllArgs> = {
     const http = ctx.registry();
     if (!args.all) {
       const { body, res } = await drainCall(http, 'GET');
-      if (ctx.out.json) ctx.out.line(res.text.trim());
+      if (ctx.out.json) ctx.out.document(res.text);
       else printDrainStatus(ctx, body);
       return;
     }
@@ -190,6 +196,8 @@ interface Watched {
   bootId: string | undefined;
   claims: number | undefined;
   failures: number;
+  /** Why this replica's last answer cannot end the wait (database unreachable, claims in flight). */
+  unsure?: string;
 }
 
 /** Consecutive failed polls after which a replica counts as gone. */
@@ -249,6 +257,18 @@ async function waitForDrained(
           }
           w.claims = body.live_claims_this_replica;
           liveClaims = body.live_claims;
+          // During a database outage the replica answers from its last read
+          // (stale) and claims may still be in flight: neither can end the wait.
+          const extra = body as {
+            stale?: boolean;
+            live_claims_age_seconds?: number | null;
+            claims_in_flight?: number;
+          };
+          w.unsure = extra.stale
+            ? `database unreachable at ${w.id}; counts from ${extra.live_claims_age_seconds ?? '?'}s ago`
+            : (extra.claims_in_flight ?? 0) > 0
+              ? `${extra.claims_in_flight} claim(s) in flight at ${w.id}`
+              : undefined;
         } catch (err) {
           if (!(err instanceof ConnectionError)) throw err;
           w.failures += 1;
@@ -299,17 +319,17 @@ async function waitForDrained(
       opts.fleet || opts.ownClaims
         ? ` (${watched.map((w) => `${w.id}: ${w.failures ? '?' : (w.claims ?? '?')}`).join(', ')})`
         : '';
-    const done = opts.ownClaims ? watched.every((w) => w.claims === 0) : liveClaims === 0;
+    const unsure = watched.flatMap((w) => (w.unsure ? [w.unsure] : []));
+    const done =
+      (opts.ownClaims ? watched.every((w) => w.claims === 0) : liveClaims === 0) && unsure.length === 0;
+    const line = `  Live claims: ${liveClaims}${perReplica}${unsure.length ? ` · ${unsure.join('; ')}` : ''}`;
+    const took = ` · ${Math.round((Date.now() - started) / 1000)}s elapsed`;
     if (done && watched.every((w) => w.failures === 0)) {
-      ctx.out.progress(`  Live claims: ${liveClaims}${perReplica}`);
+      ctx.out.progress(line, took);
       ctx.out.endProgress();
       return;
     }
-    ctx.out.progress(
-      ctx.out.tty
-        ? `  Live claims: ${liveClaims}${perReplica} · ${Math.round(elapsed)}s elapsed`
-        : `  Live claims: ${liveClaims}${perReplica}`,
-    );
+    ctx.out.progress(line, took);
     if (opts.timeoutS > 0 && elapsed >= opts.timeoutS) {
       throw new CliError(
         `timed out after ${opts.timeoutS}s with ${liveClaims} live claim(s) still running; the registry is still draining (new claims paused)`,
@@ -382,7 +402,7 @@ const drainCommand: CommandModule<GlobalArgs, DrainArgs> = {
     if (!fleetMode) {
       const { body, res } = await drainCall(http, 'POST');
       if (ctx.out.json && !args.wait) {
-        ctx.out.line(res.text.trim());
+        ctx.out.document(res.text);
         return;
       }
       ctx.out.line('Registry draining — new job claims paused');
@@ -403,7 +423,9 @@ const drainCommand: CommandModule<GlobalArgs, DrainArgs> = {
         );
       }
       const waiting = ownClaims ? (body.live_claims_this_replica ?? 0) : body.live_claims;
-      if (waiting > 0 || !body.draining) {
+      // A stale answer (database unreachable) or claims in flight cannot say "safe" either.
+      const unsure = body as { stale?: boolean; claims_in_flight?: number };
+      if (waiting > 0 || !body.draining || unsure.stale || (unsure.claims_in_flight ?? 0) > 0) {
         const watched: Watched[] = [
           {
             id: body.replica_id ?? 'registry',
@@ -414,6 +436,14 @@ const drainCommand: CommandModule<GlobalArgs, DrainArgs> = {
           },
         ];
         await waitForDrained(ctx, http, watched, waitOpts);
+      }
+      if (ctx.out.json) {
+        ctx.out.printJson({
+          drained: true,
+          replicas: [body.replica_id ?? 'registry'],
+          own_claims: ownClaims,
+        });
+        return;
       }
       ctx.out.line(
         ownClaims
@@ -514,7 +544,7 @@ const resumeCommand: CommandModule<GlobalArgs, AllArgs> = {
     if (!args.all) {
       const { body, res } = await drainCall(http, 'DELETE');
       if (ctx.out.json) {
-        ctx.out.line(res.text.trim());
+        ctx.out.document(res.text);
         return;
       }
       ctx.out.line('Registry resumed — job dispatch active');
@@ -540,9 +570,15 @@ const resumeCommand: CommandModule<GlobalArgs, AllArgs> = {
         results.push({ replica_id: r.replica_id, draining: null, error: (err as Error).message });
       }
     }
-    if (ctx.out.json) ctx.out.printJson({ fleet_draining: false, replicas: results });
+    if (ctx.out.json)
+      ctx.out.printJson({ fleet_draining: false, lifted: fleet.fleet_draining, replicas: results });
     else {
-      ctx.out.line('Fleet drain lifted — job dispatch active');
+      // Only a persisted fleet drain is "lifted"; in-memory drains are resumed.
+      ctx.out.line(
+        fleet.fleet_draining
+          ? 'Fleet drain lifted — job dispatch active'
+          : 'Every replica resumed — job dispatch active (no fleet drain was in force)',
+      );
       for (const r of results) {
         ctx.out.line(
           `  ${r.replica_id.padEnd(20)} ${r.error ? colors.red(`failed: ${r.error}`) : r.draining ? 'still draining' : 'active'}`,
@@ -628,7 +664,7 @@ const forgetCommand: CommandModule<GlobalArgs, GlobalArgs & { replica: string }>
     if (res.status === 409)
       throw new CliError(`replica ${args.replica} is live; stop it before forgetting it`);
     if (res.status !== 200) throw adminError(res);
-    if (ctx.out.json) ctx.out.line(res.text.trim());
+    if (ctx.out.json) ctx.out.document(res.text);
     else ctx.out.line(`Replica ${args.replica} forgotten`);
   }),
 };

@@ -194,6 +194,11 @@ export async function liveReplicas(sql: Tx, windowSeconds = 30): Promise<LiveRep
 export interface RestoreOptions {
   file: string;
   force: boolean;
+  /**
+   * Take the fleet drain from the snapshot. Without it the database's current
+   * fleet drain is kept: a restore never lifts (or sets) a fleet drain silently.
+   */
+  resetDrain?: boolean;
   warn(text: string): void;
   /** Called once per table restored. */
   onTable?(table: string, rows: number): void;
@@ -207,7 +212,27 @@ export interface RestoreResult {
   forced: string[];
   /** Whether the migration ledger was restored (only when the schemas are equal). */
   ledgerRestored: boolean;
+  /** The fleet drain before the restore, in the snapshot, and what the database holds now. */
+  fleetDrain: {
+    before: FleetDrainSetting;
+    snapshot: FleetDrainSetting;
+    after: FleetDrainSetting;
+    kept: boolean;
+  };
 }
+
+/** `registry_settings.fleet_drain`: absent is "no fleet drain". */
+export interface FleetDrainSetting {
+  draining: boolean;
+  since: string | null;
+}
+
+const fleetDrainOf = async (tx: Tx, present: boolean): Promise<FleetDrainSetting> => {
+  if (!present) return { draining: false, since: null };
+  const [row] = await tx<{ value: FleetDrainSetting }[]>`
+    select value from registry_settings where key = 'fleet_drain'`;
+  return { draining: Boolean(row?.value?.draining), since: row?.value?.since ?? null };
+};
 
 const batchRows = 2_000;
 const batchBytes = 4 * 1024 * 1024;
@@ -308,6 +333,8 @@ export async function restoreSnapshot(sql: Sql, options: RestoreOptions): Promis
         sameSchema ? [ledgerTable, ...registryTables] : registryTables,
       );
       const presentSet = new Set(present);
+      const settings = presentSet.has('registry_settings');
+      const drainBefore = await fleetDrainOf(tx, settings);
       if (present.length > 0) {
         await tx.unsafe(`truncate table ${present.map(quoteIdent).join(', ')}`);
       }
@@ -398,7 +425,20 @@ export async function restoreSnapshot(sql: Sql, options: RestoreOptions): Promis
           );
         }
       }
+      // The fleet drain is the operator's present intent, not history: keep it
+      // unless told otherwise (a restore under a persisted drain must not
+      // start the replicas dispatching).
+      const drainSnapshot = await fleetDrainOf(tx, settings);
+      const kept = !options.resetDrain;
+      if (kept && settings && drainBefore.draining !== drainSnapshot.draining) {
+        await tx`
+          insert into registry_settings (key, value, updated_at)
+          values ('fleet_drain', ${tx.json(drainBefore as never)}, now())
+          on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at`;
+      }
+      const drainAfter = await fleetDrainOf(tx, settings);
       return {
+        fleetDrain: { before: drainBefore, snapshot: drainSnapshot, after: drainAfter, kept },
         header,
         tables: restored,
         totalRows: restored.reduce((a, t) => a + t.rows, 0),

@@ -1,10 +1,30 @@
 import type { DrainStatus } from '@mesh/protocol';
 import { type Context, Hono } from 'hono';
 import type { AppEnv } from '../app.ts';
-import { ApiError } from '../errors.ts';
+import { ApiError, isDatabaseUnavailable } from '../errors.ts';
+import { DatabaseTimeout, within } from '../services/status.ts';
 
-/** `/admin/drain`: every field present on our registry. */
-type DrainBody = Required<DrainStatus>;
+/**
+ * `/admin/drain`: every field present on our registry, plus, when the
+ * database did not answer in time, what is stale: `live_claims*` come from the
+ * replica's last successful read, `live_claims_age_seconds` old.
+ */
+type DrainBody = Required<DrainStatus> & {
+  /** Claims that passed the drain gate and have not committed or failed yet. */
+  claims_in_flight: number;
+  stale?: true;
+  live_claims_age_seconds?: number | null;
+  database?: 'unreachable';
+};
+
+/**
+ * How long an operator route waits on the database before answering from
+ * what the replica knows (issue 20: an operator can see and drain a replica
+ * exactly when the database is away).
+ */
+const operatorWaitMs = 500;
+/** Fleet-wide views need the database; they fail (503) rather than hang when it is away. */
+const fleetWaitMs = 5_000;
 
 interface FleetBody {
   fleet_draining: boolean;
@@ -24,25 +44,36 @@ const fleetAckTimeoutMs = 15_000;
 export const adminRoutes = new Hono<AppEnv>()
   .get('/admin/drain', async (c) => c.json(await drainBody(c)))
   .post('/admin/drain', async (c) => {
-    const { gate, replicas } = c.get('deps');
-    // The barrier: answers only once no claim can still commit on this replica.
-    await gate.enter('local');
-    await replicas?.report();
+    const { gate } = c.get('deps');
+    // The barrier: no new claim passes the gate from here on. Claims already in
+    // flight may hang on an unreachable database: answer anyway, counting them
+    // (`claims_in_flight`), so `drain --wait` keeps waiting until they are done.
+    await within(gate.enter('local'), operatorWaitMs).catch(() => {});
+    reportInBackground(c);
     return c.json(await drainBody(c));
   })
   .delete('/admin/drain', async (c) => {
-    const { gate, replicas } = c.get('deps');
+    const { gate, replicas, status } = c.get('deps');
     // The fleet drain is read afresh: resuming this replica never lifts a fleet
-    // drain in force, and never keeps one that was lifted.
-    await replicas?.syncFleetDrain();
+    // drain in force, and never keeps one that was lifted. Without an answer in
+    // time, the last fleet drain this replica saw stays applied.
+    const synced = await within(replicas?.syncFleetDrain() ?? Promise.resolve(), operatorWaitMs).then(
+      () => true,
+      (err: Error) => {
+        if (!isDatabaseUnavailable(err)) throw err;
+        status?.failed(err, 'request');
+        return false;
+      },
+    );
     gate.leave('local');
-    await replicas?.report();
-    return c.json(await drainBody(c));
+    reportInBackground(c);
+    // Having waited once already, answer from what is known rather than wait again.
+    return c.json({ ...(await drainBody(c, synced)), ...(synced ? {} : { fleet_draining_stale: true }) });
   })
   .get('/admin/replicas', async (c) => {
     const { replicas } = c.get('deps');
     if (!replicas) throw new ApiError('unavailable', 'replica registry not running');
-    const [list, fleet] = await Promise.all([replicas.list(), replicas.fleetDrain()]);
+    const [list, fleet] = await within(Promise.all([replicas.list(), replicas.fleetDrain()]), fleetWaitMs);
     return c.json({ replicas: list, fleet_draining: fleet.draining, fleet_draining_since: fleet.since });
   })
   .delete('/admin/replicas/:id', async (c) => {
@@ -72,27 +103,57 @@ export const adminRoutes = new Hono<AppEnv>()
 
 type Ctx = Context<AppEnv>;
 
-async function drainBody(c: Ctx): Promise<DrainBody> {
-  const { gate, jobs, identity, replicas } = c.get('deps');
-  const live = await jobs.liveClaims().catch((err: Error) => {
-    throw new ApiError('unavailable', `failed to count live claims: ${err.message}`);
-  });
-  return {
+/** Records the drain state in the replica's row; the heartbeat retries if the database is away. */
+function reportInBackground(c: Ctx): void {
+  const { replicas, logger } = c.get('deps');
+  replicas
+    ?.report()
+    .catch((err: Error) => logger.debug({ err: err.message }, 'drain state not recorded yet'));
+}
+
+async function drainBody(c: Ctx, fresh = true): Promise<DrainBody> {
+  const { gate, jobs, identity, replicas, status } = c.get('deps');
+  const base = {
     draining: gate.draining,
-    live_claims: live.total,
-    live_claims_this_replica: live.mine,
     replica_id: identity.replicaId,
     boot_id: identity.bootId,
     version: identity.version,
     draining_since: gate.drainingSince?.toISOString() ?? null,
     fleet_draining: replicas ? gate.has('fleet') : false,
+    claims_in_flight: gate.claimsInFlight,
+  };
+  // A fresh count (drain --wait decides on it); the last background read when
+  // the database does not answer in time, marked stale.
+  const read = fresh || !status?.values ? jobs.liveClaims() : Promise.reject(new DatabaseTimeout(0));
+  const live = await within(read, status ? operatorWaitMs : 60_000).catch((err: Error) => {
+    if (status?.values && isDatabaseUnavailable(err)) {
+      status.failed(err, 'request');
+      return undefined;
+    }
+    throw new ApiError('unavailable', `failed to count live claims: ${err.message}`);
+  });
+  if (live) {
+    status?.succeeded();
+    return { ...base, live_claims: live.total, live_claims_this_replica: live.mine };
+  }
+  const known = status?.values;
+  return {
+    ...base,
+    live_claims: known?.live_claims ?? 0,
+    live_claims_this_replica: known?.live_claims_this_replica ?? 0,
+    stale: true,
+    live_claims_age_seconds: status?.ageSeconds === null || !status ? null : +status.ageSeconds.toFixed(1),
+    database: 'unreachable',
   };
 }
 
 async function fleetBody(c: Ctx): Promise<FleetBody> {
   const { replicas, jobs } = c.get('deps');
   if (!replicas) throw new ApiError('unavailable', 'replica registry not running');
-  const [fleet, list, live] = await Promise.all([replicas.fleetDrain(), replicas.list(), jobs.liveClaims()]);
+  const [fleet, list, live] = await within(
+    Promise.all([replicas.fleetDrain(), replicas.list(), jobs.liveClaims()]),
+    fleetWaitMs,
+  );
   return {
     fleet_draining: fleet.draining,
     since: fleet.since,

@@ -157,6 +157,12 @@ export const jobRoutes = new Hono<AppEnv>()
     if (metrics) {
       if (result.accepted) metrics.deltas.inc({ outcome: 'accepted' }, result.accepted);
       for (const r of result.rejected) metrics.deltas.inc({ outcome: r.reason });
+      const refused = new Set(result.rejected.map((r) => r.id));
+      for (const d of body.deltas) {
+        if ((d.status === 'completed' || d.status === 'failed') && !refused.has(d.id ?? '')) {
+          metrics.jobsFinished.inc({ status: d.status });
+        }
+      }
     }
     return c.json(result);
   })

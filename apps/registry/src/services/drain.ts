@@ -28,6 +28,11 @@ export class DrainGate {
     return this.since;
   }
 
+  /** Claims that passed the gate and have not finished (committed or failed). */
+  get claimsInFlight(): number {
+    return this.inFlight;
+  }
+
   has(reason: DrainReason): boolean {
     return this.reasons.has(reason);
   }

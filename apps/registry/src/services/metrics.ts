@@ -1,12 +1,25 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { StatusValues } from './status.ts';
+
+/** What the replica keeps fresh in the background (services/status.ts): read at scrape, never queried. */
+export interface MetricsStatus {
+  readonly values: StatusValues | undefined;
+  readonly ageSeconds: number | null;
+  readonly databaseUp: boolean;
+}
 
 /**
  * The registry's Prometheus metrics. One registry per app instance (so tests
  * can build several apps in one process); scraped at `GET /metrics`.
  */
 export function createMetrics(collect: {
-  liveClaims: () => Promise<{ total: number; mine: number }>;
+  /** Background-read values; absent in single-process tests (no live-claims, queue or fleet gauges). */
+  status?: MetricsStatus;
   draining: () => boolean;
+  /** `mesh_build_info` labels. */
+  build?: { version: string; replicaId: string; bootId: string; schemaVersion: number };
+  /** prom-client's process metrics (CPU, memory, event-loop lag); once per process. */
+  processMetrics?: boolean;
   /** Connections the replica may open: --db-pool-size + --db-job-pool-size. */
   poolSize: number;
   /** Requests served by shared statements, and those statements (JobStore.statementStats). */
@@ -44,18 +57,26 @@ export function createMetrics(collect: {
     labelNames: ['phase'] as const,
     registers: [registry],
   });
-  new Gauge({
-    name: 'mesh_live_claims',
-    help: 'Live jobs with an owner, fleet-wide (scope=fleet) and handed out by this replica (scope=replica)',
-    labelNames: ['scope'] as const,
+  const jobsFinished = new Counter({
+    name: 'mesh_jobs_finished_total',
+    help: 'Jobs this replica saw finish through an owner delta, by status (completed, failed)',
+    labelNames: ['status'] as const,
     registers: [registry],
-    async collect() {
-      const live = await collect.liveClaims().catch(() => undefined);
-      if (!live) return;
-      this.set({ scope: 'fleet' }, live.total);
-      this.set({ scope: 'replica' }, live.mine);
-    },
   });
+  if (collect.status) statusGauges(registry, collect.status);
+  if (collect.build) {
+    const b = collect.build;
+    new Gauge({
+      name: 'mesh_build_info',
+      help: 'Always 1: the version, replica id, boot id and schema version of this process',
+      labelNames: ['version', 'replica_id', 'boot_id', 'schema_version'] as const,
+      registers: [registry],
+    }).set(
+      { version: b.version, replica_id: b.replicaId, boot_id: b.bootId, schema_version: b.schemaVersion },
+      1,
+    );
+  }
+  if (collect.processMetrics) collectDefaultMetrics({ register: registry });
   new Gauge({
     name: 'mesh_draining',
     help: '1 while this replica hands out no claims',
@@ -99,7 +120,79 @@ export function createMetrics(collect: {
       });
     }
   }
-  return { registry, requests, latency, claims, deltas, sweeps };
+  return { registry, requests, latency, claims, deltas, sweeps, jobsFinished };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Gauges set from the background read at scrape time: no collector touches the database. */
+function statusGauges(registry: Registry, status: MetricsStatus): void {
+  const gauge = <L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    set: (g: Gauge<L>, v: StatusValues) => void,
+  ) =>
+    new Gauge<L>({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        const v = status.values;
+        this.reset();
+        if (v) set(this, v);
+      },
+    });
+  new Gauge({
+    name: 'mesh_database_up',
+    help: '1 while the database answers this replica (background read or requests), 0 during an outage',
+    registers: [registry],
+    collect() {
+      this.set(status.databaseUp ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'mesh_status_age_seconds',
+    help: 'Age of the values the database-backed gauges show (the last successful background read)',
+    registers: [registry],
+    collect() {
+      this.set(status.ageSeconds ?? -1);
+    },
+  });
+  gauge(
+    'mesh_live_claims',
+    'Live jobs with an owner, fleet-wide (scope=fleet) and handed out by this replica (scope=replica)',
+    ['scope'],
+    (g, v) => {
+      g.set({ scope: 'fleet' }, v.live_claims);
+      g.set({ scope: 'replica' }, v.live_claims_this_replica);
+    },
+  );
+  gauge('mesh_queue_depth', 'Claimable jobs waiting, by capability', ['capability'], (g, v) => {
+    for (const q of v.queue) g.set({ capability: q.capability }, q.depth);
+  });
+  gauge(
+    'mesh_queue_oldest_age_seconds',
+    'How long the oldest claimable job has waited, by capability (database clock)',
+    ['capability'],
+    (g, v) => {
+      for (const q of v.queue) g.set({ capability: q.capability }, q.oldest_age_seconds);
+    },
+  );
+  gauge('mesh_fleet_draining', '1 while a fleet drain is stored in the database', [], (g, v) => {
+    g.set(v.fleet_drain.draining ? 1 : 0);
+  });
+  gauge(
+    'mesh_replicas',
+    'Replicas not stopped, by state: live (heard from recently) or stale',
+    ['state'],
+    (g, v) => {
+      g.set({ state: 'live' }, v.replicas.live);
+      g.set({ state: 'stale' }, v.replicas.stale);
+    },
+  );
+  gauge('mesh_agents', 'Registered agents by status', ['status'], (g, v) => {
+    for (const [s, n] of Object.entries(v.agents)) g.set({ status: s }, n);
+  });
+}

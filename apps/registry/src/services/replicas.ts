@@ -21,6 +21,8 @@ export interface FleetDrainState {
  */
 export class ReplicaRegistry {
   private readonly ticker: Ticker;
+  /** Takes a failure caused by an unreachable database (true: handled, counted, not logged here). */
+  databaseDown: ((err: unknown) => boolean) | undefined;
 
   constructor(
     private readonly sql: Sql,
@@ -33,7 +35,7 @@ export class ReplicaRegistry {
     this.ticker = new Ticker(
       this.intervalMs,
       () => this.heartbeat(),
-      (err) => this.logger.warn({ err }, 'replica heartbeat failed'),
+      (err) => this.databaseDown?.(err) || this.logger.warn({ err }, 'replica heartbeat failed'),
     );
   }
 

@@ -13,6 +13,8 @@ import { Ticker } from './ticker.ts';
  */
 export class SchemaGuard {
   private readonly ticker: Ticker;
+  /** Takes a failure caused by an unreachable database (true: handled, counted, not logged here). */
+  databaseDown: ((err: unknown) => boolean) | undefined;
   private reason: string | undefined;
 
   constructor(
@@ -26,7 +28,7 @@ export class SchemaGuard {
     this.ticker = new Ticker(
       intervalMs,
       () => this.check(),
-      (err) => this.logger.warn({ err }, 'schema check failed'),
+      (err) => this.databaseDown?.(err) || this.logger.warn({ err }, 'schema check failed'),
     );
   }
 

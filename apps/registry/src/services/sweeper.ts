@@ -44,6 +44,8 @@ const live = `status in ('working', 'input_required')`;
  */
 export class Sweeper {
   private readonly ticker: Ticker;
+  /** Takes a failure caused by an unreachable database (true: handled, counted, not logged here). */
+  databaseDown: ((err: unknown) => boolean) | undefined;
 
   constructor(
     private readonly sql: Sql,
@@ -54,7 +56,7 @@ export class Sweeper {
     this.ticker = new Ticker(
       this.settings.intervalMs,
       () => this.runOnce(),
-      (err) => this.logger.warn({ err }, 'sweep failed; retrying next interval'),
+      (err) => this.databaseDown?.(err) || this.logger.warn({ err }, 'sweep failed; retrying next interval'),
     );
   }
 
