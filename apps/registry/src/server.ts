@@ -212,6 +212,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         features.leaseRenewal,
         features.anyJsonResult,
         features.deadlineEvents,
+        features.jobSignals,
       ],
       logger,
       jobs,
