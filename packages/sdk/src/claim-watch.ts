@@ -69,6 +69,7 @@ export class ClaimWatcher {
       const held = [...this.claims];
       const ask = new AbortController();
       this.inFlight = ask;
+      const sentAt = Date.now();
       try {
         const res = await this.client.claimSignals(
           this.instanceId,
@@ -88,7 +89,11 @@ export class ClaimWatcher {
           this.claims.delete(claim);
           claim.applySignal(s.signal);
         }
-        backoff = 200;
+        if (res.signals.length === 0 && Date.now() - sentAt < 1_000) {
+          // Nothing, early: the replica is shutting down (it answers every poll at once). Don't spin.
+          await pause(backoff * (0.5 + Math.random()));
+          backoff = Math.min(5_000, backoff * 2);
+        } else backoff = 200;
       } catch {
         if (ask.signal.aborted) continue;
         // Unreachable or refused: the lease renewal still tells, later; try again.
