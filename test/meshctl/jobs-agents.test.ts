@@ -229,6 +229,11 @@ describe('meshctl list / status (agents)', () => {
     await fetch(`${r.url}/agents/time-svc-1a2b3c4d`, { method: 'DELETE' });
     const after = await meshctl(['list', ...url]);
     expect(after.stdout).not.toContain('time-svc-1a2b3c4d');
+    // A newer instance of the same name supersedes it: header and row say the same word.
+    await heartbeat({ ...timeSvc, agent_id: 'time-svc-9f9f9f9f' });
+    const withSuperseded = await meshctl(['list', '--all', ...url]);
+    expect(withSuperseded.stdout).toMatch(/- 2 healthy, 1 superseded/);
+    expect(withSuperseded.stdout).toMatch(/^time-svc-1a2b3c4d\s+\S+\s+\S+\s+superseded\s/m);
     const ambiguous = await meshctl(['status', 'zzz', ...url]);
     expect(ambiguous.code).toBe(1);
     expect(ambiguous.stderr).toContain('no agent matches "zzz"');
