@@ -75,7 +75,8 @@ describe('meshctl job', () => {
     const list = await meshctl(['job', 'list', '--capability', 'cli-echo', ...url]);
     expect(list.code).toBe(0);
     expect(list.stdout).toMatch(/^ID\s+CAPABILITY\s+STATUS\s+OWNER\s+EPOCH\s+ATTEMPTS\s+PROGRESS\s+AGE/m);
-    expect(list.stdout).toMatch(new RegExp(`${id}\\s+cli-echo\\s+working\\s+-\\s+0\\s+0/2`));
+    // ATTEMPTS: made / allowed (max_retries 2 = 3 attempts).
+    expect(list.stdout).toMatch(new RegExp(`${id}\\s+cli-echo\\s+working\\s+-\\s+0\\s+0/3`));
     expect(list.stdout).toContain('1 job(s)');
 
     // An agent claims it, reports progress and posts an event.
@@ -92,7 +93,27 @@ describe('meshctl job', () => {
     expect(status.stdout).toMatch(new RegExp(`^Job:\\s+${id}$`, 'm'));
     expect(status.stdout).toMatch(/^Owner:\s+echo-1$/m);
     expect(status.stdout).toMatch(/^Claim epoch:\s+1$/m);
-    expect(status.stdout).toMatch(/^Attempts:\s+1 \/ 2 \(max_retries\)$/m);
+    expect(status.stdout).toMatch(/^Attempts:\s+1 of 3 allowed \(max_retries 2\)$/m);
+    // A prefix of the id works wherever the id does, as agent prefixes do.
+    const byPrefix = await meshctl(['job', 'status', id.slice(0, 8), ...url]);
+    expect(byPrefix.code, byPrefix.stderr).toBe(0);
+    expect(byPrefix.stdout).toMatch(new RegExp(`^Job:\\s+${id}$`, 'm'));
+    const nothing = await meshctl(['job', 'status', 'ffffffff-ff', ...url]);
+    expect(nothing.code).toBe(1);
+    expect(nothing.stderr).toContain('job not found: ffffffff-ff');
+    // input: refused while the job is not waiting for input, then answered once it is.
+    const early = await meshctl(['job', 'input', id.slice(0, 8), '{"ok":true}', ...url]);
+    expect(early.code).toBe(1);
+    expect(early.stderr).toContain('not waiting for input');
+    await post('/jobs/batch', {
+      instance_id: 'echo-1',
+      deltas: [{ id, claim_epoch: 1, status: 'input_required', progress_message: 'Go?' }],
+    });
+    const answered = await meshctl(['job', 'input', id.slice(0, 8), '{"ok":true}', ...url]);
+    expect(answered.code, answered.stderr).toBe(0);
+    expect(answered.stdout).toContain(`Input sent to job ${id}`);
+    expect(answered.stdout).toMatch(/Question:\s+Go\?/);
+    await post('/jobs/batch', { instance_id: 'echo-1', deltas: [{ id, claim_epoch: 1, status: 'working' }] });
     expect(status.stdout).toMatch(/^Progress:\s+halfway$/m);
     expect(status.stdout).toMatch(/^Progress %:\s+50%$/m);
     expect(JSON.parse((await meshctl(['job', 'status', id, '--json', ...url])).stdout)).toMatchObject({
@@ -239,6 +260,11 @@ describe('meshctl list / status (agents)', () => {
     await fetch(`${r.url}/agents/time-svc-1a2b3c4d`, { method: 'DELETE' });
     const after = await meshctl(['list', ...url]);
     expect(after.stdout).not.toContain('time-svc-1a2b3c4d');
+    // A newer instance of the same name supersedes it: header and row say the same word.
+    await heartbeat({ ...timeSvc, agent_id: 'time-svc-9f9f9f9f' });
+    const withSuperseded = await meshctl(['list', '--all', ...url]);
+    expect(withSuperseded.stdout).toMatch(/- 2 healthy, 1 superseded/);
+    expect(withSuperseded.stdout).toMatch(/^time-svc-1a2b3c4d\s+\S+\s+\S+\s+superseded\s/m);
     const ambiguous = await meshctl(['status', 'zzz', ...url]);
     expect(ambiguous.code).toBe(1);
     expect(ambiguous.stderr).toContain('no agent matches "zzz"');

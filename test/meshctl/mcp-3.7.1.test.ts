@@ -60,7 +60,7 @@ describe('our meshctl against the real MCP Mesh registry 3.7.1', () => {
     const status = await meshctl(['job', 'status', id, ...url]);
     expect(status.code, status.stderr).toBe(0);
     expect(status.stdout).toMatch(/^Owner:\s+w-2$/m);
-    expect(status.stdout).toMatch(/^Attempts:\s+1 \/ 1 \(max_retries\)$/m);
+    expect(status.stdout).toMatch(/^Attempts:\s+1 of 2 allowed \(max_retries 1\)$/m);
     const reclaim = await meshctl(['job', 'reclaim', id, ...url]);
     expect(reclaim.code, reclaim.stderr).toBe(0);
     expect(reclaim.stdout).toMatch(/Evicted owner:\s+w-2/);

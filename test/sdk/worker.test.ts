@@ -1,4 +1,4 @@
-import { JobAbortedError, JobWorker, RetryableError, waitForJob } from '@mesh/sdk';
+import { JobAbortedError, JobWorker, NonRetryableError, RetryableError, waitForJob } from '@mesh/sdk';
 import { describe, expect, it } from 'vitest';
 import { targets, until, useTarget } from './targets.ts';
 
@@ -231,7 +231,7 @@ describe.each(targets)('SDK against $name', (target) => {
         [1, 1],
         [2, 2],
       ]);
-      // Past max_retries the registry fails the job instead of queueing it again.
+      // Past max_retries the job fails, with the handler's own message.
       const spent = await client.submit({
         capability: 'sdk-retry',
         submitted_by: 't',
@@ -241,9 +241,61 @@ describe.each(targets)('SDK against $name', (target) => {
       const failed = await waitForJob(client, spent.id, { timeoutMs: 30_000 });
       expect(failed).toMatchObject({
         status: 'failed',
-        error: 'exhausted (release): upstream down',
+        error: 'upstream down',
         attempt_count: 1,
       });
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('retries a thrown error while attempts remain; NonRetryableError and fail() fail at once', async () => {
+    await ready;
+    const attempts = new Map<string, number[]>();
+    const worker = new JobWorker({
+      client,
+      instanceId: `default-retry-${target.name === 'ours' ? 'a' : 'b'}`,
+      capability: 'sdk-default-retry',
+      concurrency: 4,
+      handler: async ({ id, attempt, payload, fail }) => {
+        attempts.set(id, [...(attempts.get(id) ?? []), attempt]);
+        if (payload.kind === 'flaky' && attempt === 1) throw new Error('flaky once');
+        if (payload.kind === 'always') throw new Error(`always (attempt ${attempt})`);
+        if (payload.kind === 'permanent') throw new NonRetryableError('bad payload');
+        if (payload.kind === 'fail') {
+          await fail(new Error('failed on purpose'));
+          return undefined;
+        }
+        return { attempt };
+      },
+    });
+    worker.start();
+    try {
+      const submit = async (kind: string, max_retries: number) =>
+        (
+          await client.submit({
+            capability: 'sdk-default-retry',
+            submitted_by: 't',
+            submitted_payload: { kind },
+            max_retries,
+          })
+        ).id;
+      const flaky = await submit('flaky', 1);
+      const always = await submit('always', 2);
+      const permanent = await submit('permanent', 3);
+      const failed = await submit('fail', 3);
+      const [f, a, p, x] = await Promise.all(
+        [flaky, always, permanent, failed].map((id) => waitForJob(client, id, { timeoutMs: 30_000 })),
+      );
+      // max_retries 1 = two attempts: a plain Error thrown at the first is retried.
+      expect(f).toMatchObject({ status: 'completed', result: { attempt: 2 }, attempt_count: 2 });
+      // max_retries 2 = three attempts, then the last error is the job's.
+      expect(a).toMatchObject({ status: 'failed', error: 'always (attempt 3)', attempt_count: 3 });
+      expect(attempts.get(always)).toEqual([1, 2, 3]);
+      expect(p).toMatchObject({ status: 'failed', error: 'bad payload', attempt_count: 1 });
+      expect(x).toMatchObject({ status: 'failed', error: 'failed on purpose', attempt_count: 1 });
+      expect(attempts.get(permanent)).toEqual([1]);
+      expect(attempts.get(failed)).toEqual([1]);
     } finally {
       await worker.stop();
     }

@@ -184,6 +184,7 @@ function learnt(tap: Cell['tap'], notices: WorkerNotice[], id: string, since: nu
     (n): n is Extract<WorkerNotice, { type: 'refused' }> => n.type === 'refused' && n.jobId === id,
   );
   if (!refusal) return 'no refusal seen';
+  if (refusal.write === 'signal') return `signals long-poll (/jobs/signals) answered: ${refusal.reason}`;
   if (refusal.write !== 'renew') return `its ${refusal.write} refused: ${refusal.reason}`;
   const viaLeases = leaseRenewalsFor(tap, id).some((c) => c.at >= since && c.status === 200);
   return viaLeases

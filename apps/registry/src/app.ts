@@ -10,6 +10,7 @@ import type { Logger } from './logger.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { agentRoutes } from './routes/agents.ts';
 import { healthRoutes } from './routes/health.ts';
+import { jobSignalRoutes } from './routes/job-signals.ts';
 import { jobRoutes, reclaimRoutes } from './routes/jobs.ts';
 import type { AgentStore } from './services/agents.ts';
 import type { CancelForwarder } from './services/cancel-forward.ts';
@@ -216,6 +217,7 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
   if (surface !== 'admin') {
     app.route('/', healthRoutes);
     app.route('/', agentRoutes);
+    app.route('/', jobSignalRoutes);
     app.route('/', jobRoutes);
     if (deps.metrics) {
       const { registry } = deps.metrics;

@@ -348,6 +348,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         features.anyJsonResult,
         features.deadlineEvents,
         features.idempotentSubmit,
+        features.jobSignals,
       ],
       logger,
       jobs,

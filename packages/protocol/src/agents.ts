@@ -2,6 +2,14 @@ import { z } from 'zod';
 
 const opt = <T extends z.ZodType>(t: T) => t.nullable().optional();
 
+/**
+ * MCP Mesh 3.7's rule for new agent ids, names and namespaces: lowercase
+ * alphanumerics and hyphens, starting and ending alphanumeric.
+ */
+export const agentIdentifierPattern = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
+/** Longest agent name or namespace (3.7); agent ids may have 253 characters. */
+export const maxAgentNameLength = 63;
+
 /** A dependency of a tool (MCP Mesh `MeshToolDependencyRegistration`). */
 export const toolDependency = z.object({
   capability: opt(z.string()),

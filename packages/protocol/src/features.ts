@@ -23,6 +23,12 @@ export const features = {
    * job the first one created, so clients may retry it.
    */
   idempotentSubmit: 'idempotent-submit',
+  /**
+   * `POST /jobs/signals` (since 0.2.0): one long-poll per agent instance that
+   * answers as soon as one of the claims it names is cancelled, re-claimed
+   * (force reclaim, lease expiry, orphan sweep) or otherwise ended, on any replica.
+   */
+  jobSignals: 'job-signals',
 } as const;
 
 export type Feature = (typeof features)[keyof typeof features];

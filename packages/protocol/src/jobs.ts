@@ -186,3 +186,32 @@ export type LeaseOutcome = (typeof leaseOutcomes)[number];
 export interface RenewLeasesResponse {
   results: { id: string; outcome: LeaseOutcome; status: JobStatus | null; lease_expires_at: number | null }[];
 }
+
+/**
+ * `POST /jobs/signals` (ours, feature `job-signals`): the claims an instance
+ * holds. The answer lists those that are no longer its live claim, at once or
+ * as soon as one changes within `wait` seconds (at most 60), else none.
+ * Level-triggered: what the rows say now, so a missed wake-up loses nothing.
+ */
+export const jobSignalsRequest = z.object({
+  instance_id: opt(z.string()),
+  jobs: opt(z.array(z.object({ id: opt(z.string()), claim_epoch: opt(z.number().int()) }))),
+  wait: opt(z.number().int()),
+});
+/**
+ * What ended a claim: `cancelled` (the job was cancelled under this claim),
+ * `superseded` (owner or epoch moved on: force reclaim, lease expiry, sweep),
+ * `terminal` (it completed or failed, e.g. by this owner or its deadline),
+ * `not_found`.
+ */
+export const jobSignalKinds = ['cancelled', 'superseded', 'terminal', 'not_found'] as const;
+export type JobSignalKind = (typeof jobSignalKinds)[number];
+export interface JobSignal {
+  id: string;
+  claim_epoch: number;
+  signal: JobSignalKind;
+  status: JobStatus | null;
+}
+export interface JobSignalsResponse {
+  signals: JobSignal[];
+}

@@ -1,10 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import type {
-  AgentRegistration,
-  RegistrationResponse,
-  ResolvedDependency,
-  ToolRegistration,
+import {
+  type AgentRegistration,
+  agentIdentifierPattern,
+  maxAgentNameLength,
+  type RegistrationResponse,
+  type ResolvedDependency,
+  type ToolRegistration,
 } from '@mesh/protocol';
+import { ClaimWatcher } from './claim-watch.ts';
 import type { RegistryClient } from './client.ts';
 import { JobWorker, type JobWorkerOptions } from './worker.ts';
 
@@ -81,7 +84,9 @@ export class Agent {
   /** The client, speaking for this instance (`X-Mesh-Instance-Id`). */
   readonly client: RegistryClient;
   private readonly tools: ToolRegistration[];
-  private readonly workers: JobWorker[] = [];
+  private readonly workers: JobWorker<never, unknown>[] = [];
+  /** One signals long-poll for all of this instance's workers. */
+  private watcher: ClaimWatcher | undefined;
   private readonly listeners: { [K in keyof AgentEvents]: Set<AgentEvents[K]> } = {
     registered: new Set(),
     dependencies: new Set(),
@@ -96,7 +101,26 @@ export class Agent {
   private lastResolved: string | undefined;
   private resolved: Record<string, ResolvedDependency[]> = {};
 
+  /** Throws a `TypeError` naming `options.name` when the registry would refuse it. */
   constructor(private readonly o: AgentOptions) {
+    if (
+      typeof o.name !== 'string' ||
+      !agentIdentifierPattern.test(o.name) ||
+      o.name.length > maxAgentNameLength
+    ) {
+      throw new TypeError(
+        `invalid agent name ${JSON.stringify(o.name)}: use lowercase letters, digits and '-', ` +
+          `starting and ending with a letter or digit, at most ${maxAgentNameLength} characters (e.g. "echo-agent")`,
+      );
+    }
+    if (
+      o.namespace !== undefined &&
+      (!agentIdentifierPattern.test(o.namespace) || o.namespace.length > maxAgentNameLength)
+    ) {
+      throw new TypeError(
+        `invalid agent namespace ${JSON.stringify(o.namespace)}: same rule as names (lowercase letters, digits and '-')`,
+      );
+    }
     this.id = `${o.name}-${randomBytes(4).toString('hex')}`;
     this.client = o.client.forInstance(this.id);
     this.tools = [...(o.tools ?? [])];
@@ -161,10 +185,19 @@ export class Agent {
    *
    * @example
    * agent.worker({ capability: 'echo', concurrency: 4, handler: async ({ payload }) => payload });
+   * // typed payload and result:
+   * agent.worker<{ text: string }, { echoed: string }>({
+   *   capability: 'echo', handler: async ({ payload }) => ({ echoed: payload.text }) });
    */
-  worker(options: Omit<JobWorkerOptions, 'client' | 'instanceId'>): JobWorker {
+  worker<P = Record<string, unknown>, R = unknown>(
+    options: Omit<JobWorkerOptions<P, R>, 'client' | 'instanceId'>,
+  ): JobWorker<P, R> {
     if (this.state === 'stopping' || this.state === 'stopped') throw new Error(`agent ${this.id} is stopped`);
-    const worker = new JobWorker({ ...options, client: this.client, instanceId: this.id });
+    this.watcher ??= new ClaimWatcher(this.client.forInstance(this.id), this.id);
+    const worker = new JobWorker<P, R>(
+      { ...options, client: this.client, instanceId: this.id },
+      this.watcher,
+    );
     this.workers.push(worker);
     if (this.addTask(options.capability) && this.state === 'running') {
       this.toolsChanged = true;

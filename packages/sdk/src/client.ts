@@ -11,6 +11,7 @@ import {
   headers,
   type Job,
   type JobDelta,
+  type JobSignalsResponse,
   type PostEventResponse,
   type RegistrationResponse,
   type ReleaseResponse,
@@ -32,6 +33,32 @@ export class RegistryError extends Error {
   get superseded(): boolean {
     return (this.body as { error?: string } | undefined)?.error === 'claim_superseded';
   }
+}
+
+/**
+ * No answer from the registry: the connection failed, was cut or timed out.
+ * `url` is what was asked (the last URL tried), `cause` the network error
+ * (e.g. `ECONNREFUSED`, a `TimeoutError`).
+ *
+ * @example
+ * try { await client.submit(job); }
+ * catch (err) { if (err instanceof RegistryUnreachableError) console.error(err.url, err.cause); else throw err; }
+ */
+export class RegistryUnreachableError extends Error {
+  override readonly name = 'RegistryUnreachableError';
+  constructor(
+    readonly url: string,
+    override readonly cause: unknown,
+    readonly method = 'GET',
+  ) {
+    super(`${method} ${url}: registry unreachable (${describeCause(cause)})`, { cause });
+  }
+}
+
+function describeCause(cause: unknown): string {
+  const e = cause as { name?: string; message?: string; cause?: { code?: string; message?: string } } | null;
+  if (e?.name === 'TimeoutError') return 'timed out';
+  return e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(cause);
 }
 
 export interface RegistryClientOptions {
@@ -125,7 +152,8 @@ export class RegistryClient {
    * and 503 move to the next URL and are retried with backoff and jitter, but
    * only for requests that are safe to repeat (`retry`); a claim, for example,
    * is retried only when the connection was refused (it certainly did not run).
-   * Throws the last network error when every attempt failed without an answer.
+   * Throws a `RegistryUnreachableError` (URL and cause) when every attempt
+   * failed without an answer.
    */
   async send(
     method: string,
@@ -133,14 +161,15 @@ export class RegistryClient {
     body?: unknown,
     options: RequestOptions = {},
   ): Promise<{ status: number; headers: Headers; body: unknown; text: string }> {
-    let lastError: unknown;
+    let lastError: RegistryUnreachableError | undefined;
     let last503: { status: number; headers: Headers; body: unknown; text: string } | undefined;
     for (let attempt = 0; attempt < this.attempts; attempt++) {
       options.signal?.throwIfAborted();
       const base = this.options.urls[this.shared.current % this.options.urls.length] as string;
+      const url = `${base}${path}`;
       const timeout = AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs);
       try {
-        const res = await fetch(`${base}${path}`, {
+        const res = await fetch(url, {
           method,
           headers: {
             ...(body === undefined ? {} : { 'content-type': 'application/json' }),
@@ -166,8 +195,9 @@ export class RegistryClient {
         // The caller gave up: not a failure of the registry.
         if (options.signal?.aborted) throw options.signal.reason;
         const refused = (err as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED';
-        if (!refused && !options.retry) throw err;
-        lastError = err;
+        const unreachable = new RegistryUnreachableError(url, err, method);
+        if (!refused && !options.retry) throw unreachable;
+        lastError = unreachable;
         last503 = undefined;
       }
       this.shared.current += 1;
@@ -324,6 +354,27 @@ export class RegistryClient {
     const info = await this.info();
     if (!info.features.has(featureNames.leaseRenewal)) return undefined;
     return this.request('POST', '/jobs/leases', { instance_id: instanceId, leases }, { retry: true });
+  }
+
+  /**
+   * Long-polls for what happened to the claims an instance holds (`POST
+   * /jobs/signals`): answers at once, or as soon as one of them is cancelled,
+   * re-claimed or ended within `wait` seconds. `undefined` against a registry
+   * without the `job-signals` feature (0.1.0, MCP Mesh 3.7).
+   */
+  async claimSignals(
+    instanceId: string,
+    jobs: { id: string; claim_epoch: number }[],
+    options: { wait?: number; signal?: AbortSignal } = {},
+  ): Promise<JobSignalsResponse | undefined> {
+    const info = await this.info();
+    if (!info.features.has(featureNames.jobSignals)) return undefined;
+    return this.request(
+      'POST',
+      '/jobs/signals',
+      { instance_id: instanceId, jobs, wait: options.wait ?? 0 },
+      { retry: true, timeoutMs: this.timeoutMs + (options.wait ?? 0) * 1000, signal: options.signal },
+    );
   }
 
   cancel(id: string, reason = ''): Promise<{ status: string; forwarded_to_instance_id: string | null }> {

@@ -1,7 +1,7 @@
 export type { AgentEvents, AgentOptions, RegistrationReason } from './agent.ts';
 export { Agent, RegistrationRefusedError } from './agent.ts';
 export type { RegistryClientOptions, RegistryInfo, RequestOptions, SubmitOptions } from './client.ts';
-export { inputEventType, RegistryClient, RegistryError } from './client.ts';
+export { inputEventType, RegistryClient, RegistryError, RegistryUnreachableError } from './client.ts';
 export { sdkVersion } from './version.ts';
 export type { WaitForJobOptions } from './wait-for-job.ts';
 export { JobWaitTimeoutError, waitForJob } from './wait-for-job.ts';
@@ -14,4 +14,10 @@ export type {
   WorkerNotice,
   WriteKind,
 } from './worker.ts';
-export { JobAbortedError, JobWorker, RetryableError } from './worker.ts';
+export {
+  JobAbortedError,
+  JobWorker,
+  NonRetryableError,
+  RetryableError,
+  retryUnlessNonRetryable,
+} from './worker.ts';

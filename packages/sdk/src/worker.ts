@@ -6,10 +6,12 @@ import {
   type Job,
   type JobDelta,
   type JobEvent,
+  type JobSignalKind,
   type LeaseOutcome,
   syntheticEvents,
 } from '@mesh/protocol';
-import { inputEventType, type RegistryClient, RegistryError } from './client.ts';
+import { ClaimWatcher } from './claim-watch.ts';
+import { inputEventType, type RegistryClient, RegistryError, RegistryUnreachableError } from './client.ts';
 
 /**
  * Why a handler's `signal` fired. The first five are the registry's own words
@@ -45,8 +47,9 @@ export class JobAbortedError extends Error {
 }
 
 /**
- * Thrown by a handler to give the job back for another attempt (within its
- * `max_retries`) instead of failing it; the default `retryOn` recognises it.
+ * Thrown by a handler to say explicitly that the job should be tried again
+ * (within its `max_retries`). Since 0.2.0 every thrown error is retried by
+ * default, so this matters only to a custom `retryOn`.
  *
  * @example
  * handler: async () => { if (!(await upstreamUp())) throw new RetryableError('upstream down'); … }
@@ -55,6 +58,26 @@ export class RetryableError extends Error {
   override readonly name = 'RetryableError';
 }
 
+/**
+ * Thrown by a handler to fail the job now, with retry budget left or not
+ * (like `ctx.fail()`): the default `retryOn` refuses it.
+ *
+ * @example
+ * handler: async ({ payload }) => {
+ *   if (typeof payload.url !== 'string') throw new NonRetryableError('payload.url is required');
+ *   …
+ * }
+ */
+export class NonRetryableError extends Error {
+  override readonly name = 'NonRetryableError';
+}
+
+/**
+ * The default retry rule (docs/sdk.md, "Retries"): every thrown error is
+ * retried while the job has attempts left, except a `NonRetryableError`.
+ */
+export const retryUnlessNonRetryable = (error: unknown): boolean => !(error instanceof NonRetryableError);
+
 export interface WaitForEventOptions {
   /** Event types to wait for; all types when empty. */
   types?: string[];
@@ -62,10 +85,14 @@ export interface WaitForEventOptions {
   timeoutMs?: number;
 }
 
-/** What a job handler gets. */
-export interface JobContext {
+/**
+ * What a job handler gets. `P` is the payload's type as the handler expects
+ * it (not checked at run time: validate it yourself when it comes from
+ * untrusted submitters).
+ */
+export interface JobContext<P = Record<string, unknown>> {
   id: string;
-  payload: Record<string, unknown>;
+  payload: P;
   attempt: number;
   /**
    * This attempt's fencing token; `null` against a registry that hands out
@@ -86,8 +113,15 @@ export interface JobContext {
    * lease still renewed) until accepted, refused or aborted.
    */
   complete(result?: unknown): Promise<boolean>;
-  /** Fails the job now (otherwise a thrown error does). False when refused; held like `complete()`. */
-  fail(error: string): Promise<boolean>;
+  /**
+   * Fails the job now, for good: no retry, whatever budget is left (a thrown
+   * error would be retried). Takes a message or an `Error` (its message is
+   * stored). False when refused; held like `complete()`.
+   *
+   * @example
+   * if (!payload.url) return ctx.fail(new Error('payload.url is required'));
+   */
+  fail(error: string | Error): Promise<boolean>;
   /**
    * Appends an event to the job's log and returns its `seq`. Event posts are
    * not fenced on the wire, so the lease is confirmed with the claim epoch
@@ -114,10 +148,27 @@ export interface JobContext {
   requestInput<T = unknown>(prompt: string, options?: { type?: string; timeoutMs?: number }): Promise<T>;
 }
 
-export type JobHandler = (ctx: JobContext) => Promise<unknown>;
+/**
+ * A job handler: what it returns (`R`) completes the job; what it throws is
+ * retried or fails it (see `retryOn`).
+ *
+ * @example
+ * const handler: JobHandler<{ text: string }, { echoed: string }> = async ({ payload }) => ({ echoed: payload.text });
+ */
+export type JobHandler<P = Record<string, unknown>, R = unknown> = (ctx: JobContext<P>) => Promise<R>;
 
 /** An owner write, as named in worker notices. */
-export type WriteKind = 'progress' | 'complete' | 'fail' | 'input' | 'renew' | 'release' | 'read' | 'event';
+export type WriteKind =
+  | 'progress'
+  | 'complete'
+  | 'fail'
+  | 'input'
+  | 'renew'
+  | 'release'
+  | 'read'
+  | 'event'
+  /** Not a write: the registry's signals long-poll said the claim ended. */
+  | 'signal';
 
 /** What happened to a claimed job, for logs and tests (`onNotice`). */
 export type WorkerNotice =
@@ -134,12 +185,12 @@ export type WorkerNotice =
       committed: boolean;
     };
 
-export interface JobWorkerOptions {
+export interface JobWorkerOptions<P = Record<string, unknown>, R = unknown> {
   client: RegistryClient;
   /** This agent's instance id (its registered agent_id). */
   instanceId: string;
   capability: string;
-  handler: JobHandler;
+  handler: JobHandler<P, R>;
   /** Jobs run at once. */
   concurrency?: number;
   /**
@@ -149,7 +200,14 @@ export interface JobWorkerOptions {
   renewEveryMs?: number;
   /** Longest pause between claims when there is no work. */
   maxIdleMs?: number;
-  /** Errors that release the job for another attempt rather than fail it (default: `RetryableError`). */
+  /**
+   * Which thrown errors are tried again while the job has attempts left
+   * (`attempt <= max_retries`); the others fail it at once. Default: all but
+   * `NonRetryableError` (`retryUnlessNonRetryable`).
+   *
+   * @example
+   * retryOn: (err) => !(err instanceof TypeError) // programming errors fail at once
+   */
   retryOn?: (error: unknown) => boolean;
   /** Told of claims, refused writes, aborts and outcomes. */
   onNotice?: (notice: WorkerNotice) => void;
@@ -164,6 +222,7 @@ const errorMessage = (err: unknown): string => (err instanceof Error ? err.messa
  */
 const unreachable = (err: unknown): boolean => {
   if (err instanceof RegistryError) return err.status >= 500;
+  if (err instanceof RegistryUnreachableError) return true;
   const e = err as { name?: unknown; message?: unknown; cause?: { code?: unknown } } | null;
   return (
     e?.name === 'TimeoutError' ||
@@ -194,6 +253,13 @@ const endingEvents: string[] = [
 
 const rejectionReason = (r: DeltaRejection): JobAbortReason | undefined =>
   r === 'invalid_status' ? undefined : r;
+
+const signalReason: Record<JobSignalKind, JobAbortReason> = {
+  cancelled: 'cancelled',
+  superseded: 'claim_superseded',
+  terminal: 'already_terminal',
+  not_found: 'not_found',
+};
 
 const leaseReason = (o: LeaseOutcome): JobAbortReason | undefined =>
   ({
@@ -319,6 +385,19 @@ class Execution {
     const reason = leaseReason(outcome) as JobAbortReason;
     this.refused('renew', reason);
     this.abortWith(reason, outcome);
+  }
+
+  /**
+   * What the registry's signals long-poll said ended this claim (the rows as
+   * committed, so no re-check). Once a terminal write is in flight or
+   * answered, that write's own answer decides: a handler that returned is
+   * never aborted.
+   */
+  applySignal(kind: JobSignalKind): void {
+    if (this.settled || this.finishing || this.signal.aborted) return;
+    const reason = signalReason[kind];
+    this.refused('signal', reason);
+    this.abortWith(reason);
   }
 
   /**
@@ -549,6 +628,22 @@ class Execution {
   }
 
   /**
+   * A retryable error: given back while attempts remain (`attempt_count <=
+   * max_retries`), failed with the error's own message once none do. The
+   * claim does not carry max_retries, so the job is read; when that read
+   * fails the release goes anyway and the registry applies the budget
+   * (its error then reads `exhausted (release): <message>`).
+   */
+  async retryOrFail(reason: string): Promise<boolean> {
+    const job = await this.client.getJob(this.job.id).catch(() => undefined);
+    if (this.settled || this.signal.aborted) return false;
+    if (job && job.attempt_count > job.max_retries) {
+      return this.finish('failed', { status: 'failed', error: reason });
+    }
+    return this.giveBack(reason);
+  }
+
+  /**
    * Delivers a terminal outcome (`send`: complete, fail or give back). While
    * the registry cannot be reached (an outage, a restart) the outcome is held
    * and sent again with backoff rather than dropped: the job stays running, so
@@ -583,7 +678,8 @@ class Execution {
           () => false, // dropped when the registry is unreachable, like the reference SDK
         ),
       complete: (result) => this.settle(() => this.complete(result)),
-      fail: (error) => this.settle(() => this.finish('failed', { status: 'failed', error })),
+      fail: (error) =>
+        this.settle(() => this.finish('failed', { status: 'failed', error: errorMessage(error) })),
       sendEvent: (type, payload) => this.sendEvent(type, payload),
       waitForEvent: (options) => this.waitForEvent(options),
       requestInput: (prompt, options) => this.requestInput(prompt, options),
@@ -602,7 +698,7 @@ class Execution {
  * // … later
  * await worker.stop();
  */
-export class JobWorker {
+export class JobWorker<P = Record<string, unknown>, R = unknown> {
   private readonly running = new Map<string, Execution>();
   private readonly client: RegistryClient;
   private stopping = false;
@@ -610,9 +706,15 @@ export class JobWorker {
   private renewTimer: NodeJS.Timeout | undefined;
   private renewing = false;
   private wakeUp: () => void = () => {};
+  private readonly watcher: ClaimWatcher;
 
-  constructor(private readonly o: JobWorkerOptions) {
+  /** `watcher`: shared by the workers of one agent (one long-poll per instance); its own otherwise. */
+  constructor(
+    private readonly o: JobWorkerOptions<P, R>,
+    watcher?: ClaimWatcher,
+  ) {
     this.client = o.client.forInstance(o.instanceId);
+    this.watcher = watcher ?? new ClaimWatcher(this.client, o.instanceId);
   }
 
   get instanceId(): string {
@@ -723,13 +825,14 @@ export class JobWorker {
     // registry outage, and this instance claimed the job again): the new claim supersedes it.
     this.running.get(job.id)?.abortWith('claim_superseded', 'claimed again');
     this.running.set(job.id, exec);
+    this.watcher.add(exec);
     this.notify({ type: 'claimed', jobId: job.id, claimEpoch: exec.epoch, attempt: job.attempt_count });
-    const retryOn = this.o.retryOn ?? ((err: unknown) => err instanceof RetryableError);
+    const retryOn = this.o.retryOn ?? retryUnlessNonRetryable;
     exec.done = (async () => {
       void exec.watchDeadline();
       let outcome: { ok: true; result: unknown } | { ok: false; error: unknown };
       try {
-        outcome = { ok: true, result: await this.o.handler(exec.context()) };
+        outcome = { ok: true, result: await this.o.handler(exec.context() as unknown as JobContext<P>) };
       } catch (error) {
         outcome = { ok: false, error };
       }
@@ -737,7 +840,7 @@ export class JobWorker {
         if (!exec.settled && !exec.signal.aborted) {
           if (outcome.ok) await exec.settle(() => exec.complete(outcome.result));
           else if (retryOn(outcome.error))
-            await exec.settle(() => exec.giveBack(errorMessage(outcome.error)));
+            await exec.settle(() => exec.retryOrFail(errorMessage(outcome.error)));
           else
             await exec.settle(() =>
               exec.finish('failed', { status: 'failed', error: errorMessage(outcome.error) }),
@@ -746,6 +849,7 @@ export class JobWorker {
       } catch {
         // Refused otherwise than by a fence (e.g. a 400): nothing committed; the lease runs out and the job is tried again.
       } finally {
+        this.watcher.remove(exec);
         exec.dispose();
         if (this.running.get(job.id) === exec) this.running.delete(job.id);
         this.notify({

@@ -173,7 +173,9 @@ const listCommand: CommandModule<GlobalArgs, ListArgs> = {
             a.id,
             runtimeName(a.runtime),
             typeName(a.agent_type),
-            statusColour(String(a.status ?? 'unknown')),
+            // One word for one state: the header counts these as superseded, so the row says so
+            // (the registry's own status for them is `unhealthy`; --json keeps it).
+            superseded.has(a.id) ? 'superseded' : statusColour(String(a.status ?? 'unknown')),
             deps(a),
             `${caps.filter((c) => c.available !== false).length}/${caps.length}`,
             hostPort(a.endpoint),

@@ -20,13 +20,17 @@ import { type Context, run } from '../cli/context.ts';
 import { CliError, UsageError } from '../cli/errors.ts';
 import type { HttpResponse, RegistryHttp } from '../cli/http.ts';
 import { colors, formatAge, table, unixToIso } from '../cli/output.ts';
+import { resolveJobId } from './job-id.ts';
+import { inputCommand } from './job-input.ts';
 
 interface IdArgs extends GlobalArgs {
   id: string;
 }
 
 const idPositional = <T>(y: Argv<T>) =>
-  y.positional('id', { type: 'string', demandOption: true, describe: 'job id' }) as Argv<T & { id: string }>;
+  y.positional('id', { type: 'string', demandOption: true, describe: 'job id, or a prefix of one' }) as Argv<
+    T & { id: string }
+  >;
 
 /** meshctl 3.7.1's wording for unexpected statuses. */
 const unexpected = (res: HttpResponse) =>
@@ -74,7 +78,7 @@ function printJob(ctx: Context, j: Job): void {
   line('Status', j.status);
   line('Owner', j.owner_instance_id ?? '(unclaimed)');
   line('Claim epoch', String(j.claim_epoch));
-  line('Attempts', `${j.attempt_count} / ${j.max_retries} (max_retries)`);
+  line('Attempts', `${j.attempt_count} of ${j.max_retries + 1} allowed (max_retries ${j.max_retries})`);
   if (j.progress_message) line('Progress', j.progress_message);
   line('Lease expiry', unixToIso(j.lease_expires_at));
   line('Last beat', unixToIso(j.last_heartbeat_at));
@@ -98,7 +102,7 @@ const statusCommand: CommandModule<GlobalArgs, IdArgs> = {
   builder: (y) =>
     idPositional(y).example('$0 job status 7f0c…', '').example('$0 job status 7f0c… --json', 'the raw job'),
   handler: run<IdArgs>(async (args, ctx) => {
-    const { job, res } = await getJob(ctx.registry(), args.id);
+    const { job, res } = await getJob(ctx.registry(), await resolveJobId(ctx.registry(), args.id));
     if (ctx.out.json) ctx.out.document(res.text);
     else printJob(ctx, job);
   }),
@@ -186,7 +190,8 @@ const listCommand: CommandModule<GlobalArgs, ListArgs> = {
           statusColour(j.status),
           j.owner_instance_id ?? '-',
           String(j.claim_epoch),
-          `${j.attempt_count}/${j.max_retries}`,
+          // Attempts made / attempts allowed (max_retries counts retries: 1 = 2 attempts).
+          `${j.attempt_count}/${j.max_retries + 1}`,
           [percent(j.progress), j.progress_message ?? ''].filter(Boolean).join(' ') || '-',
           formatAge(now - j.submitted_at * 1000),
         ]),
@@ -270,7 +275,7 @@ const waitCommand: CommandModule<GlobalArgs, WaitArgs> = {
       .example('$0 job wait 7f0c…', '')
       .example('$0 job wait 7f0c… --wait-timeout 300 --json', ''),
   handler: run<WaitArgs>(async (args, ctx) => {
-    const job = await waitForJob(ctx, ctx.registry(), args.id, {
+    const job = await waitForJob(ctx, ctx.registry(), await resolveJobId(ctx.registry(), args.id), {
       timeoutS: args['wait-timeout'],
       pollS: args['poll-interval'],
     });
@@ -332,7 +337,11 @@ const submitCommand: CommandModule<GlobalArgs, SubmitArgs> = {
         .option('payload', { type: 'string', describe: 'Payload, a JSON object (default {})' })
         .option('payload-file', { type: 'string', describe: 'Read the payload from a file (- for stdin)' })
         .option('submitted-by', { type: 'string', describe: 'Submitter name (default meshctl@<hostname>)' })
-        .option('max-retries', { type: 'number', describe: 'Attempts allowed (registry default 1)' })
+        .option('max-retries', {
+          type: 'number',
+          describe:
+            'Retries after a failed first attempt: 0 = one attempt, 1 = up to 2 (the registry default), n = up to n+1',
+        })
         .option('max-duration', { type: 'number', describe: 'Lease window per attempt, seconds' })
         .option('deadline', { type: 'number', describe: 'Total deadline, seconds from now' })
         .option('owner', { type: 'string', describe: 'Push mode: hand the job to this agent instance' })
@@ -419,6 +428,7 @@ const cancelCommand: CommandModule<GlobalArgs, IdArgs & { reason?: string }> = {
       .option('reason', { type: 'string', describe: 'Why (recorded in the cancelled event)' })
       .example('$0 job cancel 7f0c… --reason "wrong month"', ''),
   handler: run<IdArgs & { reason?: string }>(async (args, ctx) => {
+    args.id = await resolveJobId(ctx.registry(), args.id);
     const res = await ctx.registry().post(`/jobs/${encodeURIComponent(args.id)}/cancel`, {
       body: args.reason ? { reason: args.reason } : {},
     });
@@ -443,6 +453,7 @@ const reclaimCommand: CommandModule<GlobalArgs, IdArgs> = {
   builder: (y) => idPositional(y).example('$0 job reclaim 7f0c…', ''),
   handler: run<IdArgs>(async (args, ctx) => {
     const http = ctx.registry();
+    args.id = await resolveJobId(http, args.id);
     const res = await http.post(`/jobs/${encodeURIComponent(args.id)}/reclaim`, { admin: true });
     if (res.status === 404) {
       if (errorMessage(res).includes('not found')) throw new CliError(`job not found: ${args.id}`);
@@ -505,6 +516,7 @@ const eventsCommand: CommandModule<GlobalArgs, EventsArgs> = {
       .example('$0 job events 7f0c… --follow --json', 'one JSON event per line'),
   handler: run<EventsArgs>(async (args, ctx) => {
     const http = ctx.registry();
+    args.id = await resolveJobId(http, args.id);
     const types = (args.type ?? []).flatMap((t) => String(t).split(',')).filter(Boolean);
     let after = args.after;
     let printedHeader = false;
@@ -565,7 +577,7 @@ const eventsCommand: CommandModule<GlobalArgs, EventsArgs> = {
 
 export const jobCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'job',
-  describe: 'Jobs: status, list, submit, cancel, reclaim, events, wait',
+  describe: 'Jobs: status, list, submit, cancel, reclaim, events, wait, input',
   builder: (y) =>
     y
       .command(statusCommand)
@@ -575,6 +587,7 @@ export const jobCommand: CommandModule<GlobalArgs, GlobalArgs> = {
       .command(reclaimCommand)
       .command(eventsCommand)
       .command(waitCommand)
+      .command(inputCommand)
       .demandCommand(1, 'name a job command'),
   handler: () => {
     throw new UsageError('name a job command');

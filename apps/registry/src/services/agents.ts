@@ -2,6 +2,7 @@ import type { Sql } from '@mesh/db';
 import {
   type AgentInfo,
   type AgentRegistration,
+  agentIdentifierPattern,
   limits,
   type RegistrationResponse,
   type ResolvedDependency,
@@ -22,7 +23,7 @@ const graceKey = 'outage_grace_until';
 export const inOutageGrace = `exists (select 1 from registry_settings
   where key = '${graceKey}' and (value->>'until')::timestamptz > now())`;
 
-const idPattern = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
+const idPattern = agentIdentifierPattern;
 
 interface StoredRegistration {
   tools: ToolRegistration[];

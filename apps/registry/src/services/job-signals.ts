@@ -35,14 +35,22 @@ export class JobSignals {
     return this.closed.signal.aborted;
   }
 
-  /** Resolves `signal` when `jobId` is signalled, `timeout` after `ms`, `abort` on abort or shutdown. */
-  wait(jobId: string, ms: number, signal?: AbortSignal): Promise<'signal' | 'timeout' | 'abort'> {
+  /**
+   * Resolves `signal` when `jobId` (or any of several ids) is signalled,
+   * `timeout` after `ms`, `abort` on abort or shutdown.
+   */
+  wait(
+    jobId: string | readonly string[],
+    ms: number,
+    signal?: AbortSignal,
+  ): Promise<'signal' | 'timeout' | 'abort'> {
     if (signal?.aborted || this.closing) return Promise.resolve('abort');
     if (ms <= 0) return Promise.resolve('timeout');
+    const ids = typeof jobId === 'string' ? [jobId] : [...new Set(jobId)];
     return new Promise((resolve) => {
       const finish = (how: 'signal' | 'timeout' | 'abort') => () => {
         clearTimeout(timer);
-        this.emitter.off(jobId, onSignal);
+        for (const id of ids) this.emitter.off(id, onSignal);
         signal?.removeEventListener('abort', onAbort);
         this.closed.signal.removeEventListener('abort', onAbort);
         resolve(how);
@@ -50,7 +58,7 @@ export class JobSignals {
       const onSignal = finish('signal');
       const onAbort = finish('abort');
       const timer = setTimeout(finish('timeout'), ms);
-      this.emitter.once(jobId, onSignal);
+      for (const id of ids) this.emitter.once(id, onSignal);
       signal?.addEventListener('abort', onAbort, { once: true });
       this.closed.signal.addEventListener('abort', onAbort, { once: true });
     });

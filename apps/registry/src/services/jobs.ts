@@ -8,6 +8,7 @@ import {
   type Job,
   type JobDelta,
   type JobEvent,
+  type JobSignal,
   type JobStatus,
   jobStatuses,
   type LeaseOutcome,
@@ -884,6 +885,37 @@ export class JobStore {
             : 'superseded';
       return { id: l.id, outcome, status: r.status, lease_expires_at: null };
     });
+  }
+  /**
+   * Which of an instance's claims are no longer its live claim (`POST
+   * /jobs/signals`): one read of the rows as committed now. Every statement
+   * that takes a job from its owner (cancel, force reclaim, lease and orphan
+   * sweeps, deadline, staleness) calls pg_notify in that same statement, so a
+   * waiter re-reads as soon as the change commits, on any replica.
+   */
+  async claimSignals(instanceId: string, claims: { id: string; epoch: number }[]): Promise<JobSignal[]> {
+    const valid = claims.filter((c) => isUuid(c.id));
+    const rows = valid.length
+      ? await this.sql<(JobFence & { id: string; status: JobStatus })[]>`
+          select id, owner_instance_id, claim_epoch, status from jobs
+          where id = any(${[...new Set(valid.map((c) => c.id))]}::uuid[])`
+      : [];
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    const out: JobSignal[] = [];
+    for (const c of claims) {
+      const r = byId.get(c.id);
+      if (!r) {
+        out.push({ id: c.id, claim_epoch: c.epoch, signal: 'not_found', status: null });
+        continue;
+      }
+      // The classification of renewLeases: another owner or epoch means superseded,
+      // whatever became of the job since; cancelled/terminal only for this claim.
+      const mine = r.owner_instance_id === instanceId && Number(r.claim_epoch) === c.epoch;
+      if (mine && !isTerminal(r.status)) continue;
+      const signal = !mine ? 'superseded' : r.status === 'cancelled' ? 'cancelled' : 'terminal';
+      out.push({ id: c.id, claim_epoch: c.epoch, signal, status: r.status });
+    }
+    return out;
   }
 }
 
