@@ -11,7 +11,14 @@ import { ApiError } from '../errors.ts';
 export async function readJson<T extends z.ZodType>(
   c: Context,
   schema: T,
-  options: { optional?: boolean } = {},
+  options: {
+    optional?: boolean;
+    /**
+     * Runs on the parsed JSON before the schema does: a cheap bound (an array's
+     * length) refuses a huge body before validation walks every element.
+     */
+    precheck?: (value: Record<string, unknown>) => void;
+  } = {},
 ): Promise<z.infer<T>> {
   const text = await c.req.text();
   if (options.optional && text.trim() === '') return schema.parse({});
@@ -30,6 +37,7 @@ export async function readJson<T extends z.ZodType>(
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new ApiError('bad_request', 'Invalid JSON payload: the body must be a JSON object');
   }
+  options.precheck?.(value as Record<string, unknown>);
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
