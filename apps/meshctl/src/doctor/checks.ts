@@ -5,6 +5,7 @@
 import { describeVersion, type SchemaStatus, schemaStatus } from '@mesh/db';
 import { features as featureNames, type ReplicaInfo, type ReplicasResponse } from '@mesh/protocol';
 import { CliError } from '../cli/errors.ts';
+import { replicaBase } from '../cli/fleet.ts';
 import type { RegistryHttp } from '../cli/http.ts';
 import { formatAge } from '../cli/output.ts';
 import { type Database, describeDbError, redactUrl } from '../db/connect.ts';
@@ -68,7 +69,6 @@ const lacksSchemaVersioning =
 /** A registry that answered but is not a mesh-registry (MCP Mesh 3.7): its database has other tables. */
 const foreignRegistry = (f: Facts) => Boolean(f.health) && !f.ours;
 const live = (f: ReplicasResponse) => f.replicas.filter((r) => r.live);
-const replicaBase = (r: ReplicaInfo) => r.admin_url ?? r.main_url;
 
 /** Numeric-aware version order (`0.10.0` after `0.9.1`); unparsable parts compare as text. */
 function compareVersions(a: string, b: string): number {

@@ -2,7 +2,7 @@ import { type AppliedMigration, appliedMigrations } from '@mesh/db';
 import type { ReplicaInfo } from '@mesh/protocol';
 import type { GlobalArgs } from '../cli/connection.ts';
 import type { Context } from '../cli/context.ts';
-import { fetchFleet } from '../commands/registry.ts';
+import { fetchFleet } from '../cli/fleet.ts';
 import { type Database, type DatabaseArgs, databaseUrlFrom, openDatabase, redactUrl } from '../db/connect.ts';
 import { liveWindowSeconds, replicasFromDatabase } from '../db/replicas.ts';
 import { oldestRelease } from './compat.ts';
