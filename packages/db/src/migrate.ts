@@ -83,7 +83,14 @@ async function ensureLedger(sql: Sql): Promise<void> {
       applied_by text
     )`);
   // Each migration's declaration, recorded when it is applied, so that a binary
-  // that does not know the migration can tell whether it may run on it.
+  // that does not know the migration can tell whether it may run on it. Only
+  // when missing: ALTER TABLE takes an exclusive lock even when it changes
+  // nothing, and running replicas read the ledger every heartbeat.
+  const [has] = await sql<{ n: number }[]>`
+    select count(*)::int as n from information_schema.columns
+    where table_schema = current_schema() and table_name = ${ledgerTable}
+      and column_name in ('compatibility', 'release', 'oldest_compatible', 'reason')`;
+  if (has?.n === 4) return;
   await sql.unsafe(`
     alter table ${ledgerTable}
       add column if not exists compatibility text,
