@@ -28,7 +28,10 @@ export interface DashboardFeedOptions {
 type Subscriber = (json: string | null) => void;
 
 interface FastRow {
-  replicas: (Omit<DashboardReplica, 'state' | 'schema_verdict' | 'schema_reason'> & { stale: boolean })[];
+  replicas: (Omit<DashboardReplica, 'state' | 'schema_verdict' | 'schema_reason' | 'live_claims'> & {
+    stale: boolean;
+  })[];
+  claims_by_replica: Record<string, number>;
   live_claims: number;
   queue: QueueStat[];
   fleet_drain: { draining: boolean; since: string | null } | null;
@@ -140,7 +143,9 @@ export class DashboardFeed {
         agents: slowPart?.agents ?? prev?.agents ?? { list: [], truncated: false, read_at: null },
         schema: slowPart?.schema ?? prev?.schema ?? { database_version: 0, migrations: [] },
       };
-      snapshot.replicas = fast.replicas.map((r) => this.withVerdict(r, slowPart?.applied));
+      snapshot.replicas = fast.replicas.map((r) =>
+        this.withVerdict({ ...r, live_claims: fast.claims_by_replica[r.replica_id] ?? 0 }, slowPart?.applied),
+      );
       await this.sampleThroughput(snapshot);
     } catch (err) {
       if (!prev) throw err;
@@ -153,7 +158,10 @@ export class DashboardFeed {
 
   private applied: Awaited<ReturnType<typeof appliedMigrations>> = [];
 
-  private withVerdict(r: FastRow['replicas'][number], applied = this.applied): DashboardReplica {
+  private withVerdict(
+    r: FastRow['replicas'][number] & { live_claims: number },
+    applied = this.applied,
+  ): DashboardReplica {
     const state = r.stopped_at ? 'stopped' : r.stale ? 'stale' : 'live';
     // A replica knows the migrations below its schema version; an unknown one
     // that is breaking for its release blocks it (services/schema-guard.ts's rule).
@@ -183,12 +191,14 @@ export class DashboardFeed {
                   to_char(rr.draining_since at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as draining_since,
                   to_char(rr.stopped_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as stopped_at,
                   rr.stopped_at is null and rr.last_seen_at < now() - ${live}::bigint * interval '1 millisecond' as stale,
-                  rr.stopped_at is null and rr.last_seen_at >= now() - ${live}::bigint * interval '1 millisecond' as live,
-                  coalesce(c.n, 0) as live_claims
-           from registry_replicas rr
-           left join (select claimed_by_replica, count(*)::int as n from jobs
-                      where owner_instance_id is not null and status in ('working', 'input_required')
-                      group by claimed_by_replica) c on c.claimed_by_replica = rr.replica_id) r) as replicas,
+                  rr.stopped_at is null and rr.last_seen_at >= now() - ${live}::bigint * interval '1 millisecond' as live
+           from registry_replicas rr) r) as replicas,
+        -- Apart from the replicas (not joined to them): joined, the planner may
+        -- scan the whole jobs table instead of the live-claims partial index.
+        (select coalesce(json_object_agg(coalesce(claimed_by_replica, ''), n), '{}'::json) from (
+           select claimed_by_replica, count(*)::int as n from jobs
+           where owner_instance_id is not null and status in ('working', 'input_required')
+           group by claimed_by_replica) c) as claims_by_replica,
         (select count(*)::int from jobs
          where owner_instance_id is not null and status in ('working', 'input_required')) as live_claims,
         (select coalesce(json_agg(q order by q.capability), '[]'::json) from (
@@ -203,7 +213,10 @@ export class DashboardFeed {
                   max_retries, progress, submitted_by,
                   (extract(epoch from submitted_at) * 1000)::float8 as submitted_at,
                   (extract(epoch from submitted_at) * 1000000)::bigint::text as submitted_us
-           from jobs order by submitted_at desc, id desc limit 50) j) as recent`;
+           -- The table's columns (not the output aliases), NULLS LAST as jobs_list_idx
+           -- is declared: the newest 50 come from the index, not from sorting the
+           -- whole table every tick.
+           from jobs order by jobs.submitted_at desc nulls last, jobs.id desc nulls last limit 50) j) as recent`;
     if (!row) throw new Error('no row');
     return row;
   }
