@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchBrowser, openPage, screenshot } from '../support/browser.ts';
+import { browserSetupTimeoutMs, launchBrowser, openPage, screenshot } from '../support/browser.ts';
 import { call } from '../support/http.ts';
 import { until } from '../support/until.ts';
 
@@ -18,7 +18,7 @@ const replicas: RegistryProcess[] = [];
 beforeAll(async () => {
   browser = await launchBrowser();
   replicas.push(...(await Promise.all([replica('r1'), replica('r2'), replica('r3')])));
-});
+}, browserSetupTimeoutMs);
 afterAll(async () => {
   await browser?.close();
   await Promise.all(replicas.map((r) => r.stop()));

@@ -1,10 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchBrowser, openPage } from '../support/browser.ts';
+import { browserSetupTimeoutMs, launchBrowser, openPage } from '../support/browser.ts';
 import { reportSvc, timeSvc } from '../support/sample-agents.ts';
 import { until } from '../support/until.ts';
 
@@ -19,6 +21,8 @@ let ui: ChildProcess | undefined;
 let uiUrl: string;
 let browser: Browser;
 let logs = '';
+/** meshui keeps a SQLite file of its own (DATABASE_URL, default in its cwd): a folder of its own. */
+const home = mkdtempSync(join(tmpdir(), 'meshui-'));
 beforeAll(async () => {
   if (!existsSync(meshui)) {
     throw new Error(
@@ -38,8 +42,14 @@ beforeAll(async () => {
   const port = await freePort();
   uiUrl = `http://127.0.0.1:${port}`;
   ui = spawn(meshui, ['--port', String(port), '--registry-url', r.url], {
+    cwd: home,
     // No Redis or Tempo here: tracing off.
-    env: { ...process.env, HOME: '/tmp', MCP_MESH_DISTRIBUTED_TRACING_ENABLED: 'false' },
+    env: {
+      ...process.env,
+      HOME: home,
+      DATABASE_URL: join(home, 'meshui.db'),
+      MCP_MESH_DISTRIBUTED_TRACING_ENABLED: 'false',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   ui.stdout?.on('data', (d) => (logs += d));
@@ -50,7 +60,7 @@ beforeAll(async () => {
       .catch(() => false),
   );
   browser = await launchBrowser();
-});
+}, browserSetupTimeoutMs);
 afterAll(async () => {
   await browser?.close();
   if (ui?.pid && ui.exitCode === null) {
@@ -60,6 +70,7 @@ afterAll(async () => {
     if (ui.exitCode === null) ui.kill('SIGKILL');
   }
   await r?.stop();
+  rmSync(home, { recursive: true, force: true });
 });
 
 describe('compat: the real meshui 3.7.1 against our registry', () => {

@@ -1,7 +1,7 @@
 import { type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchBrowser, openPage, screenshot } from '../support/browser.ts';
+import { browserSetupTimeoutMs, launchBrowser, openPage, screenshot } from '../support/browser.ts';
 import { call } from '../support/http.ts';
 import { reportSvc, timeSvc } from '../support/sample-agents.ts';
 import { until } from '../support/until.ts';
@@ -34,7 +34,7 @@ beforeAll(async () => {
   ({ page, errors } = await openPage(browser));
   await page.goto(`${r.url}/ui#/jobs`);
   await page.locator('[data-testid="connection"]', { hasText: 'live' }).waitFor();
-});
+}, browserSetupTimeoutMs);
 afterAll(async () => {
   await browser?.close();
   await r?.stop();

@@ -1,7 +1,7 @@
 import { freePort, type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchBrowser, openPage, screenshot } from '../support/browser.ts';
+import { browserSetupTimeoutMs, launchBrowser, openPage, screenshot } from '../support/browser.ts';
 import { until } from '../support/until.ts';
 
 const db = useTestDatabase();
@@ -19,7 +19,7 @@ beforeAll(async () => {
     env: { MESH_ADMIN_TOKEN: token, MESH_REPLICA_HEARTBEAT: '200ms' },
   });
   admin = r.adminUrl as string;
-});
+}, browserSetupTimeoutMs);
 afterAll(async () => {
   await browser?.close();
   await r?.stop();

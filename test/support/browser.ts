@@ -8,6 +8,9 @@ export const chromiumPath = '/usr/bin/chromium';
 const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'];
 const lock = '/tmp/mesh-test-chromium-install.lock';
 
+/** A test file's setup may install chromium first (apt-get: minutes on a cold machine). */
+export const browserSetupTimeoutMs = 15 * 60_000;
+
 /** Where the test run writes the dashboard screenshots that docs/dashboard.md shows. */
 export const screenshotDir = fileURLToPath(new URL('../../docs/img/', import.meta.url));
 
