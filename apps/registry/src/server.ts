@@ -464,6 +464,8 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         version: registryVersion,
         boot_id: bootId,
         schema_version: result.schemaVersion,
+        // Where the admin routes are (docs/dashboard.md).
+        dashboard: `${adminPort ? urls.admin : urls.main}/ui`,
       },
       'listening',
     );
