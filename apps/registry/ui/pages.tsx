@@ -58,7 +58,10 @@ export function UpgradePage(props: { snap: DashboardSnapshot }) {
               <td>{r.schema_version}</td>
               <td>{r.state}</td>
               <td>
-                <span class={`state ${r.schema_verdict === 'compatible' ? 'live' : 'stale'}`}>
+                <span
+                  class={`state ${r.schema_verdict === 'compatible' ? 'live' : 'stale'}`}
+                  data-verdict={r.schema_verdict}
+                >
                   {r.schema_verdict}
                 </span>
                 {r.schema_reason ? <div class="hint">{r.schema_reason}</div> : null}
@@ -159,7 +162,7 @@ function AgentDetail(props: { agent: AgentInfo; onClose: () => void }) {
         <dt>Endpoint</dt>
         <dd class="mono">{a.endpoint}</dd>
         <dt>Version</dt>
-        <dd>{a.version}</dd>
+        <dd>{a.version || '—'}</dd>
         <dt>Registered</dt>
         <dd>{ago(a.created_at)}</dd>
       </dl>
@@ -178,7 +181,7 @@ function AgentDetail(props: { agent: AgentInfo; onClose: () => void }) {
           <li key={`${d.function_name}/${d.capability}/${i}`}>
             {d.function_name} → <b>{d.capability}</b>:{' '}
             <span class={`state ${d.status === 'available' ? 'live' : 'stale'}`}>{d.status}</span>
-            {d.provider_agent_id ? ` via ${shortId(d.provider_agent_id)}` : ''}
+            {d.provider_agent_id ? ` via ${d.provider_agent_id}` : ''}
           </li>
         ))}
         {(a.dependency_resolutions ?? []).length === 0 ? <li>None declared.</li> : null}
