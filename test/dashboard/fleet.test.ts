@@ -138,4 +138,33 @@ describe('dashboard: the fleet page against three real replicas', () => {
     });
     await page.context().close();
   });
+  it('drains the whole fleet through its button until no live claim remains, then resumes it', async () => {
+    const [r1, r2] = replicas as [RegistryProcess, RegistryProcess];
+    const { page } = await openPage(browser);
+    await page.goto(`${r1.url}/ui`);
+    await page.locator('tr[data-replica]').first().waitFor();
+    await page.getByRole('button', { name: 'Drain fleet' }).click();
+    await page.locator('.confirm button.primary').click();
+    const progress = page.locator('.drain-progress');
+    await until(
+      'the fleet drain ends',
+      async () => (await progress.getAttribute('data-phase')) === 'done',
+      30_000,
+    );
+    expect(await progress.textContent()).toMatch(/All jobs drained — safe to upgrade\/restart/);
+    for (const r of [r1, r2]) {
+      expect((await call(r.url, 'GET', '/admin/drain')).body).toMatchObject({
+        draining: true,
+        fleet_draining: true,
+      });
+    }
+    await page.getByRole('button', { name: 'Resume fleet' }).click();
+    await page.locator('.confirm button.primary').click();
+    await page.locator('.message', { hasText: 'Resumed the whole fleet' }).waitFor();
+    expect((await call(r1.url, 'GET', '/admin/drain')).body).toMatchObject({
+      draining: false,
+      fleet_draining: false,
+    });
+    await page.context().close();
+  });
 });
