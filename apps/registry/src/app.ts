@@ -9,11 +9,13 @@ import { ApiError, errorBody, fromDatabaseError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { agentRoutes } from './routes/agents.ts';
+import { dashboardRoutes } from './routes/dashboard.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobSignalRoutes } from './routes/job-signals.ts';
 import { jobRoutes, reclaimRoutes } from './routes/jobs.ts';
 import type { AgentStore } from './services/agents.ts';
 import type { CancelForwarder } from './services/cancel-forward.ts';
+import type { DashboardFeed } from './services/dashboard-feed.ts';
 import type { DrainGate } from './services/drain.ts';
 import type { JobSignals } from './services/job-signals.ts';
 import type { JobStore } from './services/jobs.ts';
@@ -68,6 +70,8 @@ export interface AppDeps {
    * routes answer from it during an outage; absent in single-process tests.
    */
   status?: StatusMonitor;
+  /** The dashboard's one reader of the fleet, shared by every open dashboard; absent in single-process tests. */
+  dashboard?: DashboardFeed;
   /** When set, admin routes, force reclaim and GET /jobs require `Authorization: Bearer <token>`. */
   adminToken?: string;
   /** Largest accepted request body, in bytes. */
@@ -155,7 +159,9 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
   app.use(async (c, next) => {
     const p = c.req.path;
     const audited =
-      (c.req.method !== 'GET' && c.req.method !== 'HEAD' && p.startsWith('/admin/')) ||
+      (c.req.method !== 'GET' &&
+        c.req.method !== 'HEAD' &&
+        (p.startsWith('/admin/') || p.startsWith('/ui/api/'))) ||
       (c.req.method === 'POST' && /^\/jobs\/[^/]+\/reclaim$/.test(p));
     if (!audited) return next();
     let failure: unknown;
@@ -183,13 +189,15 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
     }
   });
   // Operator routes behind the optional admin token (reference §11 item 12):
-  // admin, force reclaim, and the job list (every job id and payload).
+  // admin, force reclaim, the job list (every job id and payload), and the
+  // dashboard's API (its page and assets hold no data: they show the login form).
   if (deps.adminToken) {
     const token = deps.adminToken;
     app.use(async (c, next) => {
       const p = c.req.path;
       const guarded =
         p.startsWith('/admin/') ||
+        p.startsWith('/ui/api/') ||
         (c.req.method === 'POST' && /^\/jobs\/[^/]+\/reclaim$/.test(p)) ||
         (c.req.method === 'GET' && p === '/jobs');
       if (guarded && !tokenMatches(c.req.header('authorization'), token)) {
@@ -207,7 +215,8 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
       if (
         why &&
         !['/health', '/ready', '/metrics', '/'].includes(c.req.path) &&
-        !c.req.path.startsWith('/admin/')
+        !c.req.path.startsWith('/admin/') &&
+        !c.req.path.startsWith('/ui')
       ) {
         throw new ApiError('not_ready', `this replica is not ready: ${why}`);
       }
@@ -229,6 +238,7 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
   if (surface !== 'main') {
     app.route('/', adminRoutes);
     app.route('/', reclaimRoutes);
+    app.route('/', dashboardRoutes);
   }
 
   // MCP Mesh (gin) answers unknown routes and wrong methods with this text.

@@ -327,7 +327,7 @@ const settings: Setting<keyof RegistryConfig>[] = [
     flag: 'admin-token',
     env: ['MESH_ADMIN_TOKEN'],
     describe:
-      'Require "Authorization: Bearer <token>" on /admin/*, force reclaim and GET /jobs (default: none, as MCP Mesh 3.7)',
+      'Require "Authorization: Bearer <token>" on /admin/*, force reclaim, GET /jobs and the dashboard\'s /ui/api/* (default: none, as MCP Mesh 3.7)',
     parse: (raw) => (raw.trim().length >= 8 ? ok(raw.trim()) : bad('must be at least 8 characters')),
     fallback: () => undefined,
   },

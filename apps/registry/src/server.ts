@@ -19,6 +19,7 @@ import { isDatabaseUnavailable } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { AgentStore } from './services/agents.ts';
 import { CancelForwarder } from './services/cancel-forward.ts';
+import { DashboardFeed } from './services/dashboard-feed.ts';
 import { DrainGate } from './services/drain.ts';
 import { JobSignals } from './services/job-signals.ts';
 import { JobStore } from './services/jobs.ts';
@@ -337,6 +338,26 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       },
       logger.child({ component: 'cancel-forward' }),
     );
+    // Its own connection (opened at the first dashboard): one read per tick
+    // feeds every open dashboard (docs/dashboard.md).
+    const { sql: dashboardSql } = createDb(databaseUrl, {
+      max: 1,
+      connectTimeoutSeconds: 2,
+      applicationName: `mesh-registry:${config.replicaId}:dashboard`,
+    });
+    const dashboard = new DashboardFeed(
+      dashboardSql,
+      agents,
+      identity,
+      {
+        intervalMs: 1_000,
+        slowEvery: 5,
+        liveWindowMs: config.replicaHeartbeatMs * 3,
+        historyPoints: 300,
+        scrapeTimeoutMs: 800,
+      },
+      logger.child({ component: 'dashboard' }),
+    );
     const deps: AppDeps = {
       identity,
       features: [
@@ -360,6 +381,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       schemaGuard,
       metrics,
       status,
+      dashboard,
       adminToken: config.adminToken,
       maxBodyBytes: config.maxBodyBytes,
       readiness: {
@@ -442,6 +464,8 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         version: registryVersion,
         boot_id: bootId,
         schema_version: result.schemaVersion,
+        // Where the admin routes are (docs/dashboard.md).
+        dashboard: `${adminPort ? urls.admin : urls.main}/ui`,
       },
       'listening',
     );
@@ -458,6 +482,8 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         // sweeper finishes its pass, in-flight requests finish (up to the
         // timeout), then the replica is marked stopped and the pool closed.
         await gate.enter('shutdown');
+        // Open dashboards' streams end now, so they never hold the listeners open.
+        await dashboard.stop();
         await healthMonitor.stop();
         await schemaGuard.stop();
         await signals.stop();
@@ -474,6 +500,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
           sql.end({ timeout: 5 }),
           jobSql.end({ timeout: 5 }),
           statusSql.end({ timeout: 1 }),
+          dashboardSql.end({ timeout: 1 }),
         ]);
         await stopEmbedded();
         logger.info('stopped');
