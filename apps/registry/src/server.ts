@@ -13,6 +13,7 @@ import {
 } from '@mesh/db';
 import { features } from '@mesh/protocol';
 import { type AppDeps, createApp, type Identity } from './app.ts';
+import { answerClientErrors } from './client-error.ts';
 import type { RegistryConfig } from './config.ts';
 import { exitCodes, StartupError, waitForDatabase } from './database.ts';
 import { isDatabaseUnavailable } from './errors.ts';
@@ -384,6 +385,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     // not every interface); without one they share the main port, as in 3.7.
     const app = createApp(deps, config.adminPort === undefined ? 'all' : 'main');
     const main = createAdaptorServer({ fetch: app.fetch }) as Server;
+    answerClientErrors(main);
     const mainRequests = trackConnections(main);
     const port = await listen(main, config.port, config.host).catch((err: NodeJS.ErrnoException) => {
       throw new StartupError(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`);
@@ -393,6 +395,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     let adminPort: number | undefined;
     if (config.adminPort !== undefined) {
       admin = createAdaptorServer({ fetch: createApp(deps, 'admin').fetch }) as Server;
+      answerClientErrors(admin);
       adminRequests = trackConnections(admin);
       adminPort = await listen(admin, config.adminPort, config.host).catch((err: NodeJS.ErrnoException) => {
         main.close();
