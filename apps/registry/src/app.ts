@@ -1,10 +1,10 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { Feature } from '@mesh/protocol';
 import { headers } from '@mesh/protocol';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { requestId } from 'hono/request-id';
+import { bearerChallenge, mainPortAccess } from './access.ts';
 import { ApiError, errorBody, fromDatabaseError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -21,6 +21,7 @@ import type { Metrics } from './services/metrics.ts';
 import type { ReplicaRegistry } from './services/replicas.ts';
 import type { SchemaGuard } from './services/schema-guard.ts';
 import type { StatusMonitor } from './services/status.ts';
+import { type TokenSets, tokenMatcher } from './tokens.ts';
 
 /** Paths that answer HEAD, as in MCP Mesh 3.7. */
 const headRoutes = [/^\/health$/, /^\/heartbeat\/[^/]+$/];
@@ -68,8 +69,12 @@ export interface AppDeps {
    * routes answer from it during an outage; absent in single-process tests.
    */
   status?: StatusMonitor;
-  /** When set, admin routes, force reclaim and GET /jobs require `Authorization: Bearer <token>`. */
-  adminToken?: string;
+  /**
+   * Bearer tokens by role (tokens.ts): with admin tokens, admin routes, force
+   * reclaim and GET /jobs require one; with agent or client tokens, the main
+   * port's routes of that role do (access.ts). Absent or empty = open, as 3.7.
+   */
+  tokens?: Partial<TokenSets>;
   /** Largest accepted request body, in bytes. */
   maxBodyBytes?: number;
 }
@@ -83,12 +88,6 @@ export interface AppEnv {
  * layout), the main port's share, or the admin port's (drain, fleet, reclaim).
  */
 export type Surface = 'all' | 'main' | 'admin';
-
-const tokenMatches = (header: string | undefined, token: string): boolean => {
-  const given = Buffer.from(header?.replace(/^Bearer\s+/i, '') ?? '');
-  const want = Buffer.from(token);
-  return given.length === want.length && timingSafeEqual(given, want);
-};
 
 /**
  * Reads and drops a refused body (up to `budget` bytes, for at most 2 s)
@@ -209,20 +208,24 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
   });
   // Operator routes behind the optional admin token (reference §11 item 12):
   // admin, force reclaim, and the job list (every job id and payload).
-  if (deps.adminToken) {
-    const token = deps.adminToken;
+  const tokens: TokenSets = { admin: [], agent: [], client: [], ...deps.tokens };
+  if (tokens.admin.length > 0) {
+    const isAdmin = tokenMatcher(tokens.admin);
     app.use(async (c, next) => {
       const p = c.req.path;
       const guarded =
         p.startsWith('/admin/') ||
         (c.req.method === 'POST' && /^\/jobs\/[^/]+\/reclaim$/.test(p)) ||
         (c.req.method === 'GET' && p === '/jobs');
-      if (guarded && !tokenMatches(c.req.header('authorization'), token)) {
+      if (guarded && !isAdmin(c.req.header('authorization'))) {
         throw new ApiError('unauthorized', 'missing or wrong admin token (Authorization: Bearer <token>)');
       }
       await next();
     });
   }
+  // Agent and client tokens on the main port's routes (issue 16, item 5).
+  const access = surface === 'admin' ? undefined : mainPortAccess(tokens);
+  if (access) app.use(access);
   // A breaking migration applied under this replica (services/schema-guard.ts):
   // it answers health, readiness and metrics, and refuses everything else.
   if (deps.schemaGuard) {
@@ -259,7 +262,10 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
   // MCP Mesh (gin) answers unknown routes and wrong methods with this text.
   app.notFound((c) => c.text('404 page not found', 404));
   app.onError((err, c) => {
-    if (err instanceof ApiError) return c.json(err.body(), err.status);
+    if (err instanceof ApiError) {
+      if (err.status === 401) c.header('WWW-Authenticate', bearerChallenge);
+      return c.json(err.body(), err.status);
+    }
     if (err instanceof HTTPException && err.status < 500) {
       return c.json(errorBody('bad_request', err.message || 'bad request'), err.status);
     }

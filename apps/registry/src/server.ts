@@ -361,7 +361,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       schemaGuard,
       metrics,
       status,
-      adminToken: config.adminToken,
+      tokens: { admin: config.adminTokens, agent: config.agentTokens, client: config.clientTokens },
       maxBodyBytes: config.maxBodyBytes,
       readiness: {
         async check() {
@@ -445,6 +445,12 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         version: registryVersion,
         boot_id: bootId,
         schema_version: result.schemaVersion,
+        // How many tokens each role accepts (never the tokens): 0 = that role's routes are open.
+        tokens: {
+          admin: config.adminTokens.length,
+          agent: config.agentTokens.length,
+          client: config.clientTokens.length,
+        },
       },
       'listening',
     );
