@@ -13,6 +13,8 @@ import { describeRequest, type RawResponse, sendRaw } from './fuzz/raw-http.ts';
 const runs = Number(process.env.FUZZ_RUNS ?? 10_000);
 const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
 const adminToken = 'fuzz-admin-token';
+const agentToken = 'fuzz-agent-token';
+const clientToken = 'fuzz-client-token';
 
 const db = useTestDatabase();
 let r: RegistryProcess;
@@ -24,13 +26,19 @@ beforeAll(async () => {
     databaseUrl: db.url,
     replicaId: 'fuzz',
     adminPort: await freePort(),
+    // Every kind of token is set, so the token checks are fuzzed too (fixture calls use the admin token).
     args: ['--admin-token', adminToken, '--replica-heartbeat', '1s', '--agent-timeout', '1h'],
+    env: { MESH_AGENT_TOKEN: agentToken, MESH_CLIENT_TOKEN: clientToken },
   });
   void r.exited.then(() => {
     exited = true;
   });
-  const fixture = await storeFixture((method, path, body) => call(r.url, method, path, body));
-  pools = { ...fixture, replicaIds: ['fuzz', 'fuzz-ghost'], goodTokens: [adminToken] };
+  const fixture = await storeFixture((method, path, body) => call(r.url, method, path, body, adminToken));
+  pools = {
+    ...fixture,
+    replicaIds: ['fuzz', 'fuzz-ghost'],
+    tokens: { admin: adminToken, agent: agentToken, client: clientToken },
+  };
 });
 afterAll(async () => {
   await r?.stop();

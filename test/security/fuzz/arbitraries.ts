@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { mainPortRoutes } from '../../../apps/registry/src/access.ts';
 import { describeRequest, type RawRequest } from './raw-http.ts';
 
 /**
@@ -16,8 +17,8 @@ export interface Pools {
   capabilities: string[];
   epochs: number[];
   replicaIds: string[];
-  /** Tokens the registry accepts (sent now and then so that guarded routes run too). */
-  goodTokens: string[];
+  /** Tokens the registry accepts, by role. */
+  tokens: { admin: string; agent: string; client: string };
 }
 
 type FieldKind =
@@ -395,10 +396,11 @@ function headerLines(pools: Pools): fc.Arbitrary<[string, string][]> {
       'bearer x\u00ff',
       `Bearer ${'t'.repeat(5000)}`,
     ),
-    fc.constantFrom(...pools.goodTokens).map((t) => `Bearer ${t}`),
+    fc.constantFrom(...Object.values(pools.tokens)).map((t) => `Bearer ${t}`),
   );
   const one = fc.oneof(
-    { weight: 3, arbitrary: auth.map((v): [string, string] => ['Authorization', v]) },
+    // A second Authorization header: joined with the first, it matches no token (401).
+    { weight: 1, arbitrary: auth.map((v): [string, string] => ['Authorization', v]) },
     {
       weight: 2,
       arbitrary: fc
@@ -447,6 +449,15 @@ const otherMethods = fc.constantFrom(
   'FUZZ',
 );
 
+/** The tokens that open a route (access.ts): its roles' and the admin's; admin routes take the admin's only. */
+function tokensFor(route: Route, pools: Pools): string[] {
+  const rule = mainPortRoutes.find(
+    (r) => r.method === route.method && r.path.test(route.path.replace(':id', 'x')),
+  );
+  if (route.listener === 'admin' || !rule) return [pools.tokens.admin];
+  return [...rule.roles.map((role) => pools.tokens[role]), pools.tokens.admin];
+}
+
 export interface FuzzCase {
   listener: 'main' | 'admin';
   request: RawRequest;
@@ -470,16 +481,30 @@ export function fuzzCase(pools: Pools): fc.Arbitrary<FuzzCase> {
         body: bodyBytes(route, pools).chain((body) => framingFor(body).map((framing) => ({ body, framing }))),
         contentType: contentTypes,
         headers: headerLines(pools),
+        // Usually a token the registry accepts (of some role), so that requests get past the
+        // token check to the routes; else none or a broken one.
+        auth: fc.oneof(
+          { weight: 6, arbitrary: fc.constantFrom(...tokensFor(route, pools)).map((t) => `Bearer ${t}`) },
+          { weight: 1, arbitrary: fc.constant(undefined) },
+          {
+            weight: 1,
+            arbitrary: fc.constantFrom('Bearer', 'Bearer \u00ff', `Bearer ${'x'.repeat(300)}`, 'Token abc'),
+          },
+        ),
         listener: fc.oneof(
           { weight: 19, arbitrary: fc.constant(route.listener) },
           { weight: 1, arbitrary: fc.constantFrom<'main' | 'admin'>('main', 'admin') },
         ),
       })
-      .map(({ method, id, query, body: { body, framing }, contentType, headers, listener }) => {
+      .map(({ method, id, query, body: { body, framing }, contentType, headers, auth, listener }) => {
         // A declared length with no body sent is an incomplete request: the server rightly waits for the rest.
         const framed =
           framing === 'none' ? headers.filter(([n, v]) => !(n === 'Content-Length' && v === '5')) : headers;
-        const lines: [string, string][] = contentType ? [['Content-Type', contentType], ...framed] : framed;
+        const lines: [string, string][] = [
+          ...(contentType ? [['Content-Type', contentType] as [string, string]] : []),
+          ...(auth ? [['Authorization', auth] as [string, string]] : []),
+          ...framed,
+        ];
         const bodyless = method === 'GET' || method === 'HEAD';
         return printable({
           listener,

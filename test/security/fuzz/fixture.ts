@@ -12,7 +12,7 @@ type Send = (method: string, path: string, body?: unknown) => Promise<{ status: 
  * cancelled), one with an event. No job has a deadline or max_duration and
  * leases are long, so no sweep moves these rows during the run.
  */
-export async function storeFixture(send: Send): Promise<Omit<Pools, 'replicaIds' | 'goodTokens'>> {
+export async function storeFixture(send: Send): Promise<Omit<Pools, 'replicaIds' | 'tokens'>> {
   for (const agent of [timeSvc, reportSvc]) {
     const res = await send('POST', '/heartbeat', { ...agent, version: '1.0.0', runtime: 'python' });
     if (res.status !== 200) throw new Error(`fixture: register ${agent.agent_id}: ${res.status}`);
