@@ -26,6 +26,9 @@ beforeAll(async () => {
     replicaId: 'origins',
     adminPort: await freePort(),
     env: { MESH_ADMIN_TOKEN_FILE: file },
+    // A replica is live for 3 heartbeats: a long one keeps the planted row live
+    // through a meshctl run on a loaded machine.
+    args: ['--replica-heartbeat', '10s'],
   });
   // A "replica" whose row was planted in the fleet table: it records what it is sent.
   planted = createServer((req, res) => {
