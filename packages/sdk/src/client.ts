@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import {
   type AgentRegistration,
   type BatchResponse,
@@ -18,6 +17,7 @@ import {
   type ReleaseResponse,
   type RenewLeasesResponse,
 } from '@mesh/protocol';
+import { tokenFromEnv } from './token.ts';
 import { sdkVersion } from './version.ts';
 
 /** A registry answered with an error status; `code`/`body` are what it said. */
@@ -81,22 +81,6 @@ export interface RegistryClientOptions {
    * @example new RegistryClient({ urls: ['http://registry:8000'], token: process.env.AGENT_TOKEN })
    */
   token?: string;
-}
-
-/**
- * The token from the environment: `MESH_TOKEN`, else the first line of the
- * file `MESH_TOKEN_FILE` names that is neither blank nor a `#` comment.
- */
-export function tokenFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (env.MESH_TOKEN?.trim()) return env.MESH_TOKEN.trim();
-  const file = env.MESH_TOKEN_FILE?.trim();
-  if (!file) return undefined;
-  const line = readFileSync(file, 'utf8')
-    .split(/\r?\n/)
-    .map((l) => l.trim())
-    .find((l) => l && !l.startsWith('#'));
-  if (!line) throw new Error(`MESH_TOKEN_FILE ${file} holds no token`);
-  return line;
 }
 
 /** What the registry supports, from `/health` (MCP Mesh 3.7 reports version "1.0.0" and no features). */
