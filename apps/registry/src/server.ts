@@ -13,6 +13,7 @@ import {
 } from '@mesh/db';
 import { features } from '@mesh/protocol';
 import { type AppDeps, createApp, type Identity } from './app.ts';
+import { answerClientErrors } from './client-error.ts';
 import type { RegistryConfig } from './config.ts';
 import { exitCodes, StartupError, waitForDatabase } from './database.ts';
 import { isDatabaseUnavailable } from './errors.ts';
@@ -382,7 +383,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       metrics,
       status,
       dashboard,
-      adminToken: config.adminToken,
+      tokens: { admin: config.adminTokens, agent: config.agentTokens, client: config.clientTokens },
       maxBodyBytes: config.maxBodyBytes,
       readiness: {
         async check() {
@@ -406,6 +407,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     // not every interface); without one they share the main port, as in 3.7.
     const app = createApp(deps, config.adminPort === undefined ? 'all' : 'main');
     const main = createAdaptorServer({ fetch: app.fetch }) as Server;
+    answerClientErrors(main);
     const mainRequests = trackConnections(main);
     const port = await listen(main, config.port, config.host).catch((err: NodeJS.ErrnoException) => {
       throw new StartupError(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`);
@@ -415,6 +417,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     let adminPort: number | undefined;
     if (config.adminPort !== undefined) {
       admin = createAdaptorServer({ fetch: createApp(deps, 'admin').fetch }) as Server;
+      answerClientErrors(admin);
       adminRequests = trackConnections(admin);
       adminPort = await listen(admin, config.adminPort, config.host).catch((err: NodeJS.ErrnoException) => {
         main.close();
@@ -466,6 +469,12 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         schema_version: result.schemaVersion,
         // Where the admin routes are (docs/dashboard.md).
         dashboard: `${adminPort ? urls.admin : urls.main}/ui`,
+        // How many tokens each role accepts (never the tokens): 0 = that role's routes are open.
+        tokens: {
+          admin: config.adminTokens.length,
+          agent: config.agentTokens.length,
+          client: config.clientTokens.length,
+        },
       },
       'listening',
     );

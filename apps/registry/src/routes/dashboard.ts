@@ -78,8 +78,8 @@ export const dashboardRoutes = new Hono<AppEnv>()
   )
   // The login form checks a token here (401 from app.ts when wrong).
   .get('/ui/api/session', (c) => {
-    const { identity, adminToken } = c.get('deps');
-    return c.json({ replica_id: identity.replicaId, token_required: Boolean(adminToken) });
+    const { identity, tokens } = c.get('deps');
+    return c.json({ replica_id: identity.replicaId, token_required: (tokens?.admin?.length ?? 0) > 0 });
   })
   // One stream per browser; every subscriber gets the same serialized snapshot.
   .get('/ui/api/stream', (c) => {
