@@ -1,6 +1,6 @@
 import type { AgentInfo, DashboardSnapshot } from '@mesh/protocol';
 import { useState } from 'preact/hooks';
-import { ago, shortId } from './api.ts';
+import { ago } from './api.ts';
 
 const countBy = (values: string[]) =>
   [...values.reduce((m, v) => m.set(v, (m.get(v) ?? 0) + 1), new Map<string, number>())].sort((a, b) =>
