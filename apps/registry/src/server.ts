@@ -417,6 +417,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       });
     }
     // Never forward a cancel to ourselves (the main port is anonymous; the admin one is not meant to be).
+    if (adminPort !== undefined && config.advertiseAdminPort) identity.adminPort = adminPort;
     cancelForward.setOwnListeners({ host: config.host, ports: adminPort ? [port, adminPort] : [port] });
     const advertised =
       config.advertiseHost ?? (['0.0.0.0', '::'].includes(config.host) ? hostname() : config.host);
