@@ -36,6 +36,11 @@ export interface Identity {
   version: string;
   schemaVersion: number;
   uptimeSeconds(): number;
+  /**
+   * The admin listener's port, when there is one and `--advertise-admin-port`
+   * allows saying it: `/health` carries it as `admin_port`.
+   */
+  adminPort?: number;
 }
 
 export interface Readiness {

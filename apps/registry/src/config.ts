@@ -38,6 +38,8 @@ export interface RegistryConfig {
   jobRetentionMs: number;
   /** Refuse epoch-less owner writes (once every agent sends claim epochs). */
   requireClaimEpoch: boolean;
+  /** Say the admin listener's port in `/health` (meshctl finds the admin URL from it). */
+  advertiseAdminPort: boolean;
   maxBodyBytes: number;
   /** When any is set, admin routes, force reclaim and GET /jobs require one of these bearer tokens. */
   adminTokens: string[];
@@ -354,6 +356,20 @@ const settings: Setting<keyof RegistryConfig>[] = [
       return bad(`must be true or false, got "${raw}"`);
     },
     fallback: () => false,
+  },
+  {
+    key: 'advertiseAdminPort',
+    flag: 'advertise-admin-port',
+    env: ['MESH_ADVERTISE_ADMIN_PORT'],
+    describe:
+      "Say the admin listener's port (never a host or URL) in /health, so meshctl finds it without --admin-url (default true; false hides it)",
+    parse: (raw) => {
+      const t = raw.trim().toLowerCase();
+      if (['', 'true', '1', 'yes', 'on'].includes(t)) return ok(true);
+      if (['false', '0', 'no', 'off'].includes(t)) return ok(false);
+      return bad(`must be true or false, got "${raw}"`);
+    },
+    fallback: () => true,
   },
   {
     key: 'maxBodyBytes',

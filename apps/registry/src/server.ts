@@ -25,6 +25,7 @@ import { DrainGate } from './services/drain.ts';
 import { JobSignals } from './services/job-signals.ts';
 import { JobStore } from './services/jobs.ts';
 import { createMetrics } from './services/metrics.ts';
+import { PoolUsage } from './services/pool-usage.ts';
 import { ReplicaRegistry } from './services/replicas.ts';
 import { SchemaGuard } from './services/schema-guard.ts';
 import { StatusMonitor } from './services/status.ts';
@@ -228,24 +229,36 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       );
     }
 
-    const { sql } = createDb(databaseUrl, {
-      max: config.dbPoolSize,
-      applicationName: `mesh-registry:${config.replicaId}`,
-    });
+    // Each pool counted by a wrapper (postgres.js exposes no pool counters): /metrics.
+    const pools = {
+      main: new PoolUsage(config.dbPoolSize),
+      jobs: new PoolUsage(config.dbJobPoolSize),
+      status: new PoolUsage(1),
+    };
+    const sql = pools.main.wrap(
+      createDb(databaseUrl, {
+        max: config.dbPoolSize,
+        applicationName: `mesh-registry:${config.replicaId}`,
+      }).sql,
+    );
     // The shared claim and completion statements (a few at a time, services/jobs.ts)
     // keep connections of their own: the pool hands out its least recently used
     // connection, so on the pool they would run on a different, cold backend each
     // time (measured: PostgreSQL CPU per job about a fifth higher, docs/benchmarks.md).
-    const { sql: jobSql } = createDb(databaseUrl, {
-      max: config.dbJobPoolSize,
-      applicationName: `mesh-registry:${config.replicaId}:jobs`,
-    });
+    const jobSql = pools.jobs.wrap(
+      createDb(databaseUrl, {
+        max: config.dbJobPoolSize,
+        applicationName: `mesh-registry:${config.replicaId}:jobs`,
+      }).sql,
+    );
     // Its own connection, short connect timeout: an outage shows within a second or two.
-    const { sql: statusSql } = createDb(databaseUrl, {
-      max: 1,
-      connectTimeoutSeconds: 2,
-      applicationName: `mesh-registry:${config.replicaId}:status`,
-    });
+    const statusSql = pools.status.wrap(
+      createDb(databaseUrl, {
+        max: 1,
+        connectTimeoutSeconds: 2,
+        applicationName: `mesh-registry:${config.replicaId}:status`,
+      }).sql,
+    );
     const status = new StatusMonitor(
       statusSql,
       {
@@ -295,7 +308,9 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       processMetrics: true,
       poolSize: config.dbPoolSize + config.dbJobPoolSize,
       statements: () => jobs.statementStats,
+      pools,
     });
+    jobs.onFinished = metrics.jobFinished;
     const sweeper = new Sweeper(
       sql,
       {
@@ -427,6 +442,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       });
     }
     // Never forward a cancel to ourselves (the main port is anonymous; the admin one is not meant to be).
+    if (adminPort !== undefined && config.advertiseAdminPort) identity.adminPort = adminPort;
     cancelForward.setOwnListeners({ host: config.host, ports: adminPort ? [port, adminPort] : [port] });
     const advertised =
       config.advertiseHost ?? (['0.0.0.0', '::'].includes(config.host) ? hostname() : config.host);

@@ -50,6 +50,10 @@ export const jobs = pgTable(
     recvCursor: jsonb('recv_cursor').$type<Record<string, number>>(),
     // Last event seq handed out; posting an event bumps it in the same statement.
     eventSeq: bigint('event_seq', { mode: 'number' }).notNull().default(0),
+    // Bytes of the events posted to this job (type, payload and trace context as
+    // JSON), bumped with event_seq: bounds one job's log (limits.maxEventBytesPerJob).
+    // Ours since 0.2.0; events posted through older replicas are not counted.
+    eventBytes: bigint('event_bytes', { mode: 'number' }).notNull().default(0),
     // Replica that handed out the current claim (drain reports its own share).
     claimedByReplica: text('claimed_by_replica'),
     // Set when the row turns terminal: retention deletes by it.

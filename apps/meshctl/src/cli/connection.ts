@@ -46,7 +46,7 @@ export function globalOptions<T>(y: Argv<T>): Argv<T & GlobalArgs> {
     .option('admin-url', {
       type: 'string',
       describe:
-        'Admin listener URL, when the registry serves /admin on its own port (default: the registry URL) [env: MESH_ADMIN_URL]',
+        'Admin listener URL, when the registry serves /admin on its own port (default: the registry URL with the admin port its /health names, else the registry URL) [env: MESH_ADMIN_URL]',
       group: 'Connection:',
     })
     .option('admin-token', {
@@ -101,6 +101,12 @@ export interface Target {
   url: string;
   /** Where `/admin/*` and force reclaim go. */
   adminUrl: string;
+  /**
+   * Whether the operator gave the admin URL (`--admin-url`, `MESH_ADMIN_URL`).
+   * When not, the registry's `/health` may name its admin port, and meshctl uses
+   * the registry URL with that port (RegistryHttp).
+   */
+  adminExplicit: boolean;
   /** True when the scheme is still to be probed (host/port given without a scheme). */
   probeScheme: boolean;
   adminToken: string | undefined;
@@ -193,6 +199,7 @@ export function resolveTarget(args: GlobalArgs, env: NodeJS.ProcessEnv = process
   return {
     url,
     adminUrl: adminRaw ? trim(parseUrl(adminRaw, args['admin-url'] ? '--admin-url' : 'MESH_ADMIN_URL')) : url,
+    adminExplicit: Boolean(adminRaw),
     probeScheme,
     adminToken: secret(
       args['admin-token'],

@@ -50,3 +50,16 @@ export async function fetchFleet(http: RegistryHttp): Promise<ReplicasResponse> 
   if (res.status !== 200) throw adminError(res);
   return res.json<ReplicasResponse>();
 }
+
+/**
+ * The connection flags that address one replica, as every command meshctl
+ * prints and every doc spells them: its main URL, and its admin URL when it
+ * has one of its own (docs/meshctl.md, "Addressing a replica").
+ */
+export function replicaFlags(r: { main_url?: string | null; admin_url?: string | null }): string {
+  if (r.main_url && r.admin_url && r.admin_url !== r.main_url) {
+    return ` --registry-url ${r.main_url} --admin-url ${r.admin_url}`;
+  }
+  const only = r.main_url ?? r.admin_url;
+  return only ? ` --registry-url ${only}` : '';
+}

@@ -53,6 +53,7 @@ function databaseDown(method: string, url: URL, text: string): void {
 export class RegistryHttp {
   private readonly dispatcher: Agent;
   private schemeProbed: Promise<void> | undefined;
+  private adminDiscovered: Promise<void> | undefined;
   url: string;
   adminUrl: string;
 
@@ -118,8 +119,34 @@ export class RegistryHttp {
     return given.some((g) => new URL(g).origin === url.origin);
   }
 
+  /**
+   * Without `--admin-url`: a registry with an admin listener says its port in
+   * `/health` (`admin_port`); its admin routes are then at the registry URL's
+   * host on that port. Asked once, before the first admin request; a registry
+   * that says nothing (no admin port, hidden, MCP Mesh) keeps them on its URL.
+   */
+  private discoverAdmin(): Promise<void> {
+    if (this.target.adminExplicit) return Promise.resolve();
+    this.adminDiscovered ??= (async () => {
+      const res = await this.request('GET', '/health').catch(() => undefined);
+      if (res?.status !== 200) return;
+      let port: unknown;
+      try {
+        port = (JSON.parse(res.text) as { admin_port?: unknown }).admin_port;
+      } catch {
+        return;
+      }
+      if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return;
+      const admin = new URL(this.url);
+      admin.port = String(port);
+      this.adminUrl = admin.toString().replace(/\/+$/, '');
+    })();
+    return this.adminDiscovered;
+  }
+
   async request(method: string, path: string, options: RequestOptions = {}): Promise<HttpResponse> {
     await this.probe();
+    if (options.admin && options.base === undefined) await this.discoverAdmin();
     const base = options.base ?? (options.admin ? this.adminUrl : this.url);
     const url = new URL(base.replace(/\/+$/, '') + path);
     for (const [k, v] of Object.entries(options.query ?? {})) {

@@ -237,7 +237,9 @@ export const jobRoutes = new Hono<AppEnv>()
         `event payload and trace_context exceed ${limits.maxEventBytes} bytes (${bytes})`,
       );
     }
-    const posted = await c.get('deps').jobs.postEvent(id, type, body.payload, body.trace_context ?? null);
+    const posted = await c
+      .get('deps')
+      .jobs.postEvent(id, type, body.payload, body.trace_context ?? null, bytes + Buffer.byteLength(type));
     return c.json({ job_id: id, ...posted });
   })
   .get('/jobs/:id/events', async (c) => {
