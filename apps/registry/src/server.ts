@@ -17,6 +17,7 @@ import type { RegistryConfig } from './config.ts';
 import { exitCodes, StartupError, waitForDatabase } from './database.ts';
 import { isDatabaseUnavailable } from './errors.ts';
 import type { Logger } from './logger.ts';
+import { Admission } from './services/admission.ts';
 import { AgentStore } from './services/agents.ts';
 import { CancelForwarder } from './services/cancel-forward.ts';
 import { DrainGate } from './services/drain.ts';
@@ -226,9 +227,14 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       );
     }
 
+    // A statement the server takes longer on than --db-statement-timeout is
+    // cancelled by PostgreSQL itself (57014 → 503): the slow-database bound.
+    const statementTimeout: Record<string, string> =
+      config.dbStatementTimeoutMs > 0 ? { statement_timeout: String(config.dbStatementTimeoutMs) } : {};
     const { sql } = createDb(databaseUrl, {
       max: config.dbPoolSize,
       applicationName: `mesh-registry:${config.replicaId}`,
+      settings: statementTimeout,
     });
     // The shared claim and completion statements (a few at a time, services/jobs.ts)
     // keep connections of their own: the pool hands out its least recently used
@@ -237,6 +243,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     const { sql: jobSql } = createDb(databaseUrl, {
       max: config.dbJobPoolSize,
       applicationName: `mesh-registry:${config.replicaId}:jobs`,
+      settings: statementTimeout,
     });
     // Its own connection, short connect timeout: an outage shows within a second or two.
     const { sql: statusSql } = createDb(databaseUrl, {
@@ -281,7 +288,14 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       { timeoutThresholdSeconds: Math.ceil(config.agentTimeoutMs / 1000) },
       logger.child({ component: 'agents' }),
     );
+    const admission = new Admission({
+      maxInFlight: config.maxInFlight,
+      maxQueued: config.maxQueued,
+      maxQueueWaitMs: config.maxQueueWaitMs,
+      maxLongPolls: config.maxLongPolls,
+    });
     const metrics = createMetrics({
+      admission,
       status,
       draining: () => gate.draining,
       build: {
@@ -294,6 +308,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       poolSize: config.dbPoolSize + config.dbJobPoolSize,
       statements: () => jobs.statementStats,
     });
+    admission.onShed = (cls, reason) => metrics.shed.inc({ class: cls, reason });
     const sweeper = new Sweeper(
       sql,
       {
@@ -302,6 +317,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         eventRetentionMs: config.eventRetentionMs,
         jobRetentionMs: config.jobRetentionMs,
         orphanQuietMs: config.agentTimeoutMs,
+        liveFence: { replicaId: config.replicaId, liveWindowMs: config.replicaHeartbeatMs * 3 },
       },
       logger.child({ component: 'sweeper' }),
       (counts) => {
@@ -328,6 +344,10 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     );
     // A replica that starts during a fleet drain comes up draining.
     for (const s of [replicas, schemaGuard, sweeper]) s.databaseDown = databaseDown;
+    // Back from a database outage: the whole registry was away when no replica
+    // stayed live, and agents get the outage grace, as after a restart
+    // (DESIGN.md §4.7). Decided by the heartbeat statement itself.
+    replicas.outageGraceMs = config.outageGraceMs;
     await replicas.syncFleetDrain();
     const cancelForward = new CancelForwarder(
       {
@@ -362,6 +382,8 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       status,
       adminToken: config.adminToken,
       maxBodyBytes: config.maxBodyBytes,
+      admission,
+      dbRequestTimeoutMs: config.dbRequestTimeoutMs,
       readiness: {
         async check() {
           const database = await Promise.race([
