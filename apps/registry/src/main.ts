@@ -29,10 +29,11 @@ export async function main(argv: string[]): Promise<void> {
   // A database connection reset surfacing as a rejection nobody awaited (a
   // driver query orphaned when its socket died, seen when a partition heals
   // under load, issue 16) must not take the replica down: it is logged, and
-  // the pool reconnects. Anything else still ends the process, as Node would.
+  // the pool reconnects. Info, not warn: the outage itself has its one warn
+  // line (services/status.ts). Anything else still ends the process, as Node would.
   process.on('unhandledRejection', (err) => {
     if (isDatabaseUnavailable(err)) {
-      logger.warn({ err }, 'database connection failure nobody awaited (ignored; the pool reconnects)');
+      logger.info({ err }, 'database connection failure nobody awaited (ignored; the pool reconnects)');
       return;
     }
     logger.fatal({ err }, 'unhandled rejection');
