@@ -13,6 +13,7 @@ import {
 } from '@mesh/testkit';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkJobLog } from '../support/job-log.ts';
 import { startRoundRobinProxy } from '../support/round-robin-proxy.ts';
 import {
   type AgentProcess,
@@ -318,25 +319,14 @@ describe(`rolling upgrade 0.1.0 → ${current}`, () => {
       expect(jobs.filter((j) => j.status !== 'completed')).toEqual([]);
       expect(new Set(jobs.map((j) => j.id))).toEqual(submitted);
 
-      // Exactly once: one committed completion per job, with the job's final epoch.
+      // Exactly once: one committed completion per job, with the job's final epoch
+      // (the checker the chaos suite shares, test/support/job-log.ts).
       const records = allAgents.flatMap((a) => a.records);
-      const committed = new Map<string, number[]>();
-      for (const r of records) {
-        if (r.type === 'settled' && r.outcome === 'completed' && r.committed) {
-          const list = committed.get(String(r.jobId)) ?? [];
-          list.push(Number(r.claimEpoch));
-          committed.set(String(r.jobId), list);
-        }
-      }
-      const epochOf = new Map(jobs.map((j) => [j.id, Number(j.claim_epoch)]));
-      const twice = [...committed].filter(([, epochs]) => epochs.length !== 1);
-      expect(twice).toEqual([]);
-      expect(committed.size).toBe(jobs.length);
-      const staleAccepted = [...committed].filter(([id, [epoch]]) => epochOf.get(id) !== epoch);
-      expect(staleAccepted).toEqual([]);
-      const rejectedStale = records.filter(
-        (r) => r.type === 'refused' && r.reason === 'claim_superseded',
-      ).length;
+      const log = checkJobLog(records, jobs);
+      expect(log.twice).toEqual([]);
+      expect(log.committed.size).toBe(jobs.length);
+      expect(log.staleAccepted).toEqual([]);
+      const rejectedStale = log.rejectedStale;
 
       // No claim handed out by a draining replica.
       for (const d of drainChecks) expect(d.atStop, d.replica).toBe(d.atDrain);

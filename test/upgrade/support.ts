@@ -60,15 +60,29 @@ export interface AgentProcess {
   kill(): void;
 }
 
-/** Starts `fixtures/agent.mjs` on the SDK at `sdkEntry` (an installed release). */
+/** Where the workspace SDK's source is: `startAgent(workspaceSdk, …, { nodeArgs: ['--import', 'tsx'] })`. */
+export const workspaceSdk = fileURLToPath(new URL('../../packages/sdk/src/index.ts', import.meta.url));
+
+/**
+ * Starts `fixtures/agent.mjs` on the SDK at `sdkEntry` (an installed release,
+ * or the workspace source with `nodeArgs: ['--import', 'tsx']`); `env` adds
+ * variables (e.g. `CAPABILITY`).
+ */
 export async function startAgent(
   sdkEntry: string,
   urls: string[],
   name: string,
   sdk: string,
-): Promise<AgentProcess> {
-  const child: ChildProcess = spawn(process.execPath, [agentFixture], {
-    env: { ...process.env, SDK_ENTRY: sdkEntry, REGISTRY_URLS: urls.join(','), AGENT_NAME: name },
+  options: { nodeArgs?: string[]; env?: Record<string, string> } = {},
+): Promise<AgentProcess & { pid: number }> {
+  const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), agentFixture], {
+    env: {
+      ...process.env,
+      SDK_ENTRY: sdkEntry,
+      REGISTRY_URLS: urls.join(','),
+      AGENT_NAME: name,
+      ...options.env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const records: AgentRecord[] = [];
@@ -100,6 +114,7 @@ export async function startAgent(
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
+    pid: child.pid as number,
     name,
     sdk,
     records,

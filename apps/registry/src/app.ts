@@ -13,6 +13,7 @@ import { dashboardRoutes } from './routes/dashboard.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobSignalRoutes } from './routes/job-signals.ts';
 import { jobRoutes, reclaimRoutes } from './routes/jobs.ts';
+import { type Admission, classify } from './services/admission.ts';
 import type { AgentStore } from './services/agents.ts';
 import type { CancelForwarder } from './services/cancel-forward.ts';
 import type { DashboardFeed } from './services/dashboard-feed.ts';
@@ -22,7 +23,7 @@ import type { JobStore } from './services/jobs.ts';
 import type { Metrics } from './services/metrics.ts';
 import type { ReplicaRegistry } from './services/replicas.ts';
 import type { SchemaGuard } from './services/schema-guard.ts';
-import type { StatusMonitor } from './services/status.ts';
+import { DatabaseTimeout, type StatusMonitor, within } from './services/status.ts';
 import { type TokenSets, tokenMatcher } from './tokens.ts';
 
 /** Paths that answer HEAD, as in MCP Mesh 3.7. */
@@ -86,7 +87,18 @@ export interface AppDeps {
   tokens?: Partial<TokenSets>;
   /** Largest accepted request body, in bytes. */
   maxBodyBytes?: number;
+  /** Bounded capacity per route class (services/admission.ts); absent = unbounded. */
+  admission?: Admission;
+  /**
+   * Longest a main-port request waits on the database before it answers 503
+   * (a long-poll's own wait comes on top); absent or 0 = unbounded.
+   */
+  dbRequestTimeoutMs?: number;
 }
+
+/** A long-poll's declared wait, in ms: `?wait=` seconds, or the signals long-poll's longest (60 s). */
+const longPollMs = (path: string, wait: string | undefined): number =>
+  path === '/jobs/signals' ? 60_000 : Math.min(60, Math.max(0, Number(wait) || 0)) * 1000;
 
 export interface AppEnv {
   Variables: { deps: AppDeps; requestId: string };
@@ -180,6 +192,33 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
       const route = c.req.routePath || 'unmatched';
       requests.inc({ route, method: c.req.method, status: String(c.res.status) });
       latency.observe({ route, method: c.req.method }, (performance.now() - started) / 1000);
+    });
+  }
+  // Admission and the database bound (issue 16): a main-port request of a
+  // class at capacity waits in a bounded queue or is shed (503 overloaded,
+  // Retry-After); one admitted waits on the database for at most
+  // dbRequestTimeoutMs (plus its long-poll wait), then answers 503. Its
+  // handler may still be waiting (postgres.js has no query timeout): it keeps
+  // its slot until it ends, so work hung on an unreachable database stays
+  // bounded, and its late outcome is dropped. Writes are fenced and
+  // idempotent-keyed, so a late commit is never applied twice.
+  if (deps.admission || deps.dbRequestTimeoutMs) {
+    const { admission, dbRequestTimeoutMs: bound = 0 } = deps;
+    app.use(async (c, next) => {
+      const cls = classify(c.req.method, c.req.path, (n) => c.req.query(n));
+      if (!cls) return next();
+      const release = admission ? await admission.enter(cls) : () => {};
+      const work = next().finally(release);
+      if (bound <= 0) return work;
+      const ms = bound + (cls === 'wait' ? longPollMs(c.req.path, c.req.query('wait')) : 0);
+      try {
+        await within(work, ms);
+      } catch (err) {
+        if (!(err instanceof DatabaseTimeout)) throw err;
+        deps.status?.failed(err, 'request');
+        deps.metrics?.databaseTimeouts.inc();
+        throw new ApiError('unavailable', `database unavailable (no answer within ${ms} ms)`, 2);
+      }
     });
   }
   // The audit trail: every admin action (drain, resume, fleet drain, forget,
@@ -279,7 +318,12 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
   app.onError((err, c) => {
     if (err instanceof ApiError) {
       if (err.status === 401) c.header('WWW-Authenticate', bearerChallenge);
-      return c.json(err.body(), err.status);
+      const retryAfter = err.retryAfterSeconds ?? (err.status === 503 ? 1 : undefined);
+      return c.json(
+        err.body(),
+        err.status,
+        retryAfter === undefined ? undefined : { 'Retry-After': String(retryAfter) },
+      );
     }
     if (err instanceof HTTPException && err.status < 500) {
       return c.json(errorBody('bad_request', err.message || 'bad request'), err.status);
@@ -295,7 +339,13 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
           deps.logger.debug({ ...where, reason: err.message }, 'database unavailable');
         } else deps.logger.warn({ err, ...where }, 'database unavailable');
       }
-      return c.json(mapped.body(), mapped.status);
+      return c.json(
+        mapped.body(),
+        mapped.status,
+        mapped.retryAfterSeconds === undefined
+          ? undefined
+          : { 'Retry-After': String(mapped.retryAfterSeconds) },
+      );
     }
     deps.logger.error({ err, ...where }, 'unhandled error');
     return c.json(errorBody('internal', 'internal error'), 500);

@@ -25,6 +25,18 @@ export interface RegistryConfig {
   /** Connections of the shared claim and completion statements, apart from the pool. */
   dbJobPoolSize: number;
   dbConnectTimeoutMs: number;
+  /** Longest a main-port request waits on the database before answering 503 (plus a long-poll's own wait); 0 = off. */
+  dbRequestTimeoutMs: number;
+  /** PostgreSQL statement_timeout of the request pools; 0 = off. */
+  dbStatementTimeoutMs: number;
+  /** Requests of one route class served at once (claim, submit, owner, read). */
+  maxInFlight: number;
+  /** Requests of one route class waiting for a slot before being shed (503 overloaded). */
+  maxQueued: number;
+  /** Longest a request waits for a slot before being shed. */
+  maxQueueWaitMs: number;
+  /** Long-polls (job signals, event reads with wait) held at once. */
+  maxLongPolls: number;
   migrationLockTimeoutMs: number;
   shutdownTimeoutMs: number;
   /** Lease window of a job without max_duration. */
@@ -287,6 +299,59 @@ const settings: Setting<keyof RegistryConfig>[] = [
     describe: 'How long to wait for PostgreSQL at start before exiting (default 20s)',
     parse: duration(1_000),
     fallback: () => 20_000,
+  },
+  {
+    key: 'dbRequestTimeoutMs',
+    flag: 'db-request-timeout',
+    env: ['MESH_DB_REQUEST_TIMEOUT'],
+    describe:
+      'Longest a request on the main port waits for the database before answering 503 with Retry-After; a long-poll gets its own wait on top (default 10s; 0 = off)',
+    parse: duration(0),
+    fallback: () => 10_000,
+  },
+  {
+    key: 'dbStatementTimeoutMs',
+    flag: 'db-statement-timeout',
+    env: ['MESH_DB_STATEMENT_TIMEOUT'],
+    describe:
+      "PostgreSQL statement_timeout of the registry's request connections: a statement the server takes longer on is cancelled and the request answers 503 (default 0 = off)",
+    parse: duration(0),
+    fallback: () => 0,
+  },
+  {
+    key: 'maxInFlight',
+    flag: 'max-in-flight',
+    env: ['MESH_MAX_IN_FLIGHT'],
+    describe:
+      'Requests served at once per route class (claim, submit, owner writes, reads); more wait in a bounded queue (default 64)',
+    parse: integer(1, 100_000, 'a number of requests'),
+    fallback: () => 64,
+  },
+  {
+    key: 'maxQueued',
+    flag: 'max-queued',
+    env: ['MESH_MAX_QUEUED'],
+    describe:
+      'Requests per route class waiting for a slot; beyond, a request is shed at once with 503 overloaded and Retry-After (default 256)',
+    parse: integer(0, 1_000_000, 'a number of requests'),
+    fallback: () => 256,
+  },
+  {
+    key: 'maxQueueWaitMs',
+    flag: 'max-queue-wait',
+    env: ['MESH_MAX_QUEUE_WAIT'],
+    describe: 'Longest a request waits for a slot before being shed with 503 overloaded (default 2s)',
+    parse: duration(1),
+    fallback: () => 2_000,
+  },
+  {
+    key: 'maxLongPolls',
+    flag: 'max-long-polls',
+    env: ['MESH_MAX_LONG_POLLS'],
+    describe:
+      'Long-polls held at once (POST /jobs/signals, GET /jobs/{id}/events with wait); beyond, 503 overloaded (default 4096)',
+    parse: integer(1, 1_000_000, 'a number of requests'),
+    fallback: () => 4_096,
   },
   {
     key: 'migrationLockTimeoutMs',

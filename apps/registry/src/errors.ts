@@ -12,6 +12,8 @@ export class ApiError extends Error {
   constructor(
     readonly code: ErrorCode,
     message?: string,
+    /** Sent as `Retry-After` (seconds); a 503 without one gets a default (app.ts). */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message ?? code);
     this.status = errorStatus[code];
@@ -52,7 +54,9 @@ export function isDatabaseUnavailable(err: unknown): boolean {
       // A database closed to new connections (ALTER DATABASE … ALLOW_CONNECTIONS false).
       (code === '55000' &&
         typeof message === 'string' &&
-        message.includes('not currently accepting connections')))
+        message.includes('not currently accepting connections')) ||
+      // statement_timeout (--db-statement-timeout): a database too slow to answer.
+      code === '57014')
   );
 }
 
@@ -72,7 +76,7 @@ export function fromDatabaseError(err: unknown): ApiError | undefined {
   if (isDatabaseUnavailable(err)) {
     // The driver's message names the database's address (ECONNREFUSED 10.0.0.7:5432):
     // logged by the error handler, never sent to an anonymous caller (issue 18).
-    return new ApiError('unavailable', `database unavailable (${e.code})`);
+    return new ApiError('unavailable', `database unavailable (${e.code})`, 2);
   }
   return undefined;
 }

@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig } from './config.ts';
 import { exitCodes, StartupError } from './database.ts';
+import { isDatabaseUnavailable } from './errors.ts';
 import { createLogger } from './logger.ts';
 import { startRegistry } from './server.ts';
 
@@ -25,6 +26,19 @@ export async function main(argv: string[]): Promise<void> {
   }
   const { config } = outcome;
   const logger = createLogger(config);
+  // A database connection reset surfacing as a rejection nobody awaited (a
+  // driver query orphaned when its socket died, seen when a partition heals
+  // under load, issue 16) must not take the replica down: it is logged, and
+  // the pool reconnects. Info, not warn: the outage itself has its one warn
+  // line (services/status.ts). Anything else still ends the process, as Node would.
+  process.on('unhandledRejection', (err) => {
+    if (isDatabaseUnavailable(err)) {
+      logger.info({ err }, 'database connection failure nobody awaited (ignored; the pool reconnects)');
+      return;
+    }
+    logger.fatal({ err }, 'unhandled rejection');
+    setTimeout(() => process.exit(1), 50);
+  });
   try {
     const registry = await startRegistry(config, logger);
     let signals = 0;

@@ -18,6 +18,7 @@ import type { RegistryConfig } from './config.ts';
 import { exitCodes, StartupError, waitForDatabase } from './database.ts';
 import { isDatabaseUnavailable } from './errors.ts';
 import type { Logger } from './logger.ts';
+import { Admission } from './services/admission.ts';
 import { AgentStore } from './services/agents.ts';
 import { CancelForwarder } from './services/cancel-forward.ts';
 import { DashboardFeed } from './services/dashboard-feed.ts';
@@ -229,6 +230,10 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       );
     }
 
+    // A statement the server takes longer on than --db-statement-timeout is
+    // cancelled by PostgreSQL itself (57014 → 503): the slow-database bound.
+    const statementTimeout: Record<string, string> =
+      config.dbStatementTimeoutMs > 0 ? { statement_timeout: String(config.dbStatementTimeoutMs) } : {};
     // Each pool counted by a wrapper (postgres.js exposes no pool counters): /metrics.
     const pools = {
       main: new PoolUsage(config.dbPoolSize),
@@ -239,6 +244,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       createDb(databaseUrl, {
         max: config.dbPoolSize,
         applicationName: `mesh-registry:${config.replicaId}`,
+        settings: statementTimeout,
       }).sql,
     );
     // The shared claim and completion statements (a few at a time, services/jobs.ts)
@@ -249,6 +255,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       createDb(databaseUrl, {
         max: config.dbJobPoolSize,
         applicationName: `mesh-registry:${config.replicaId}:jobs`,
+        settings: statementTimeout,
       }).sql,
     );
     // Its own connection, short connect timeout: an outage shows within a second or two.
@@ -296,7 +303,14 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       { timeoutThresholdSeconds: Math.ceil(config.agentTimeoutMs / 1000) },
       logger.child({ component: 'agents' }),
     );
+    const admission = new Admission({
+      maxInFlight: config.maxInFlight,
+      maxQueued: config.maxQueued,
+      maxQueueWaitMs: config.maxQueueWaitMs,
+      maxLongPolls: config.maxLongPolls,
+    });
     const metrics = createMetrics({
+      admission,
       status,
       draining: () => gate.draining,
       build: {
@@ -311,6 +325,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       pools,
     });
     jobs.onFinished = metrics.jobFinished;
+    admission.onShed = (cls, reason) => metrics.shed.inc({ class: cls, reason });
     const sweeper = new Sweeper(
       sql,
       {
@@ -319,6 +334,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         eventRetentionMs: config.eventRetentionMs,
         jobRetentionMs: config.jobRetentionMs,
         orphanQuietMs: config.agentTimeoutMs,
+        liveFence: { replicaId: config.replicaId, liveWindowMs: config.replicaHeartbeatMs * 3 },
       },
       logger.child({ component: 'sweeper' }),
       (counts) => {
@@ -345,6 +361,10 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     );
     // A replica that starts during a fleet drain comes up draining.
     for (const s of [replicas, schemaGuard, sweeper]) s.databaseDown = databaseDown;
+    // Back from a database outage: the whole registry was away when no replica
+    // stayed live, and agents get the outage grace, as after a restart
+    // (DESIGN.md §4.7). Decided by the heartbeat statement itself.
+    replicas.outageGraceMs = config.outageGraceMs;
     await replicas.syncFleetDrain();
     const cancelForward = new CancelForwarder(
       {
@@ -400,6 +420,8 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       dashboard,
       tokens: { admin: config.adminTokens, agent: config.agentTokens, client: config.clientTokens },
       maxBodyBytes: config.maxBodyBytes,
+      admission,
+      dbRequestTimeoutMs: config.dbRequestTimeoutMs,
       readiness: {
         async check() {
           const database = await Promise.race([

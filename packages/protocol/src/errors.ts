@@ -26,6 +26,8 @@ export const errorStatus = {
   internal: 500,
   unavailable: 503,
   not_ready: 503,
+  /** The replica is beyond its capacity and shed the request (`Retry-After` says when to come back). */
+  overloaded: 503,
 } as const;
 
 export type ErrorCode = keyof typeof errorStatus;

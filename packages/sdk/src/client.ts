@@ -27,8 +27,14 @@ export class RegistryError extends Error {
     readonly status: number,
     readonly body: unknown,
     message: string,
+    /** The registry's `Retry-After`, in ms, on a 429 or 503 that sent one. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
+  }
+  /** The registry shed the request or its database is away (429/503): worth trying again later. */
+  get retryable(): boolean {
+    return this.status === 429 || this.status === 503;
   }
   /** The 3.7 fence marker (`{"error": "claim_superseded"}`). */
   get superseded(): boolean {
@@ -116,6 +122,22 @@ export interface SubmitOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The longest `Retry-After` the client honours: a registry's hint, not a reason to stall a minute. */
+const maxRetryAfterMs = 30_000;
+
+/**
+ * `Retry-After` (delay-seconds or an HTTP date) in ms, capped; undefined
+ * when absent or unreadable.
+ *
+ * @example retryAfterMs(new Headers({ 'retry-after': '2' })) // 2000
+ */
+export function retryAfterMs(h: Headers): number | undefined {
+  const raw = h.get('retry-after')?.trim();
+  if (!raw) return undefined;
+  const ms = /^\d+$/.test(raw) ? Number(raw) * 1000 : Date.parse(raw) - Date.now();
+  return Number.isFinite(ms) ? Math.min(maxRetryAfterMs, Math.max(0, ms)) : undefined;
+}
+
 /**
  * Typed calls to a mesh registry over the 3.7 wire, with our extensions used
  * only where the registry advertises them.
@@ -164,8 +186,9 @@ export class RegistryClient {
   }
 
   /**
-   * Sends one request and returns whatever status came back. Network failures
-   * and 503 move to the next URL and are retried with backoff and jitter, but
+   * Sends one request and returns whatever status came back. Network failures,
+   * 503 and 429 move to the next URL and are retried with backoff and jitter
+   * (never sooner than the registry's `Retry-After`, up to 30 s), but
    * only for requests that are safe to repeat (`retry`); a claim, for example,
    * is retried only when the connection was refused (it certainly did not run).
    * Throws a `RegistryUnreachableError` (URL and cause) when every attempt
@@ -179,6 +202,7 @@ export class RegistryClient {
   ): Promise<{ status: number; headers: Headers; body: unknown; text: string }> {
     let lastError: RegistryUnreachableError | undefined;
     let last503: { status: number; headers: Headers; body: unknown; text: string } | undefined;
+    let notBefore = 0;
     for (let attempt = 0; attempt < this.attempts; attempt++) {
       options.signal?.throwIfAborted();
       const base = this.options.urls[this.shared.current % this.options.urls.length] as string;
@@ -205,9 +229,10 @@ export class RegistryClient {
           parsed = text;
         }
         const answer = { status: res.status, headers: res.headers, body: parsed, text };
-        if (res.status !== 503 || !options.retry) return answer;
+        if ((res.status !== 503 && res.status !== 429) || !options.retry) return answer;
         last503 = answer;
         lastError = undefined;
+        notBefore = retryAfterMs(res.headers) ?? 0;
       } catch (err) {
         // The caller gave up: not a failure of the registry.
         if (options.signal?.aborted) throw options.signal.reason;
@@ -216,10 +241,15 @@ export class RegistryClient {
         if (!refused && !options.retry) throw unreachable;
         lastError = unreachable;
         last503 = undefined;
+        notBefore = 0;
       }
       this.shared.current += 1;
-      if (attempt + 1 < this.attempts)
-        await sleep(Math.min(2_000, 100 * 2 ** attempt) * (0.5 + Math.random()));
+      // Exponential backoff with jitter; a Retry-After is a floor, jittered
+      // upwards so shed clients do not all come back in the same instant.
+      if (attempt + 1 < this.attempts) {
+        const backoff = Math.min(2_000, 100 * 2 ** attempt) * (0.5 + Math.random());
+        await sleep(notBefore > 0 ? notBefore * (1 + Math.random() * 0.5) : backoff);
+      }
     }
     if (last503) return last503;
     throw lastError;
@@ -232,11 +262,16 @@ export class RegistryClient {
     throw this.error(method, path, res);
   }
 
-  private error(method: string, path: string, res: { status: number; body: unknown; text: string }) {
+  private error(
+    method: string,
+    path: string,
+    res: { status: number; headers: Headers; body: unknown; text: string },
+  ) {
     return new RegistryError(
       res.status,
       res.body,
       `${method} ${path}: ${res.status} ${(res.body as { error?: string })?.error ?? res.text}`,
+      res.status === 429 || res.status === 503 ? retryAfterMs(res.headers) : undefined,
     );
   }
 

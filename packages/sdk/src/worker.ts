@@ -822,13 +822,18 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
         continue;
       }
       let claimed: ClaimedJob[] = [];
+      let notBefore = 0;
       try {
         claimed = await this.client.claim(this.o.capability, this.o.instanceId, free);
-      } catch {
+      } catch (err) {
         claimed = [];
+        // Shed or database away (429/503 with Retry-After): not sooner than
+        // asked, jittered upwards so a fleet of workers spreads out.
+        if (err instanceof RegistryError && err.retryAfterMs)
+          notBefore = err.retryAfterMs * (1 + Math.random() * 0.5);
       }
       if (claimed.length === 0) {
-        if ((await this.pause(idle * (0.5 + Math.random()))) === 'woken') idle = 100;
+        if ((await this.pause(Math.max(notBefore, idle * (0.5 + Math.random())))) === 'woken') idle = 100;
         else idle = Math.min(maxIdle, idle * 2);
         continue;
       }

@@ -17,6 +17,6 @@ export {
   repoRoot,
   verifiedTarballs,
 } from './releases.ts';
-export type { CutMode, TcpProxy } from './tcp-proxy.ts';
+export type { CutMode, Direction, TcpProxy } from './tcp-proxy.ts';
 export { startTcpProxy } from './tcp-proxy.ts';
 export { adminUrl, useTestDatabase } from './vitest-helpers.ts';

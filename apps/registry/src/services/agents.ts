@@ -17,7 +17,7 @@ import { endpointOf, type Provider, Resolver } from './resolution.ts';
 
 /** registry_settings keys. */
 const topologyKey = 'topology_changed_at';
-const graceKey = 'outage_grace_until';
+export const graceKey = 'outage_grace_until';
 
 /** SQL: true while the registry is in its post-outage grace (DESIGN.md §4.7). */
 export const inOutageGrace = `exists (select 1 from registry_settings

@@ -150,6 +150,32 @@ function refusal(
   return epoch !== null ? 'claim_superseded' : 'not_owner';
 }
 
+/**
+ * The owner's terminal write again, after the first one committed but its
+ * answer was lost (a connection cut after the commit, a request bound that
+ * answered 503 first): the row already holds that very outcome, by this
+ * owner at this epoch. Only the owner at that epoch could have written it
+ * (sweeps, deadlines and cancels clear the owner or set another status), so
+ * it is answered as accepted, and nothing is written twice. Without this the
+ * agent is told its completion failed although it was applied (issue 16).
+ */
+function isReplay(
+  row: JobFence | undefined,
+  instanceId: string,
+  epoch: number | null,
+  status: string | null | undefined,
+): boolean {
+  return (
+    row !== undefined &&
+    (status === 'completed' || status === 'failed') &&
+    row.status === status &&
+    row.owner_instance_id === instanceId &&
+    // Fenced writes only: the epoch-less legacy path keeps 3.7's answer.
+    epoch !== null &&
+    row.claim_epoch === epoch
+  );
+}
+
 export const jobNotFound = (id: string) => new ApiError('not_found', `job not found: ${id}`);
 export const jobTerminal = () => new ApiError('already_terminal', 'job is already in a terminal state');
 
@@ -597,7 +623,8 @@ export class JobStore {
       let accepted = 0;
       for (const d of ask.deltas) {
         const id = d.id as string;
-        if (updated.has(id)) accepted += 1;
+        if (updated.has(id) || isReplay(current.get(id), ask.instanceId, d.claim_epoch ?? null, d.status))
+          accepted += 1;
         else
           rejected.push({
             id,
@@ -653,7 +680,7 @@ export class JobStore {
         return undefined;
       }
     }
-    return this.whyRefused(instanceId, id, epoch, validStatus);
+    return this.whyRefused(instanceId, id, epoch, validStatus, d.status);
   }
 
   private finished(rows: readonly { capability: string; status: string; age: number }[]): void {
@@ -669,9 +696,11 @@ export class JobStore {
     id: string,
     epoch: number | null,
     validStatus: boolean,
-  ): Promise<DeltaRejection> {
+    status?: string | null,
+  ): Promise<DeltaRejection | undefined> {
     const [row] = await this.sql<JobFence[]>`
       select owner_instance_id, claim_epoch, status from jobs where id = ${id}`;
+    if (isReplay(row, instanceId, epoch, status)) return undefined;
     return refusal(row, instanceId, epoch, validStatus);
   }
 

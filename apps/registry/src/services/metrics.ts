@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { PoolUsage } from './pool-usage.ts';
+import { type Admission, routeClasses } from './admission.ts';
 import type { StatusValues } from './status.ts';
 
 /**
@@ -34,6 +35,8 @@ export function createMetrics(collect: {
   statements?: () => Record<string, { requests: number; statements: number }>;
   /** The replica's PostgreSQL pools by name (main, jobs, status), counted by PoolUsage. */
   pools?: Record<string, PoolUsage>;
+  /** Bounded admission per route class: in-flight and queued gauges. */
+  admission?: Admission;
 }) {
   const registry = new Registry();
   const requests = new Counter({
@@ -149,7 +152,45 @@ export function createMetrics(collect: {
       });
     }
   }
-  return { registry, requests, latency, claims, deltas, sweeps, jobsFinished, jobFinished };
+  const shed = new Counter({
+    name: 'mesh_requests_shed_total',
+    help: 'Requests shed with 503 overloaded, by route class and reason (queue_full, queue_timeout)',
+    labelNames: ['class', 'reason'] as const,
+    registers: [registry],
+  });
+  const databaseTimeouts = new Counter({
+    name: 'mesh_db_request_timeouts_total',
+    help: 'Requests answered 503 because the database did not answer within --db-request-timeout',
+    registers: [registry],
+  });
+  if (collect.admission) {
+    const admission = collect.admission;
+    new Gauge({
+      name: 'mesh_requests_in_flight',
+      help: 'Main-port requests being served (state=active) or waiting for a slot (state=queued), by route class',
+      labelNames: ['class', 'state'] as const,
+      registers: [registry],
+      collect() {
+        for (const cls of routeClasses) {
+          const load = admission.load(cls);
+          this.set({ class: cls, state: 'active' }, load.active);
+          this.set({ class: cls, state: 'queued' }, load.queued);
+        }
+      },
+    });
+  }
+  return {
+    registry,
+    requests,
+    latency,
+    claims,
+    deltas,
+    sweeps,
+    jobsFinished,
+    jobFinished,
+    shed,
+    databaseTimeouts,
+  };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

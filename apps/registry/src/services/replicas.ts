@@ -2,6 +2,7 @@ import type { Sql } from '@mesh/db';
 import type { ReplicaInfo } from '@mesh/protocol';
 import type { Identity } from '../app.ts';
 import type { Logger } from '../logger.ts';
+import { graceKey } from './agents.ts';
 import type { DrainGate } from './drain.ts';
 import { Ticker } from './ticker.ts';
 
@@ -23,6 +24,8 @@ export class ReplicaRegistry {
   private readonly ticker: Ticker;
   /** Takes a failure caused by an unreachable database (true: handled, counted, not logged here). */
   databaseDown: ((err: unknown) => boolean) | undefined;
+  /** The grace agents get after the whole registry lost its database (0 = off). */
+  outageGraceMs = 0;
 
   constructor(
     private readonly sql: Sql,
@@ -76,14 +79,47 @@ export class ReplicaRegistry {
     }
   }
 
-  /** Writes the current drain state and last_seen (database clock). */
+  /**
+   * Writes the current drain state and last_seen (database clock). When this
+   * replica had not been heard from for the live window (a database outage or
+   * a partition) and no other replica stayed live, the whole registry was
+   * away: the same statement starts the outage grace (DESIGN.md §4.7), so no
+   * sweep fenced on this heartbeat (services/sweeper.ts) can run between the
+   * replica coming back and the grace. An existing longer grace is kept.
+   */
   async report(): Promise<void> {
-    const updated = await this.sql`
-      update registry_replicas set last_seen_at = now(), draining = ${this.gate.draining},
-                                   draining_since = ${this.gate.drainingSince}
-      where replica_id = ${this.identity.replicaId} and boot_id = ${this.identity.bootId}
-      returning replica_id`;
-    if (updated.length === 0) {
+    const id = this.identity.replicaId;
+    const window = this.intervalMs * 3;
+    const [row] = await this.sql<{ updated: number; grace: number }[]>`
+      with me as (
+        select last_seen_at < now() - ${window}::bigint * interval '1 millisecond' as away
+        from registry_replicas where replica_id = ${id} and boot_id = ${this.identity.bootId}
+      ), grace as (
+        insert into registry_settings (key, value, updated_at)
+        select ${graceKey}, jsonb_build_object('until', now() + ${this.outageGraceMs}::bigint * interval '1 millisecond'), now()
+        where ${this.outageGraceMs}::bigint > 0 and coalesce((select away from me), false)
+          and not exists (select 1 from registry_replicas
+                          where replica_id <> ${id} and stopped_at is null
+                            and last_seen_at >= now() - ${window}::bigint * interval '1 millisecond')
+        on conflict (key) do update set
+          value = case when (registry_settings.value->>'until')::timestamptz > (excluded.value->>'until')::timestamptz
+                       then registry_settings.value else excluded.value end,
+          updated_at = excluded.updated_at
+        returning key
+      ), updated as (
+        update registry_replicas set last_seen_at = now(), draining = ${this.gate.draining},
+                                     draining_since = ${this.gate.drainingSince}
+        where replica_id = ${id} and boot_id = ${this.identity.bootId}
+        returning replica_id
+      )
+      select (select count(*) from updated)::int as updated, (select count(*) from grace)::int as grace`;
+    if (row?.grace) {
+      this.logger.info(
+        { grace_ms: this.outageGraceMs },
+        'database reachable again and no other replica stayed live: outage grace for agents to come back',
+      );
+    }
+    if (!row?.updated) {
       this.logger.error(
         { replica_id: this.identity.replicaId },
         'another process registered with this replica id; replica ids must be unique',

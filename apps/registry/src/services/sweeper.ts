@@ -21,6 +21,14 @@ export interface SweepSettings {
    * delta, lease renewal, executor read) within this window: the agent timeout.
    */
   orphanQuietMs: number;
+  /**
+   * When set, the lease and orphan sweeps act only while this replica's own
+   * heartbeat is recent on the database clock: a sweep statement held up by
+   * a partition and delivered after it heals finds the heartbeat stale and
+   * changes nothing, until the heartbeat (which starts the outage grace when
+   * the whole registry was away, services/replicas.ts) has committed.
+   */
+  liveFence?: { replicaId: string; liveWindowMs: number };
 }
 
 export interface SweepCounts {
@@ -60,6 +68,15 @@ export class Sweeper {
     );
   }
 
+  /** SQL: `and` this replica's heartbeat is recent (settings.liveFence), or nothing. */
+  private fence() {
+    const f = this.settings.liveFence;
+    if (!f) return this.sql``;
+    return this.sql`and exists (select 1 from registry_replicas
+      where replica_id = ${f.replicaId} and stopped_at is null
+        and last_seen_at >= now() - ${f.liveWindowMs}::bigint * interval '1 millisecond')`;
+  }
+
   /**
    * Expired leases (§4.5): the job goes back to the queue within its retry
    * budget, fails past it. `input_required` is normalised to `working` so the
@@ -70,6 +87,7 @@ export class Sweeper {
       with expired as (
         update jobs set ${requeueOrFail(this.sql, 'lease expired: no completion within lease window')}
         where ${this.sql.unsafe(live)} and lease_expires_at < now() and not ${this.sql.unsafe(inOutageGrace)}
+          ${this.fence()}
         returning id, status
       )
       select status, pg_notify(${jobChannel}, id::text) from expired`;
@@ -94,7 +112,7 @@ export class Sweeper {
     const rows = await this.sql<{ status: string }[]>`
       with orphaned as (
         update jobs set ${requeueOrFail(this.sql, 'orphaned: max retries exceeded')}
-        where ${this.sql.unsafe(live)} and not ${this.sql.unsafe(inOutageGrace)}
+        where ${this.sql.unsafe(live)} and not ${this.sql.unsafe(inOutageGrace)} ${this.fence()}
           and owner_instance_id in (select agent_id from agents where status = 'unhealthy' for share)
           and coalesce(last_heartbeat_at, '-infinity') < now() - ${this.settings.orphanQuietMs}::bigint * interval '1 millisecond'
         returning id, status
