@@ -1,6 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { PoolUsage } from './pool-usage.ts';
 import { type Admission, routeClasses } from './admission.ts';
+import type { PoolUsage } from './pool-usage.ts';
 import type { StatusValues } from './status.ts';
 
 /**
