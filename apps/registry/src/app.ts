@@ -14,6 +14,7 @@ import { jobSignalRoutes } from './routes/job-signals.ts';
 import { jobRoutes, reclaimRoutes } from './routes/jobs.ts';
 import type { AgentStore } from './services/agents.ts';
 import type { CancelForwarder } from './services/cancel-forward.ts';
+import type { ClaimWaiters } from './services/claim-waiters.ts';
 import type { DrainGate } from './services/drain.ts';
 import type { JobSignals } from './services/job-signals.ts';
 import type { JobStore } from './services/jobs.ts';
@@ -56,6 +57,8 @@ export interface AppDeps {
   agents: AgentStore;
   signals: JobSignals;
   gate: DrainGate;
+  /** Long-poll claims (`wait_ms`); absent when the feature is off: claims answer at once. */
+  claimWaiters?: ClaimWaiters;
   /** Tells an owner agent about a cancel, within the operator's bounds. */
   cancelForward: CancelForwarder;
   /** This replica's row in the fleet; absent in single-process tests. */

@@ -37,6 +37,8 @@ export interface RegistryConfig {
   jobRetentionMs: number;
   /** Refuse epoch-less owner writes (once every agent sends claim epochs). */
   requireClaimEpoch: boolean;
+  /** Serve `wait_ms` on `POST /jobs/claim` (feature `long-poll-claim`). */
+  longPollClaim: boolean;
   maxBodyBytes: number;
   /** When set, admin routes, force reclaim and GET /jobs require this bearer token. */
   adminToken: string | undefined;
@@ -313,6 +315,20 @@ const settings: Setting<keyof RegistryConfig>[] = [
       return bad(`must be true or false, got "${raw}"`);
     },
     fallback: () => false,
+  },
+  {
+    key: 'longPollClaim',
+    flag: 'long-poll-claim',
+    env: ['MESH_LONG_POLL_CLAIM'],
+    describe:
+      'Let POST /jobs/claim park up to wait_ms until work is queued (feature long-poll-claim; default true; false: claims answer at once and clients poll)',
+    parse: (raw) => {
+      const t = raw.trim().toLowerCase();
+      if (['', 'true', '1', 'yes', 'on'].includes(t)) return ok(true);
+      if (['false', '0', 'no', 'off'].includes(t)) return ok(false);
+      return bad(`must be true or false, got "${raw}"`);
+    },
+    fallback: () => true,
   },
   {
     key: 'maxBodyBytes',

@@ -19,6 +19,7 @@ import { isDatabaseUnavailable } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { AgentStore } from './services/agents.ts';
 import { CancelForwarder } from './services/cancel-forward.ts';
+import { ClaimWaiters } from './services/claim-waiters.ts';
 import { DrainGate } from './services/drain.ts';
 import { JobSignals } from './services/job-signals.ts';
 import { JobStore } from './services/jobs.ts';
@@ -276,6 +277,11 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     const signals = new JobSignals(sql, logger);
     await signals.start();
     const gate = new DrainGate();
+    // On the connection that LISTENs for job signals (postgres.js keeps one per pool).
+    const claimWaiters = config.longPollClaim
+      ? new ClaimWaiters(sql, jobs, gate, logger.child({ component: 'claim-waiters' }))
+      : undefined;
+    await claimWaiters?.start();
     const agents = new AgentStore(
       sql,
       { timeoutThresholdSeconds: Math.ceil(config.agentTimeoutMs / 1000) },
@@ -293,6 +299,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       processMetrics: true,
       poolSize: config.dbPoolSize + config.dbJobPoolSize,
       statements: () => jobs.statementStats,
+      ...(claimWaiters ? { parkedClaims: () => claimWaiters.parkedCount } : {}),
     });
     const sweeper = new Sweeper(
       sql,
@@ -349,12 +356,14 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         features.deadlineEvents,
         features.idempotentSubmit,
         features.jobSignals,
+        ...(claimWaiters ? [features.longPollClaim] : []),
       ],
       logger,
       jobs,
       agents,
       signals,
       gate,
+      claimWaiters,
       cancelForward,
       replicas,
       schemaGuard,
@@ -461,6 +470,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         await healthMonitor.stop();
         await schemaGuard.stop();
         await signals.stop();
+        await claimWaiters?.stop();
         await sweeper.stop();
         await Promise.all([
           close(main, mainRequests, config.shutdownTimeoutMs, logger, 'main'),

@@ -23,6 +23,14 @@ import { Coalescer } from './coalescer.ts';
 /** Channel on which every replica hears "something happened to job X". */
 export const jobChannel = 'mesh_jobs';
 
+/**
+ * Channel on which every replica hears "n jobs of capability C became
+ * claimable" (payload `n:C`), so parked long-poll claims wake on any replica.
+ * Statements that queue work (submit, release, force reclaim, lease and orphan
+ * sweeps) send one notification per capability each.
+ */
+export const claimableChannel = 'mesh_claimable';
+
 export interface JobSettings {
   /** Lease window for a job without max_duration, in seconds. */
   defaultLeaseSeconds: number;
@@ -281,6 +289,7 @@ export class JobStore {
     // it gets exactly max_retries retries like a claimed one (MCP Mesh gives push
     // mode one more; reference §11 item 15).
     const [row] = await this.sql<Created[]>`
+      with created as (
       insert into jobs (id, capability, submitted_by, submitted_payload, max_retries, max_duration, total_deadline,
                         owner_instance_id, attempt_count, idempotency_key, idempotency_fingerprint)
       values (${id}, ${job.capability}, ${job.submittedBy}, ${this.sql.json(job.payload as never)}, ${job.maxRetries},
@@ -291,8 +300,12 @@ export class JobStore {
       -- same key waits for the first to commit, then inserts nothing; no row
       -- back means the key names a job already, and a read finds it.
       on conflict (idempotency_key) where idempotency_key is not null do nothing
-      returning id, status, owner_instance_id`;
-    return row;
+      returning id, status, owner_instance_id, capability)
+      -- A queued job wakes parked claims of its capability on every replica (a pushed one has its owner).
+      select id, status, owner_instance_id,
+             case when owner_instance_id is null then pg_notify(${claimableChannel}, '1:' || capability) end as woke
+      from created`;
+    return row && { id: row.id, status: row.status, owner_instance_id: row.owner_instance_id };
   }
 
   /**
@@ -680,8 +693,9 @@ export class JobStore {
       update jobs set ${requeueOrFail(this.sql, `exhausted (release): ${why}`, 'now')}
       where id = ${id} and owner_instance_id = ${instanceId} and status in ('working', 'input_required')
         and (${epoch}::bigint is null or claim_epoch = ${epoch}::bigint)
-      returning status, attempt_count`;
-    if (row) return row;
+      returning status, attempt_count,
+                case when status = 'working' then pg_notify(${claimableChannel}, '1:' || capability) end as woke`;
+    if (row) return { status: row.status, attempt_count: row.attempt_count };
     const [cur] = await this.sql<{ owner_instance_id: string | null; claim_epoch: number; status: string }[]>`
       select owner_instance_id, claim_epoch, status from jobs where id = ${id}`;
     if (!cur) throw jobNotFound(id);
@@ -729,7 +743,8 @@ export class JobStore {
       from (select id, owner_instance_id from jobs where id = ${id} for update) as before
       where j.id = before.id and j.status in ('working', 'input_required')
       returning j.status, before.owner_instance_id as previous_owner_instance_id, j.claim_epoch,
-                pg_notify(${jobChannel}, j.id::text)`;
+                pg_notify(${jobChannel}, j.id::text),
+                case when j.status = 'working' then pg_notify(${claimableChannel}, '1:' || j.capability) end as woke`;
     if (row) {
       return {
         status: row.status,

@@ -24,6 +24,8 @@ export function createMetrics(collect: {
   poolSize: number;
   /** Requests served by shared statements, and those statements (JobStore.statementStats). */
   statements?: () => Record<string, { requests: number; statements: number }>;
+  /** Long-poll claims parked now (ClaimWaiters.parkedCount); absent when the feature is off. */
+  parkedClaims?: () => number;
 }) {
   const registry = new Registry();
   const requests = new Counter({
@@ -119,6 +121,17 @@ export function createMetrics(collect: {
         },
       });
     }
+  }
+  if (collect.parkedClaims) {
+    const read = collect.parkedClaims;
+    new Gauge({
+      name: 'mesh_parked_claims',
+      help: 'Long-poll claims (wait_ms) parked on this replica until work for their capability is queued',
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
   }
   return { registry, requests, latency, claims, deltas, sweeps, jobsFinished };
 }
