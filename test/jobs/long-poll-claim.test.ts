@@ -259,3 +259,27 @@ describe('the SDK worker', () => {
     }
   }, 120_000);
 });
+
+describe('a mixed fleet with a 0.1.0 replica (a rolling upgrade)', () => {
+  it('a claim parked on a newer replica still gets a job submitted through the 0.1.0 one, which does not notify', async () => {
+    const old = await spawnRegistry({
+      bin: (await installedRelease('0.1.0')).registryBin,
+      databaseUrl: db.url,
+      replicaId: 'lp-010-mixed',
+      env: { MESH_REPLICA_HEARTBEAT: '200ms' },
+    });
+    try {
+      const cap = capability();
+      // A's background fleet read (the one that counts replicas not notifying) has seen it.
+      await until('A sees three live replicas', async () =>
+        /^mesh_replicas\{state="live"\} 3$/m.test(await (await fetch(`${a.url}/metrics`)).text()),
+      );
+      const parkedClaim = claim(a, { capability: cap, instance_id: 'w-mixed', wait_ms: longWait });
+      await untilParked(a, 1);
+      const id = await submit(old, cap);
+      expect((await parkedClaim).body.claimed.map((j: { id: string }) => j.id)).toEqual([id]);
+    } finally {
+      await old.stop();
+    }
+  }, 60_000);
+});

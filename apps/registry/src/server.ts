@@ -279,7 +279,10 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     const gate = new DrainGate();
     // On the connection that LISTENs for job signals (postgres.js keeps one per pool).
     const claimWaiters = config.longPollClaim
-      ? new ClaimWaiters(sql, jobs, gate, logger.child({ component: 'claim-waiters' }))
+      ? new ClaimWaiters(sql, jobs, gate, logger.child({ component: 'claim-waiters' }), {
+          // From the background fleet read: 0.1.0 replicas queue work without notifying.
+          fleetNotifies: () => (status.values?.silent_replicas ?? 0) === 0,
+        })
       : undefined;
     await claimWaiters?.start();
     const agents = new AgentStore(

@@ -13,6 +13,13 @@ export interface ClaimWaitersOptions {
    * back after SKIP LOCKED passed its rows) can cost a newly parked claim.
    */
   knownEmptyMs?: number;
+  /**
+   * False while the fleet has replicas that queue work without notifying
+   * (an older release in a rolling upgrade): parked claims then claim again
+   * every `silentFleetRecheckMs` instead of trusting notifications alone.
+   */
+  fleetNotifies?: () => boolean;
+  silentFleetRecheckMs?: number;
 }
 
 /** How a parked claim stopped waiting. */
@@ -59,6 +66,8 @@ export class ClaimWaiters {
   private unlisten: (() => Promise<void>) | undefined;
   private readonly stopDrainWatch: () => void;
   private readonly knownEmptyMs: number;
+  private readonly fleetNotifies: () => boolean;
+  private readonly silentFleetRecheckMs: number;
   private stopped = false;
 
   constructor(
@@ -69,6 +78,8 @@ export class ClaimWaiters {
     options: ClaimWaitersOptions = {},
   ) {
     this.knownEmptyMs = options.knownEmptyMs ?? 5_000;
+    this.fleetNotifies = options.fleetNotifies ?? (() => true);
+    this.silentFleetRecheckMs = options.silentFleetRecheckMs ?? 2_000;
     this.stopDrainWatch = gate.onDrain(() => this.endAll('drain'));
   }
 
@@ -141,8 +152,11 @@ export class ClaimWaiters {
           if (this.seq === before) this.markEmpty(capability, before);
         }
         skip = false;
-        const how = await this.park(waiter, deadline - Date.now(), signal);
+        const left = deadline - Date.now();
+        const recheck = !this.fleetNotifies() && left > this.silentFleetRecheckMs;
+        const how = await this.park(waiter, recheck ? this.silentFleetRecheckMs : left, signal);
         if (how === 'drain') return null;
+        if (how === 'timeout' && recheck) continue;
         if (how !== 'wake') return [];
       }
     } finally {
@@ -203,6 +217,7 @@ export class ClaimWaiters {
   }
 
   private knownEmpty(capability: string): boolean {
+    if (!this.fleetNotifies()) return false;
     const mark = this.empty.get(capability);
     if (!mark) return false;
     if (Date.now() - mark.at < this.knownEmptyMs) return true;
