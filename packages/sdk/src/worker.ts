@@ -811,6 +811,8 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
       } catch {
         claimed = [];
       }
+      // stop() ended a parked claim: no pause before leaving.
+      if (this.stopping && claimed.length === 0) break;
       if (claimed.length === 0) {
         // The registry held the claim until its wait ended: ask again at once.
         if (waited) continue;
