@@ -102,7 +102,16 @@ async function pickup(
 }
 
 async function metric(r: RegistryProcess, re: RegExp): Promise<number> {
-  const text = await (await fetch(`${r.url}/metrics`)).text();
+  let text = '';
+  // A keep-alive socket the registry just closed fails the fetch: try again (bounded).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      text = await (await fetch(`${r.url}/metrics`)).text();
+      break;
+    } catch (err) {
+      if (attempt >= 3) throw err;
+    }
+  }
   let sum = 0;
   for (const m of text.matchAll(re)) sum += Number(m[1]);
   return sum;
