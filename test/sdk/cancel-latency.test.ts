@@ -21,6 +21,8 @@ describe('cancels and re-claims through another replica', () => {
     const viaB = new RegistryClient({ urls: [b.url] });
     const notices: WorkerNotice[] = [];
     const started = new Map<string, () => void>();
+    // A long-poll claim (issue 17) may start the handler before the submit's answer is read.
+    const startedIds = new Set<string>();
     const aborted = new Map<string, (x: { at: number; reason: JobAbortedError }) => void>();
     const worker = new JobWorker({
       client: viaA,
@@ -37,6 +39,7 @@ describe('cancels and re-claims through another replica', () => {
             aborted.get(id)?.({ at: performance.now(), reason: signal.reason as JobAbortedError });
             reject(signal.reason);
           });
+          startedIds.add(id);
           started.get(id)?.();
         }),
     });
@@ -46,7 +49,7 @@ describe('cancels and re-claims through another replica', () => {
     try {
       for (let i = 0; i < rounds + 1; i++) {
         const { id } = await viaB.submit({ capability: 'busy', submitted_by: 't', submitted_payload: { i } });
-        const running = new Promise<void>((r) => started.set(id, r));
+        const running = new Promise<void>((r) => (startedIds.has(id) ? r() : started.set(id, r)));
         const ended = new Promise<{ at: number; reason: JobAbortedError }>((r) => aborted.set(id, r));
         await running;
         const reclaim = i === rounds; // the last round: a force reclaim instead of a cancel

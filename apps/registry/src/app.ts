@@ -16,6 +16,7 @@ import { jobRoutes, reclaimRoutes } from './routes/jobs.ts';
 import { type Admission, classify } from './services/admission.ts';
 import type { AgentStore } from './services/agents.ts';
 import type { CancelForwarder } from './services/cancel-forward.ts';
+import type { ClaimWaiters } from './services/claim-waiters.ts';
 import type { DashboardFeed } from './services/dashboard-feed.ts';
 import type { DrainGate } from './services/drain.ts';
 import type { JobSignals } from './services/job-signals.ts';
@@ -65,6 +66,8 @@ export interface AppDeps {
   agents: AgentStore;
   signals: JobSignals;
   gate: DrainGate;
+  /** Long-poll claims (`wait_ms`); absent when the feature is off: claims answer at once. */
+  claimWaiters?: ClaimWaiters;
   /** Tells an owner agent about a cancel, within the operator's bounds. */
   cancelForward: CancelForwarder;
   /** This replica's row in the fleet; absent in single-process tests. */
@@ -101,7 +104,12 @@ const longPollMs = (path: string, wait: string | undefined): number =>
   path === '/jobs/signals' ? 60_000 : Math.min(60, Math.max(0, Number(wait) || 0)) * 1000;
 
 export interface AppEnv {
-  Variables: { deps: AppDeps; requestId: string };
+  Variables: {
+    deps: AppDeps;
+    requestId: string;
+    /** The request's admission slot (services/admission.ts), when admission is on. */
+    slot?: { toLongPoll(waitMs: number): void };
+  };
 }
 
 /**
@@ -207,17 +215,42 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
     app.use(async (c, next) => {
       const cls = classify(c.req.method, c.req.path, (n) => c.req.query(n));
       if (!cls) return next();
-      const release = admission ? await admission.enter(cls) : () => {};
-      const work = next().finally(release);
+      let release = admission ? await admission.enter(cls) : () => {};
+      let extraMs = 0;
+      // A long-poll claim (wait_ms, in the body: unknown at classification)
+      // moves from the claim lane to the long-poll lane before it parks, so
+      // idle workers never hold the claim slots, and its wait extends the bound.
+      c.set('slot', {
+        toLongPoll(waitMs: number) {
+          if (cls === 'wait') return;
+          if (admission) {
+            const held = admission.enter('wait') as () => void; // never queued: a slot or overloaded
+            release();
+            release = held;
+          }
+          extraMs += waitMs;
+        },
+      });
+      const work = next().finally(() => release());
       if (bound <= 0) return work;
-      const ms = bound + (cls === 'wait' ? longPollMs(c.req.path, c.req.query('wait')) : 0);
-      try {
-        await within(work, ms);
-      } catch (err) {
-        if (!(err instanceof DatabaseTimeout)) throw err;
-        deps.status?.failed(err, 'request');
-        deps.metrics?.databaseTimeouts.inc();
-        throw new ApiError('unavailable', `database unavailable (no answer within ${ms} ms)`, 2);
+      const started = performance.now();
+      const base = bound + (cls === 'wait' ? longPollMs(c.req.path, c.req.query('wait')) : 0);
+      for (;;) {
+        const left = base + extraMs - (performance.now() - started);
+        try {
+          await within(work, Math.max(1, left));
+          return;
+        } catch (err) {
+          if (!(err instanceof DatabaseTimeout)) throw err;
+          if (base + extraMs - (performance.now() - started) > 0) continue; // the bound grew meanwhile
+          deps.status?.failed(err, 'request');
+          deps.metrics?.databaseTimeouts.inc();
+          throw new ApiError(
+            'unavailable',
+            `database unavailable (no answer within ${base + extraMs} ms)`,
+            2,
+          );
+        }
       }
     });
   }

@@ -52,6 +52,8 @@ export interface RegistryConfig {
   requireClaimEpoch: boolean;
   /** Say the admin listener's port in `/health` (meshctl finds the admin URL from it). */
   advertiseAdminPort: boolean;
+  /** Serve `wait_ms` on `POST /jobs/claim` (feature `long-poll-claim`). */
+  longPollClaim: boolean;
   maxBodyBytes: number;
   /** When any is set, admin routes, force reclaim and GET /jobs require one of these bearer tokens. */
   adminTokens: string[];
@@ -428,6 +430,20 @@ const settings: Setting<keyof RegistryConfig>[] = [
     env: ['MESH_ADVERTISE_ADMIN_PORT'],
     describe:
       "Say the admin listener's port (never a host or URL) in /health, so meshctl finds it without --admin-url (default true; false hides it)",
+    parse: (raw) => {
+      const t = raw.trim().toLowerCase();
+      if (['', 'true', '1', 'yes', 'on'].includes(t)) return ok(true);
+      if (['false', '0', 'no', 'off'].includes(t)) return ok(false);
+      return bad(`must be true or false, got "${raw}"`);
+    },
+    fallback: () => true,
+  },
+  {
+    key: 'longPollClaim',
+    flag: 'long-poll-claim',
+    env: ['MESH_LONG_POLL_CLAIM'],
+    describe:
+      'Let POST /jobs/claim park up to wait_ms until work is queued (feature long-poll-claim; default true; false: claims answer at once and clients poll)',
     parse: (raw) => {
       const t = raw.trim().toLowerCase();
       if (['', 'true', '1', 'yes', 'on'].includes(t)) return ok(true);

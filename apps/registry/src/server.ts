@@ -21,6 +21,7 @@ import type { Logger } from './logger.ts';
 import { Admission } from './services/admission.ts';
 import { AgentStore } from './services/agents.ts';
 import { CancelForwarder } from './services/cancel-forward.ts';
+import { ClaimWaiters } from './services/claim-waiters.ts';
 import { DashboardFeed } from './services/dashboard-feed.ts';
 import { DrainGate } from './services/drain.ts';
 import { JobSignals } from './services/job-signals.ts';
@@ -298,6 +299,14 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     const signals = new JobSignals(sql, logger);
     await signals.start();
     const gate = new DrainGate();
+    // On the connection that LISTENs for job signals (postgres.js keeps one per pool).
+    const claimWaiters = config.longPollClaim
+      ? new ClaimWaiters(sql, jobs, gate, logger.child({ component: 'claim-waiters' }), {
+          // From the background fleet read: 0.1.0 replicas queue work without notifying.
+          fleetNotifies: () => (status.values?.silent_replicas ?? 0) === 0,
+        })
+      : undefined;
+    await claimWaiters?.start();
     const agents = new AgentStore(
       sql,
       { timeoutThresholdSeconds: Math.ceil(config.agentTimeoutMs / 1000) },
@@ -323,6 +332,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       poolSize: config.dbPoolSize + config.dbJobPoolSize,
       statements: () => jobs.statementStats,
       pools,
+      ...(claimWaiters ? { parkedClaims: () => claimWaiters.parkedCount } : {}),
     });
     jobs.onFinished = metrics.jobFinished;
     admission.onShed = (cls, reason) => metrics.shed.inc({ class: cls, reason });
@@ -406,12 +416,14 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         features.deadlineEvents,
         features.idempotentSubmit,
         features.jobSignals,
+        ...(claimWaiters ? [features.longPollClaim] : []),
       ],
       logger,
       jobs,
       agents,
       signals,
       gate,
+      claimWaiters,
       cancelForward,
       replicas,
       schemaGuard,
@@ -534,6 +546,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         await healthMonitor.stop();
         await schemaGuard.stop();
         await signals.stop();
+        await claimWaiters?.stop();
         await sweeper.stop();
         await Promise.all([
           close(main, mainRequests, config.shutdownTimeoutMs, logger, 'main'),

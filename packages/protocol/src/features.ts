@@ -29,6 +29,14 @@ export const features = {
    * (force reclaim, lease expiry, orphan sweep) or otherwise ended, on any replica.
    */
   jobSignals: 'job-signals',
+  /**
+   * `POST /jobs/claim` accepts `wait_ms` (since 0.2.0): with nothing claimable
+   * the claim parks until work for its capability is queued on any replica
+   * (submit, release, reclaim, lease or orphan sweep), then claims, or answers
+   * empty when the wait ends. A draining or stopping replica answers parked
+   * claims empty at once, with `X-Mesh-Draining: true`.
+   */
+  longPollClaim: 'long-poll-claim',
 } as const;
 
 export type Feature = (typeof features)[keyof typeof features];

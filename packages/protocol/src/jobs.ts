@@ -56,11 +56,19 @@ export interface CreateJobResponse {
   owner_instance_id: string | null;
 }
 
-/** `POST /jobs/claim`. `max_jobs` is ours (default 1, the 3.7 behaviour). */
+/**
+ * `POST /jobs/claim`. `max_jobs` is ours (default 1, the 3.7 behaviour), and
+ * so is `wait_ms` (feature `long-poll-claim`, default 0: answer at once): when
+ * nothing is claimable the request parks up to that many milliseconds (at most
+ * `limits.maxClaimWaitMs`) until work for the capability is queued on any
+ * replica, then claims; otherwise it answers the usual empty `claimed`.
+ * Registries without the feature (0.1.0, MCP Mesh 3.7) ignore it.
+ */
 export const claimRequest = z.object({
   capability: opt(z.string()),
   instance_id: opt(z.string()),
   max_jobs: opt(z.number().int()),
+  wait_ms: opt(z.number().int()),
 });
 export const maxClaimBatch = limits.maxClaimBatch;
 export interface ClaimedJob {

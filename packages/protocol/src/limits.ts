@@ -14,6 +14,8 @@ export const limits = {
   int32Max: 2_147_483_647,
   /** Jobs one `POST /jobs/claim` may take (`max_jobs`). */
   maxClaimBatch: 100,
+  /** Longest park of a long-poll claim (`wait_ms` of `POST /jobs/claim`), in milliseconds. */
+  maxClaimWaitMs: 60_000,
   /** Leases in one `POST /jobs/leases`. */
   maxLeaseRenewals: 1000,
   /** Deltas in one `POST /jobs/batch`. */

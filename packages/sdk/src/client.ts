@@ -12,6 +12,7 @@ import {
   type Job,
   type JobDelta,
   type JobSignalsResponse,
+  limits,
   type PostEventResponse,
   type RegistrationResponse,
   type ReleaseResponse,
@@ -346,17 +347,56 @@ export class RegistryClient {
     return (await this.claimOnce(capability, instanceId, max)).jobs;
   }
 
+  /**
+   * A long-poll claim (`wait_ms`), against a registry that advertises
+   * `long-poll-claim`: answers as soon as up to `max` jobs are claimed, or
+   * empty after `waitMs` (at most `limits.maxClaimWaitMs`) when no work for
+   * the capability was queued on any replica meanwhile. `draining`: the
+   * replica answered at once because it is draining (or stopping); with
+   * several registry URLs the next one is asked before answering.
+   * `undefined` against a registry without the feature (0.1.0, MCP Mesh 3.7):
+   * poll with `claim` instead. Aborting `signal` gives up the request; a claim
+   * the registry made just before is lost with the answer and its lease expires.
+   *
+   * @example
+   * const got = await client.claimWait('echo', agentId, 4, { waitMs: 25_000 });
+   * if (got === undefined) await client.claim('echo', agentId, 4); // an older registry
+   */
+  async claimWait(
+    capability: string,
+    instanceId: string,
+    max: number,
+    options: { waitMs: number; signal?: AbortSignal },
+  ): Promise<{ jobs: ClaimedJob[]; draining: boolean } | undefined> {
+    const info = await this.info();
+    if (!info.features.has(featureNames.longPollClaim)) return undefined;
+    const waitMs = Math.max(0, Math.min(limits.maxClaimWaitMs, Math.trunc(options.waitMs)));
+    const first = await this.claimOnce(capability, instanceId, max, waitMs, options.signal);
+    if (!first.draining || this.options.urls.length < 2) return first;
+    this.shared.current += 1;
+    return this.claimOnce(capability, instanceId, max, waitMs, options.signal);
+  }
+
   private async claimOnce(
     capability: string,
     instanceId: string,
     max: number,
+    waitMs = 0,
+    signal?: AbortSignal,
   ): Promise<{ jobs: ClaimedJob[]; draining: boolean }> {
     const info = await this.info();
-    const body =
-      info.features.has(featureNames.batchClaim) && max > 1
-        ? { capability, instance_id: instanceId, max_jobs: max }
-        : { capability, instance_id: instanceId };
-    const res = await this.send('POST', '/jobs/claim', body);
+    const body = {
+      capability,
+      instance_id: instanceId,
+      ...(info.features.has(featureNames.batchClaim) && max > 1 ? { max_jobs: max } : {}),
+      ...(waitMs > 0 ? { wait_ms: waitMs } : {}),
+    };
+    const res = await this.send(
+      'POST',
+      '/jobs/claim',
+      body,
+      waitMs > 0 ? { timeoutMs: this.timeoutMs + waitMs, signal } : { signal },
+    );
     if (res.status < 200 || res.status >= 300) throw this.error('POST', '/jobs/claim', res);
     const answer = res.body as ClaimResponse | undefined;
     return {

@@ -8,6 +8,7 @@ import {
   type JobEvent,
   type JobSignalKind,
   type LeaseOutcome,
+  limits,
   syntheticEvents,
 } from '@mesh/protocol';
 import { ClaimWatcher } from './claim-watch.ts';
@@ -219,8 +220,18 @@ export interface JobWorkerOptions<P = Record<string, unknown>, R = unknown> {
    * with a shorter `max_duration` is renewed three times per window.
    */
   renewEveryMs?: number;
-  /** Longest pause between claims when there is no work. */
+  /** Longest pause between claims when there is no work (polling: registries without long-poll claims). */
   maxIdleMs?: number;
+  /**
+   * Against a registry that advertises `long-poll-claim`, an idle worker's
+   * claim waits on the registry up to this long (default 25 s, at most 60 s)
+   * and returns as soon as a job for its capability is submitted or released
+   * on any replica, instead of polling. 0: always poll.
+   *
+   * @example
+   * longPollMs: 0 // poll every maxIdleMs at most, as against MCP Mesh 3.7
+   */
+  longPollMs?: number;
   /**
    * Which thrown errors are tried again while the job has attempts left
    * (`attempt <= max_retries`); the others fail it at once. Default: all but
@@ -738,6 +749,8 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
   private renewTimer: NodeJS.Timeout | undefined;
   private renewing = false;
   private wakeUp: () => void = () => {};
+  /** Ends a parked long-poll claim when the worker stops. */
+  private claimAbort = new AbortController();
   private readonly watcher: ClaimWatcher;
 
   /** `watcher`: shared by the workers of one agent (one long-poll per instance); its own otherwise. */
@@ -765,6 +778,7 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
   start(): void {
     if (this.loop) return;
     this.stopping = false;
+    this.claimAbort = new AbortController();
     this.loop = this.claimLoop();
     const tick = Math.max(50, Math.min(250, (this.o.renewEveryMs ?? 5_000) / 2));
     this.renewTimer = setInterval(() => void this.renew(), tick);
@@ -779,6 +793,7 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
   async stop(deadlineMs = 10_000): Promise<void> {
     this.stopping = true;
     this.wakeUp();
+    this.claimAbort.abort();
     await this.loop;
     const all = Promise.all([...this.running.values()].map((r) => r.done));
     let timer: NodeJS.Timeout | undefined;
@@ -823,8 +838,9 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
       }
       let claimed: ClaimedJob[] = [];
       let notBefore = 0;
+      let waited = false;
       try {
-        claimed = await this.client.claim(this.o.capability, this.o.instanceId, free);
+        ({ claimed, waited } = await this.claimNext(free));
       } catch (err) {
         claimed = [];
         // Shed or database away (429/503 with Retry-After): not sooner than
@@ -832,7 +848,11 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
         if (err instanceof RegistryError && err.retryAfterMs)
           notBefore = err.retryAfterMs * (1 + Math.random() * 0.5);
       }
+      // stop() ended a parked claim: no pause before leaving.
+      if (this.stopping && claimed.length === 0) break;
       if (claimed.length === 0) {
+        // The registry held the claim until its wait ended: ask again at once.
+        if (waited) continue;
         if ((await this.pause(Math.max(notBefore, idle * (0.5 + Math.random())))) === 'woken') idle = 100;
         else idle = Math.min(maxIdle, idle * 2);
         continue;
@@ -840,6 +860,27 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
       idle = 100;
       for (const job of claimed) this.run(job);
     }
+  }
+
+  /**
+   * One claim: a long-poll where the registry offers it (`waited`: it answered
+   * empty only after parking for most of the wait), a plain claim otherwise
+   * (0.1.0, MCP Mesh 3.7), after which the loop pauses with backoff.
+   */
+  private async claimNext(free: number): Promise<{ claimed: ClaimedJob[]; waited: boolean }> {
+    const waitMs = this.o.longPollMs ?? 25_000;
+    if (waitMs > 0) {
+      const started = Date.now();
+      const got = await this.client.claimWait(this.o.capability, this.o.instanceId, free, {
+        waitMs,
+        signal: this.claimAbort.signal,
+      });
+      if (got) {
+        const waited = !got.draining && Date.now() - started >= Math.min(waitMs, limits.maxClaimWaitMs) / 2;
+        return { claimed: got.jobs, waited };
+      }
+    }
+    return { claimed: await this.client.claim(this.o.capability, this.o.instanceId, free), waited: false };
   }
 
   private notify = (n: WorkerNotice): void => {

@@ -133,10 +133,22 @@ export const jobRoutes = new Hono<AppEnv>()
     if (max < 1 || max > limits.maxClaimBatch) {
       throw new ApiError('bad_request', `max_jobs must be in [1, ${limits.maxClaimBatch}], got ${max}`);
     }
-    const { jobs, gate, metrics } = c.get('deps');
+    const waitMs = body.wait_ms ?? 0;
+    if (waitMs < 0 || waitMs > limits.maxClaimWaitMs) {
+      throw new ApiError('bad_request', `wait_ms must be in [0, ${limits.maxClaimWaitMs}], got ${waitMs}`);
+    }
+    const { jobs, gate, metrics, claimWaiters } = c.get('deps');
     // The drain barrier: a claim either passes the gate and finishes before a
-    // drain answers, or is refused (no attempt burned, no epoch minted).
-    const claimed = await gate.claim(() => jobs.claim(capability, instanceId, max), null);
+    // drain answers, or is refused (no attempt burned, no epoch minted). A
+    // long-poll claim parks while there is nothing to claim (wait_ms, ignored
+    // when the feature is off, as an older registry would) and goes through
+    // the same gate when woken; a drain answers it at once.
+    const parks = waitMs > 0 && claimWaiters !== undefined;
+    if (parks) c.get('slot')?.toLongPoll(waitMs);
+    const claimed =
+      parks && claimWaiters
+        ? await claimWaiters.claim(capability, instanceId, max, waitMs, c.req.raw.signal)
+        : await gate.claim(() => jobs.claim(capability, instanceId, max), null);
     if (claimed === null) metrics?.claims.inc({ outcome: 'draining' });
     else if (claimed.length === 0) metrics?.claims.inc({ outcome: 'empty' });
     else metrics?.claims.inc({ outcome: 'claimed' }, claimed.length);

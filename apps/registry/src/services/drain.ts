@@ -16,6 +16,7 @@ export class DrainGate {
   private readonly reasons = new Set<DrainReason>();
   private inFlight = 0;
   private waiters: (() => void)[] = [];
+  private readonly drainListeners = new Set<() => void>();
   private since: Date | null = null;
   /** Test hook: runs inside a claim, after it passed the gate. */
   beforeClaim: (() => Promise<void>) | undefined;
@@ -50,10 +51,21 @@ export class DrainGate {
     }
   }
 
+  /**
+   * Calls `listener` whenever a drain begins (any reason), synchronously inside
+   * `enter()`: parked long-poll claims answer at once instead of claiming.
+   * Returns the unsubscribe function.
+   */
+  onDrain(listener: () => void): () => void {
+    this.drainListeners.add(listener);
+    return () => this.drainListeners.delete(listener);
+  }
+
   /** Stops new claims and resolves once the claims already in flight have finished. */
   async enter(reason: DrainReason): Promise<void> {
     if (this.reasons.size === 0) this.since = new Date();
     this.reasons.add(reason);
+    for (const listener of [...this.drainListeners]) listener();
     if (this.inFlight > 0) await new Promise<void>((resolve) => this.waiters.push(resolve));
   }
 

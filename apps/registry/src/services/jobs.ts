@@ -18,10 +18,19 @@ import {
 } from '@mesh/protocol';
 import postgres from 'postgres';
 import { ApiError, isDatabaseUnavailable } from '../errors.ts';
+import { ClaimableNotifier, claimableChannel } from './claimable-notifier.ts';
 import { Coalescer } from './coalescer.ts';
 
 /** Channel on which every replica hears "something happened to job X". */
 export const jobChannel = 'mesh_jobs';
+
+/**
+ * Parked long-poll claims wake on any replica through `claimableChannel`
+ * (payload `n:capability`): the lease and orphan sweeps notify in their own
+ * statement (one notification per capability); submissions, releases and
+ * force reclaims through the ClaimableNotifier, after they commit (it says why).
+ */
+export { claimableChannel };
 
 export interface JobSettings {
   /** Lease window for a job without max_duration, in seconds. */
@@ -242,6 +251,8 @@ export class JobStore {
     return this.deltas.state;
   }
   private readonly deltas: Coalescer<DeltaAsk, DeltaOutcome>;
+  /** Wakes parked long-poll claims, fleet-wide, once submissions committed. */
+  readonly notifier: ClaimableNotifier;
 
   /**
    * `sql` serves everything; `shared`, when given, runs the shared claim and
@@ -259,6 +270,7 @@ export class JobStore {
     private readonly settings: JobSettings,
     private readonly shared: Sql = sql,
   ) {
+    this.notifier = new ClaimableNotifier(sql);
     this.deltas = new Coalescer((asks) => this.deltaStatement(asks), {
       maxInFlight: coalescing.deltasInFlight,
       maxWeight: coalescing.maxDeltasPerStatement,
@@ -325,6 +337,8 @@ export class JobStore {
       -- back means the key names a job already, and a read finds it.
       on conflict (idempotency_key) where idempotency_key is not null do nothing
       returning id, status, owner_instance_id`;
+    // A queued job wakes parked claims of its capability on every replica (a pushed one has its owner).
+    if (row && row.owner_instance_id === null) this.notifier.queued(job.capability);
     return row;
   }
 
@@ -723,12 +737,15 @@ export class JobStore {
     }
     if (!isUuid(id)) throw jobNotFound(id);
     const why = reason.trim() || 'max retries exceeded';
-    const [row] = await this.sql<ReleaseResponse[]>`
+    const [row] = await this.sql<(ReleaseResponse & { capability: string })[]>`
       update jobs set ${requeueOrFail(this.sql, `exhausted (release): ${why}`, 'now')}
       where id = ${id} and owner_instance_id = ${instanceId} and status in ('working', 'input_required')
         and (${epoch}::bigint is null or claim_epoch = ${epoch}::bigint)
-      returning status, attempt_count`;
-    if (row) return row;
+      returning status, attempt_count, capability`;
+    if (row) {
+      if (row.status === 'working') this.notifier.queued(row.capability);
+      return { status: row.status, attempt_count: row.attempt_count };
+    }
     const [cur] = await this.sql<{ owner_instance_id: string | null; claim_epoch: number; status: string }[]>`
       select owner_instance_id, claim_epoch, status from jobs where id = ${id}`;
     if (!cur) throw jobNotFound(id);
@@ -771,13 +788,14 @@ export class JobStore {
    */
   async reclaim(id: string): Promise<ReclaimResponse> {
     if (!isUuid(id)) throw jobNotFound(id);
-    const [row] = await this.sql<ReclaimResponse[]>`
+    const [row] = await this.sql<(ReclaimResponse & { capability: string })[]>`
       update jobs j set ${requeueOrFail(this.sql, 'exhausted (reclaim): max retries exceeded')}
       from (select id, owner_instance_id from jobs where id = ${id} for update) as before
       where j.id = before.id and j.status in ('working', 'input_required')
       returning j.status, before.owner_instance_id as previous_owner_instance_id, j.claim_epoch,
-                pg_notify(${jobChannel}, j.id::text)`;
+                j.capability, pg_notify(${jobChannel}, j.id::text)`;
     if (row) {
+      if (row.status === 'working') this.notifier.queued(row.capability);
       return {
         status: row.status,
         previous_owner_instance_id: row.previous_owner_instance_id,

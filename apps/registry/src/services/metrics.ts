@@ -37,6 +37,8 @@ export function createMetrics(collect: {
   pools?: Record<string, PoolUsage>;
   /** Bounded admission per route class: in-flight and queued gauges. */
   admission?: Admission;
+  /** Long-poll claims parked now (ClaimWaiters.parkedCount); absent when the feature is off. */
+  parkedClaims?: () => number;
 }) {
   const registry = new Registry();
   const requests = new Counter({
@@ -151,6 +153,17 @@ export function createMetrics(collect: {
         },
       });
     }
+  }
+  if (collect.parkedClaims) {
+    const read = collect.parkedClaims;
+    new Gauge({
+      name: 'mesh_parked_claims',
+      help: 'Long-poll claims (wait_ms) parked on this replica until work for their capability is queued',
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
   }
   const shed = new Counter({
     name: 'mesh_requests_shed_total',

@@ -17,6 +17,12 @@ export interface StatusValues {
   fleet_drain: FleetDrainState;
   replicas: { live: number; stale: number };
   agents: Record<string, number>;
+  /**
+   * Live replicas of a release that queues work without notifying parked
+   * long-poll claims (before 0.2.0): while there are any, parked claims
+   * look again every couple of seconds (services/claim-waiters.ts).
+   */
+  silent_replicas: number;
 }
 
 /** A database call that did not answer in time: the route answers from what it knows. */
@@ -147,6 +153,7 @@ export class StatusMonitor {
         fleet_drain: FleetDrainState | null;
         replicas: { live: number; stale: number };
         agents: Record<string, number>;
+        silent: number;
       }[]
     >`
       select
@@ -164,6 +171,9 @@ export class StatusMonitor {
                   'live', count(*) filter (where last_seen_at >= now() - ${live}::bigint * interval '1 millisecond'),
                   'stale', count(*) filter (where last_seen_at < now() - ${live}::bigint * interval '1 millisecond'))
          from registry_replicas where stopped_at is null) as replicas,
+        (select count(*)::int from registry_replicas
+         where stopped_at is null and last_seen_at >= now() - ${live}::bigint * interval '1 millisecond'
+           and version ~ '^0[.][01][.]') as silent,
         (select coalesce(json_object_agg(status, n), '{}'::json)
          from (select status, count(*)::int as n from agents group by status) a) as agents`;
     if (!row) return;
@@ -174,6 +184,7 @@ export class StatusMonitor {
       fleet_drain: row.fleet_drain ?? { draining: false, since: null },
       replicas: row.replicas,
       agents: { healthy: 0, unhealthy: 0, ...row.agents },
+      silent_replicas: row.silent,
     };
     this.readAtMs = Date.now();
     this.succeeded();

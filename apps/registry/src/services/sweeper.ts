@@ -3,7 +3,7 @@ import { formatGoDuration } from '../duration.ts';
 import { isDatabaseUnavailable } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { inOutageGrace } from './agents.ts';
-import { jobChannel, requeueOrFail } from './jobs.ts';
+import { claimableChannel, jobChannel, requeueOrFail } from './jobs.ts';
 import { Ticker } from './ticker.ts';
 
 export interface SweepSettings {
@@ -43,6 +43,15 @@ export interface SweepCounts {
 }
 
 const live = `status in ('working', 'input_required')`;
+
+/**
+ * For a sweep's select over its requeued rows (`window w as (partition by
+ * capability, status)`): one `n:capability` notification per capability whose
+ * jobs went back to the queue, so parked long-poll claims wake on every replica.
+ */
+const requeuedNotice = (sql: Sql) => sql`
+  case when status = 'working' and row_number() over w = 1
+       then pg_notify(${claimableChannel}, (count(*) over w) || ':' || capability) end as woke`;
 
 /**
  * The registry's background sweeps (DESIGN.md §4): every phase is one
@@ -88,9 +97,9 @@ export class Sweeper {
         update jobs set ${requeueOrFail(this.sql, 'lease expired: no completion within lease window')}
         where ${this.sql.unsafe(live)} and lease_expires_at < now() and not ${this.sql.unsafe(inOutageGrace)}
           ${this.fence()}
-        returning id, status
+        returning id, status, capability
       )
-      select status, pg_notify(${jobChannel}, id::text) from expired`;
+      select status, pg_notify(${jobChannel}, id::text), ${requeuedNotice(this.sql)} from expired window w as (partition by capability, status)`;
     return {
       requeued: rows.filter((r) => r.status === 'working').length,
       failed: rows.filter((r) => r.status === 'failed').length,
@@ -115,9 +124,9 @@ export class Sweeper {
         where ${this.sql.unsafe(live)} and not ${this.sql.unsafe(inOutageGrace)} ${this.fence()}
           and owner_instance_id in (select agent_id from agents where status = 'unhealthy' for share)
           and coalesce(last_heartbeat_at, '-infinity') < now() - ${this.settings.orphanQuietMs}::bigint * interval '1 millisecond'
-        returning id, status
+        returning id, status, capability
       )
-      select status, pg_notify(${jobChannel}, id::text) from orphaned`;
+      select status, pg_notify(${jobChannel}, id::text), ${requeuedNotice(this.sql)} from orphaned window w as (partition by capability, status)`;
     return {
       requeued: rows.filter((r) => r.status === 'working').length,
       failed: rows.filter((r) => r.status === 'failed').length,
