@@ -238,6 +238,14 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       max: config.dbJobPoolSize,
       applicationName: `mesh-registry:${config.replicaId}:jobs`,
     });
+    // Heartbeat timestamps only (services/heartbeats.ts): their commits need no
+    // WAL flush, so these connections set synchronous_commit off. Never job
+    // state, status or topology: those go through `sql`, durably.
+    const { sql: beatSql } = createDb(databaseUrl, {
+      max: 2,
+      applicationName: `mesh-registry:${config.replicaId}:heartbeats`,
+      settings: { synchronous_commit: 'off' },
+    });
     // Its own connection, short connect timeout: an outage shows within a second or two.
     const { sql: statusSql } = createDb(databaseUrl, {
       max: 1,
@@ -280,6 +288,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       sql,
       { timeoutThresholdSeconds: Math.ceil(config.agentTimeoutMs / 1000) },
       logger.child({ component: 'agents' }),
+      beatSql,
     );
     const metrics = createMetrics({
       status,
@@ -291,8 +300,8 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         schemaVersion: result.schemaVersion,
       },
       processMetrics: true,
-      poolSize: config.dbPoolSize + config.dbJobPoolSize,
-      statements: () => jobs.statementStats,
+      poolSize: config.dbPoolSize + config.dbJobPoolSize + 2,
+      statements: () => ({ ...jobs.statementStats, ...agents.heartbeats.statementStats }),
     });
     const sweeper = new Sweeper(
       sql,
@@ -473,6 +482,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         await Promise.all([
           sql.end({ timeout: 5 }),
           jobSql.end({ timeout: 5 }),
+          beatSql.end({ timeout: 5 }),
           statusSql.end({ timeout: 1 }),
         ]);
         await stopEmbedded();

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Sql } from '@mesh/db';
 import {
   type AgentInfo,
@@ -13,10 +14,11 @@ import type postgres from 'postgres';
 import { ApiError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { isHostOnly } from './cancel-forward.ts';
+import { Heartbeats, topologyKey } from './heartbeats.ts';
+import { canonical } from './jobs.ts';
 import { endpointOf, type Provider, Resolver } from './resolution.ts';
 
-/** registry_settings keys. */
-const topologyKey = 'topology_changed_at';
+/** registry_settings keys (the topology clock's is in heartbeats.ts). */
 const graceKey = 'outage_grace_until';
 
 /** SQL: true while the registry is in its post-outage grace (DESIGN.md §4.7). */
@@ -28,6 +30,17 @@ const idPattern = agentIdentifierPattern;
 interface StoredRegistration {
   tools: ToolRegistration[];
   resolved: Record<string, ResolvedDependency[]>;
+  /**
+   * What the registration said (registrationFingerprint): a full heartbeat that
+   * says the same again only refreshes timestamps. Older releases neither write
+   * nor read it; a row without it takes the full path.
+   */
+  fingerprint?: string;
+}
+
+/** The fingerprint of a registration: its body as sent (canonical JSON) and the SDK version header. */
+export function registrationFingerprint(body: AgentRegistration, sdkVersion: string | null): string {
+  return createHash('sha256').update(canonical({ body, sdkVersion })).digest('base64url');
 }
 
 interface AgentRow {
@@ -103,6 +116,8 @@ export function checkRegistration(body: AgentRegistration): void {
   });
 }
 
+const sameJson = (a: unknown, b: unknown) => canonical(a) === canonical(b);
+
 const depsOf = (tool: ToolRegistration): ToolDependency[] => (tool.dependencies ?? []) as ToolDependency[];
 
 /**
@@ -111,11 +126,22 @@ const depsOf = (tool: ToolRegistration): ToolDependency[] => (tool.dependencies 
  * and the topology clock behind HEAD's 202.
  */
 export class AgentStore {
+  /** Shared heartbeat statements (heartbeats.ts); their counts feed the coalescing metrics. */
+  readonly heartbeats: Heartbeats;
+
+  /**
+   * @param beatSql connections for heartbeat timestamps only, opened with
+   *   `synchronous_commit = off` by the server (heartbeats.ts says why that is
+   *   safe); `sql` when not given.
+   */
   constructor(
     private readonly sql: Sql,
     private readonly settings: AgentSettings,
     private readonly logger: Logger,
-  ) {}
+    beatSql: Sql = sql,
+  ) {
+    this.heartbeats = new Heartbeats(beatSql);
+  }
 
   /**
    * The providers dependency resolution needs: those of `capabilities`, then
@@ -175,6 +201,25 @@ export class AgentStore {
     checkRegistration(body);
     const agentId = (body.agent_id ?? '').trim();
     const timestamp = () => new Date().toISOString();
+    const fingerprint = registrationFingerprint(body, sdkVersion);
+    const tools = body.tools ?? [];
+    // The same registration again from a healthy agent (an SDK's periodic full
+    // heartbeat): a shared timestamp refresh, then the dependencies resolved afresh.
+    const refresh = agentId ? await this.heartbeats.refresh({ id: agentId, fingerprint }) : undefined;
+    if (refresh?.refreshed) {
+      const { resolved, total, ok } = await this.resolveTools(tools);
+      if (!sameJson(resolved, refresh.resolved)) {
+        await this.storeResolution(agentId, { tools, resolved, fingerprint }, total, ok);
+      }
+      return {
+        agent_id: agentId,
+        status: 'success',
+        message: 'Agent updated via heartbeat',
+        timestamp: timestamp(),
+        dependencies_resolved: resolved,
+        llm_tools: {},
+      };
+    }
     const error = (message: string): RegistrationResponse => ({
       agent_id: agentId,
       status: 'error',
@@ -201,7 +246,6 @@ export class AgentStore {
         }
       }
     }
-    const tools = body.tools ?? [];
     const description = (body.description ?? '').trim().slice(0, 256);
     await this.sql.begin(async (tx) => {
       await tx`
@@ -250,25 +294,8 @@ export class AgentStore {
       if (existing?.status !== 'healthy') await this.bumpTopology(tx);
     });
 
-    const resolver = new Resolver(
-      await this.providers(tools.flatMap((t) => depsOf(t).map((d) => d.capability ?? ''))),
-    );
-    const resolved: Record<string, ResolvedDependency[]> = {};
-    let total = 0;
-    let ok = 0;
-    for (const t of tools) {
-      const deps = depsOf(t);
-      if (deps.length === 0) continue;
-      const r = await resolver.resolveAllAsync(deps);
-      resolved[t.function_name ?? ''] = r;
-      total += r.length;
-      ok += r.filter((x) => x.status === 'available').length;
-    }
-    const stored: StoredRegistration = { tools, resolved };
-    await this.sql`
-      update agents set registration = ${this.sql.json(stored as never)}, total_dependencies = ${total},
-                        dependencies_resolved = ${ok}
-      where agent_id = ${agentId}`;
+    const { resolved, total, ok } = await this.resolveTools(tools);
+    await this.storeResolution(agentId, { tools, resolved, fingerprint }, total, ok);
     return {
       agent_id: agentId,
       status: 'success',
@@ -279,6 +306,39 @@ export class AgentStore {
     };
   }
 
+  /** Resolves every tool's declared dependencies against the providers registered now. */
+  private async resolveTools(
+    tools: ToolRegistration[],
+  ): Promise<{ resolved: Record<string, ResolvedDependency[]>; total: number; ok: number }> {
+    const resolved: Record<string, ResolvedDependency[]> = {};
+    let total = 0;
+    let ok = 0;
+    const wanted = tools.flatMap((t) => depsOf(t).map((d) => d.capability ?? ''));
+    if (wanted.length === 0) return { resolved, total, ok };
+    const resolver = new Resolver(await this.providers(wanted));
+    for (const t of tools) {
+      const deps = depsOf(t);
+      if (deps.length === 0) continue;
+      const r = await resolver.resolveAllAsync(deps);
+      resolved[t.function_name ?? ''] = r;
+      total += r.length;
+      ok += r.filter((x) => x.status === 'available').length;
+    }
+    return { resolved, total, ok };
+  }
+
+  private async storeResolution(
+    agentId: string,
+    stored: StoredRegistration,
+    total: number,
+    ok: number,
+  ): Promise<void> {
+    await this.sql`
+      update agents set registration = ${this.sql.json(stored as never)}, total_dependencies = ${total},
+                        dependencies_resolved = ${ok}
+      where agent_id = ${agentId}`;
+  }
+
   private async bumpTopology(tx: postgres.TransactionSql | Sql): Promise<void> {
     await tx`
       insert into registry_settings (key, value, updated_at)
@@ -287,27 +347,15 @@ export class AgentStore {
   }
 
   /**
-   * HEAD /heartbeat/{id} in one statement: refreshes a healthy agent, tells it
-   * whether the topology changed since its last full heartbeat (202), and counts
-   * claimable work for its name group (capped at 100). Unknown or unhealthy: 410.
+   * HEAD /heartbeat/{id}: refreshes a healthy agent, tells it whether the
+   * topology changed since its last full heartbeat (202), and counts claimable
+   * work for its name group (capped at 100). Unknown or unhealthy: 410.
+   * Concurrent heartbeats share one statement (heartbeats.ts).
    */
   async fastHeartbeat(agentId: string): Promise<{ status: 200 | 202 | 410; pending: number }> {
-    const [row] = await this.sql<{ changed: boolean; pending: number }[]>`
-      with touched as (
-        update agents set updated_at = now() where agent_id = ${agentId} and status = 'healthy'
-        returning agent_id, name, last_full_refresh
-      )
-      select coalesce((select (value->>'at')::timestamptz from registry_settings where key = ${topologyKey})
-                        > t.last_full_refresh, false) as changed,
-             (select count(*)::int from (
-                select 1 from jobs j
-                where j.status = 'working' and j.owner_instance_id is null and j.attempt_count <= j.max_retries
-                  and j.capability in (select c.capability from agent_capabilities c join agents a on a.agent_id = c.agent_id
-                                       where a.name = t.name)
-                limit 100) as p) as pending
-      from touched t`;
-    if (!row) return { status: 410, pending: 0 };
-    return { status: row.changed ? 202 : 200, pending: row.pending };
+    const beat = await this.heartbeats.beat(agentId);
+    if (!beat.found) return { status: 410, pending: 0 };
+    return { status: beat.changed ? 202 : 200, pending: beat.pending };
   }
 
   /** DELETE /agents/{id}: marks the agent unhealthy (kept for the orphan sweep); idempotent. */

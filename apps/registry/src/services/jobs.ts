@@ -168,7 +168,7 @@ export interface NewJob {
 type Created = { id: string; status: JobStatus; owner_instance_id: string | null };
 
 /** Canonical JSON (object keys sorted): equal values, equal text, whatever the key order sent. */
-function canonical(value: unknown): string {
+export function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
   if (value !== null && typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>)
