@@ -8,7 +8,7 @@
  *   pnpm bench:jobs --n 2000 --workers 8    one size, both registries
  *   pnpm bench:jobs --json out.json         also write the figures as JSON
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   createDatabase,
@@ -20,6 +20,7 @@ import {
 } from '@mesh/testkit';
 import postgres from 'postgres';
 import { Http1Connection } from './http1.ts';
+import { cpuSpent, findPostmaster, fmt, pct, sleep, snapshotCpu } from './proc.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -35,53 +36,6 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '5' },
   },
 });
-
-// ---- CPU accounting (Linux /proc): where a phase's CPU went, per process group ----
-const clockTick = 100; // USER_HZ: 100 on every Linux of our kind
-/** A process's ppid and CPU time (user + system, µs) from /proc/<pid>/stat; undefined once it is gone. */
-function procStat(pid: number | string): { ppid: number; cpuMicros: number } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which may hold spaces: state, ppid, …, utime (12th), stime (13th).
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { ppid: Number(f[1]), cpuMicros: ((Number(f[11]) + Number(f[12])) * 1e6) / clockTick };
-  } catch {
-    return undefined;
-  }
-}
-const cpuMicros = (pid: number) => procStat(pid)?.cpuMicros ?? 0;
-/** The postmaster and every process it started (backends, WAL writer, checkpointer…). */
-function postgresPids(postmaster: number): number[] {
-  const pids = [postmaster];
-  for (const d of readdirSync('/proc')) {
-    if (/^\d+$/.test(d) && procStat(d)?.ppid === postmaster) pids.push(Number(d));
-  }
-  return pids;
-}
-interface CpuSnapshot {
-  registry: number;
-  postgres: Map<number, number>;
-  client: number;
-}
-function snapshotCpu(registryPid: number, postmaster: number): CpuSnapshot {
-  const pg = new Map<number, number>();
-  if (postmaster > 0) for (const pid of postgresPids(postmaster)) pg.set(pid, cpuMicros(pid));
-  const own = process.cpuUsage();
-  return { registry: cpuMicros(registryPid), postgres: pg, client: own.user + own.system };
-}
-/** CPU µs spent between two snapshots: registry, PostgreSQL (all its processes), this load generator. */
-function cpuSpent(a: CpuSnapshot, b: CpuSnapshot) {
-  let pg = 0;
-  for (const [pid, t] of b.postgres) pg += t - (a.postgres.get(pid) ?? 0);
-  return { registry: b.registry - a.registry, postgres: pg, client: b.client - a.client };
-}
-
-const pct = (xs: number[], p: number) => {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number;
-};
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Result {
   registry: string;
@@ -253,20 +207,6 @@ async function workload(
 }
 
 let postmasterPid = -1;
-/** The server's postmaster: the parent of a backend of ours (-1 when it is not on this machine's /proc). */
-async function findPostmaster(url: string): Promise<number> {
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
-  try {
-    const [row] = await sql<{ pid: number }[]>`select pg_backend_pid() as pid`;
-    return procStat(row?.pid ?? -1)?.ppid ?? -1;
-  } catch {
-    return -1;
-  } finally {
-    await sql.end();
-  }
-}
-
-const fmt = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 
 async function main() {
   const workers = Number(args.workers);
