@@ -204,3 +204,17 @@ describe('unchanged full heartbeats', () => {
     expect(caps[0]?.n).toBe(20);
   });
 });
+
+describe('heartbeat writes (0003_agents_heartbeat_hot)', () => {
+  it('update agent rows in place (HOT): no index covers the heartbeat timestamps', async () => {
+    await register({ agent_id: 'hot-1', tools: [{ function_name: 'f', capability: 'hot' }] });
+    const counts = await r.sql.begin(async (tx) => {
+      await tx`update agents set updated_at = now() where agent_id = 'hot-1' and status = 'healthy'`;
+      await tx`update agents set updated_at = now(), last_full_refresh = now() where agent_id = 'hot-1'`;
+      const [row] = await tx<{ upd: number; hot: number }[]>`
+        select n_tup_upd::int as upd, n_tup_hot_upd::int as hot from pg_stat_xact_user_tables where relname = 'agents'`;
+      return row;
+    });
+    expect(counts).toEqual({ upd: 2, hot: 2 });
+  });
+});
