@@ -7,6 +7,11 @@
  *   pnpm bench:jobs                         N=2000 W=8 both, N=20000 W=8 ours, 5 rounds
  *   pnpm bench:jobs --n 2000 --workers 8    one size, both registries
  *   pnpm bench:jobs --json out.json         also write the figures as JSON
+ *   pnpm bench:jobs --client node-http      the same over plain node:http clients
+ *   pnpm bench:jobs --mode db               ours over HTTP and the registry's own statements
+ *                                           run from this process (no HTTP), in the same run
+ *   pnpm bench:jobs --batch 8               SDK-like workers: each claims max_jobs = its free
+ *                                           slots of 8 and completes them concurrently
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -19,7 +24,7 @@ import {
   withDatabase,
 } from '@mesh/testkit';
 import postgres from 'postgres';
-import { Http1Connection } from './http1.ts';
+import { type BenchConnection, type ClientKind, directStore, httpConnection } from './drivers.ts';
 import { cpuSpent, findPostmaster, fmt, pct, sleep, snapshotCpu } from './proc.ts';
 
 const { values: args } = parseArgs({
@@ -34,8 +39,16 @@ const { values: args } = parseArgs({
     // so that the run sees a registry in its steady state (docs/benchmarks.md).
     warmup: { type: 'string', default: '5000' },
     runs: { type: 'string', default: '5' },
+    client: { type: 'string', default: 'http1' },
+    mode: { type: 'string', default: 'http' },
+    batch: { type: 'string' },
   },
 });
+const clientKind = args.client as ClientKind;
+if (!['http1', 'node-http'].includes(clientKind)) throw new Error('--client is http1 or node-http');
+if (!['http', 'db'].includes(args.mode ?? '')) throw new Error('--mode is http or db');
+/** Slots per worker with --batch (SDK-like batch claims); undefined: single claims. */
+const batch = args.batch ? Number(args.batch) : undefined;
 
 interface Result {
   registry: string;
@@ -66,14 +79,14 @@ async function workload(
   n: number,
   workers: number,
   registryPid: number,
+  open: () => BenchConnection = () => httpConnection(clientKind, base),
 ): Promise<Result> {
   const capability = `bench-${name}-${n}-${Date.now()}`;
   // Keep-alive connections of the load generator's own (http1.ts: its CPU is the registry's loss):
   // one for registration and heartbeats, one per submitter and one per worker.
-  const { hostname, port } = new URL(base);
-  const connections: Http1Connection[] = [];
+  const connections: BenchConnection[] = [];
   const connection = () => {
-    const c = new Http1Connection(hostname, Number(port));
+    const c = open();
     connections.push(c);
     return c;
   };
@@ -133,35 +146,81 @@ async function workload(
   let emptyWhileQueued = 0;
   const cpuBefore = snapshotCpu(registryPid, postmasterPid);
   const drainStart = performance.now();
+  const complete = async (
+    conn: BenchConnection,
+    instance: string,
+    job: { id: string; claim_epoch: number },
+  ) => {
+    const t2 = performance.now();
+    const done = await conn.request('POST', '/jobs/batch', {
+      instance_id: instance,
+      deltas: [{ id: job.id, claim_epoch: job.claim_epoch, status: 'completed', result: { ok: true } }],
+    });
+    completeLat.push(performance.now() - t2);
+    if (done.json?.accepted !== 1)
+      throw new Error(`${name}: completion refused: ${JSON.stringify(done.json)}`);
+    completed += 1;
+  };
+  const claimOnce = async (conn: BenchConnection, instance: string, max: number) => {
+    const t = performance.now();
+    const res = await conn.request(
+      'POST',
+      '/jobs/claim',
+      max === 1
+        ? { capability, instance_id: instance }
+        : { capability, instance_id: instance, max_jobs: max },
+    );
+    claimLat.push(performance.now() - t);
+    claims += 1;
+    const got = (res.json?.claimed ?? []) as { id: string; claim_epoch: number }[];
+    if (got.length === 0) {
+      empty += 1;
+      if (claimed < n) emptyWhileQueued += 1;
+    }
+    claimed += got.length;
+    return got;
+  };
   await Promise.all(
     Array.from({ length: workers }, async (_, w) => {
       const instance = `bench-worker-${w}`;
       const conn = connection();
+      if (batch) {
+        // As the SDK's worker: claim as many as there are free slots, run each
+        // on a slot (its own connection), claim again when one frees.
+        const free = Array.from({ length: batch }, () => connection());
+        const running = new Set<Promise<void>>();
+        while (completed < n) {
+          if (free.length === 0) {
+            await Promise.race(running);
+            continue;
+          }
+          const got = await claimOnce(conn, instance, free.length);
+          if (got.length === 0) {
+            if (completed >= n) break;
+            if (running.size > 0) await Promise.race(running);
+            else await sleep(1 + Math.random() * 49);
+            continue;
+          }
+          for (const job of got) {
+            const slot = free.pop() as BenchConnection;
+            const p: Promise<void> = complete(slot, instance, job).finally(() => {
+              free.push(slot);
+              running.delete(p);
+            });
+            running.add(p);
+          }
+        }
+        await Promise.all(running);
+        return;
+      }
       while (completed < n) {
-        const t = performance.now();
-        const res = await conn.request('POST', '/jobs/claim', { capability, instance_id: instance });
-        claimLat.push(performance.now() - t);
-        claims += 1;
-        const got = (res.json?.claimed ?? []) as { id: string; claim_epoch: number }[];
+        const got = await claimOnce(conn, instance, 1);
         if (got.length === 0) {
-          empty += 1;
-          if (claimed < n) emptyWhileQueued += 1;
           if (completed >= n) break;
           await sleep(1 + Math.random() * 49);
           continue;
         }
-        claimed += got.length;
-        for (const job of got) {
-          const t2 = performance.now();
-          const done = await conn.request('POST', '/jobs/batch', {
-            instance_id: instance,
-            deltas: [{ id: job.id, claim_epoch: job.claim_epoch, status: 'completed', result: { ok: true } }],
-          });
-          completeLat.push(performance.now() - t2);
-          if (done.json?.accepted !== 1)
-            throw new Error(`${name}: completion refused: ${JSON.stringify(done.json)}`);
-          completed += 1;
-        }
+        for (const job of got) await complete(conn, instance, job);
       }
     }),
   );
@@ -221,6 +280,9 @@ async function main() {
 
   const pg = await startTestPostgres(undefined, { durable: true });
   console.log(`PostgreSQL: ${pg.source}, ${pg.serverVersion}, durable (fsync on)`);
+  console.log(
+    `client: ${args.mode === 'db' ? 'ours over HTTP and db-direct (no HTTP)' : 'HTTP'}, ${clientKind}${batch ? `, batch claims: ${batch} slots per worker` : ', single claims'}`,
+  );
   postmasterPid = await findPostmaster(pg.adminUrl);
   const results: Result[] = [];
   const cleanups: (() => Promise<unknown>)[] = [];
@@ -254,6 +316,25 @@ async function main() {
         await db.drop();
       }
     };
+    // --mode db: the registry's statements from this process, no HTTP (drivers.ts).
+    // The registry migrates the database and is stopped before the run.
+    const runDirect = async (n: number) => {
+      const db = await createDatabase(pg.adminUrl, { migrated: false });
+      const reg = await spawnRegistry({
+        databaseUrl: db.url,
+        replicaId: 'bench',
+        env: { MESH_LOG_LEVEL: 'warn' },
+      });
+      await reg.stop();
+      const store = directStore(db.url, Number(process.env.BENCH_POOL_SIZE ?? '20'));
+      try {
+        await workload('db-direct', '', db.url, warmup, workers, -1, store.connection); // not measured
+        results.push(await workload('db-direct', '', db.url, n, workers, -1, store.connection));
+      } finally {
+        await store.close();
+        await db.drop();
+      }
+    };
     const runMcp = async (n: number) => {
       const db = await createDatabase(pg.adminUrl, { migrated: false });
       const mcp = await startMcpRegistry(withDatabase(pg.adminUrl, db.name));
@@ -271,6 +352,7 @@ async function main() {
       console.log(`round ${round}/${runs}`);
       for (const n of sizes) {
         if (only !== 'mcp') await runOurs(n);
+        if (args.mode === 'db') await runDirect(n);
         if (only !== 'ours' && haveMcp) await runMcp(n);
       }
       if (!args.n && only !== 'mcp') await runOurs(bigN);
@@ -313,7 +395,18 @@ async function main() {
   console.log('');
   for (const n of sizes) {
     const ours = medians.find((r) => r.registry === 'ours' && r.n === n);
-    const theirs = medians.find((r) => r.registry !== 'ours' && r.n === n);
+    const theirs = medians.find((r) => r.registry === 'mcp-mesh-3.7.1' && r.n === n);
+    const direct = medians.find((r) => r.registry === 'db-direct' && r.n === n);
+    if (ours && direct) {
+      const ourRuns = results.filter((r) => r.registry === 'ours' && r.n === n);
+      const directRuns = results.filter((r) => r.registry === 'db-direct' && r.n === n);
+      const paired = directRuns.map((d, i) =>
+        fmt((100 * (ourRuns[i]?.drainPerSec ?? Number.NaN)) / d.drainPerSec),
+      );
+      console.log(
+        `ours (HTTP) as a share of the same statements run directly (no HTTP) at N=${n}, W=${workers}: ${fmt((100 * ours.drainPerSec) / direct.drainPerSec)}% (medians); round by round ${paired.join('%, ')}%`,
+      );
+    }
     if (ours && theirs) {
       console.log(
         `ratio ours/theirs at N=${n}, W=${workers} (medians): claim→complete ${fmt(ours.drainPerSec / theirs.drainPerSec, 1)}x, submit ${fmt(ours.submitPerSec / theirs.submitPerSec, 1)}x`,
@@ -321,7 +414,7 @@ async function main() {
       // Each round's two runs follow each other, so their ratio is less exposed
       // to the machine's drift over the whole run than the ratio of medians.
       const ourRuns = results.filter((r) => r.registry === 'ours' && r.n === n);
-      const theirRuns = results.filter((r) => r.registry !== 'ours' && r.n === n);
+      const theirRuns = results.filter((r) => r.registry === 'mcp-mesh-3.7.1' && r.n === n);
       const paired = theirRuns
         .map((t, i) => (ourRuns[i]?.drainPerSec ?? Number.NaN) / t.drainPerSec)
         .filter(Number.isFinite)
