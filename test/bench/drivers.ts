@@ -10,7 +10,7 @@
 import http from 'node:http';
 import { createDb } from '@mesh/db';
 import { JobStore } from '../../apps/registry/src/services/jobs.ts';
-import { type Http1Response, Http1Connection } from './http1.ts';
+import { Http1Connection, type Http1Response } from './http1.ts';
 
 export interface BenchConnection {
   request(method: string, path: string, body?: unknown): Promise<Http1Response>;
