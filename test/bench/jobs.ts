@@ -10,8 +10,9 @@
  *   pnpm bench:jobs --client node-http      the same over plain node:http clients
  *   pnpm bench:jobs --mode db               ours over HTTP and the registry's own statements
  *                                           run from this process (no HTTP), in the same run
- *   pnpm bench:jobs --batch 8               SDK-like workers: each claims max_jobs = its free
- *                                           slots of 8 and completes them concurrently
+ *   pnpm bench:jobs --batch 8               ours: SDK-like workers, each claiming max_jobs = its
+ *                                           free slots of 8 and completing them concurrently,
+ *                                           W/8 of them; MCP Mesh: W single-claim workers
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -54,6 +55,8 @@ interface Result {
   registry: string;
   n: number;
   workers: number;
+  /** Slots per worker (batch claims), when not single claims. */
+  batch?: number;
   submitPerSec: number;
   submitP50: number;
   submitP99: number;
@@ -184,7 +187,7 @@ async function workload(
     Array.from({ length: workers }, async (_, w) => {
       const instance = `bench-worker-${w}`;
       const conn = connection();
-      if (batch) {
+      if (batch && name !== 'mcp-mesh-3.7.1') {
         // As the SDK's worker: claim as many as there are free slots, run each
         // on a slot (its own connection), claim again when one frees.
         const free = Array.from({ length: batch }, () => connection());
@@ -247,6 +250,7 @@ async function workload(
     registry: name,
     n,
     workers,
+    batch: batch && name !== 'mcp-mesh-3.7.1' ? batch : undefined,
     submitPerSec: n / submitSecs,
     submitP50: pct(submitLat, 50),
     submitP99: pct(submitLat, 99),
@@ -269,6 +273,10 @@ let postmasterPid = -1;
 
 async function main() {
   const workers = Number(args.workers);
+  // With --batch K, ours (and db-direct) run ceil(W/K) SDK-like workers of K
+  // slots each, so as many jobs are in flight as MCP Mesh's W single-claim
+  // workers have (MCP Mesh always claims one at a time: its baseline).
+  const ourWorkers = batch ? Math.max(1, Math.ceil(workers / batch)) : workers;
   const sizes = args.n ? [Number(args.n)] : [2000];
   const bigN = Number(args['big-n']);
   const only = args.only;
@@ -303,14 +311,14 @@ async function main() {
         await s.end();
       }
       try {
-        await workload('ours', reg.url, db.url, warmup, workers, reg.pid); // JIT, statement caches: not measured
+        await workload('ours', reg.url, db.url, warmup, ourWorkers, reg.pid); // JIT, statement caches: not measured
         if (process.env.BENCH_BEFORE_MEASURE_SQL) {
           // For experiments on the server, e.g. 'select pg_stat_statements_reset()'
           const s = postgres(pg.adminUrl, { max: 1, onnotice: () => {} });
           await s.unsafe(process.env.BENCH_BEFORE_MEASURE_SQL);
           await s.end();
         }
-        results.push(await workload('ours', reg.url, db.url, n, workers, reg.pid));
+        results.push(await workload('ours', reg.url, db.url, n, ourWorkers, reg.pid));
       } finally {
         await reg.stop();
         await db.drop();
@@ -328,8 +336,8 @@ async function main() {
       await reg.stop();
       const store = directStore(db.url, Number(process.env.BENCH_POOL_SIZE ?? '20'));
       try {
-        await workload('db-direct', '', db.url, warmup, workers, -1, store.connection); // not measured
-        results.push(await workload('db-direct', '', db.url, n, workers, -1, store.connection));
+        await workload('db-direct', '', db.url, warmup, ourWorkers, -1, store.connection); // not measured
+        results.push(await workload('db-direct', '', db.url, n, ourWorkers, -1, store.connection));
       } finally {
         await store.close();
         await db.drop();
@@ -380,7 +388,7 @@ async function main() {
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of medians) {
     console.log(
-      `| ${r.registry} | ${r.n} | ${r.workers} | ${fmt(r.submitPerSec)} | ${fmt(r.submitP50, 1)} / ${fmt(r.submitP99, 1)} | ${fmt(r.drainPerSec)} (${r.all.join(', ')}) | ${fmt(r.claimP50, 1)} / ${fmt(r.claimP99, 1)} | ${fmt(r.completeP50, 1)} / ${fmt(r.completeP99, 1)} | ${r.claims} | ${r.emptyClaims} (${r.emptyWhileQueued}, ${fmt((100 * r.emptyWhileQueued) / Math.max(1, r.claims), 2)}%) | ${results.filter((x) => x.registry === r.registry && x.n === r.n).every((x) => x.verified === 'ok') ? 'ok' : 'FAILED'} |`,
+      `| ${r.registry} | ${r.n} | ${r.workers}${r.batch ? `×${r.batch} slots` : ''} | ${fmt(r.submitPerSec)} | ${fmt(r.submitP50, 1)} / ${fmt(r.submitP99, 1)} | ${fmt(r.drainPerSec)} (${r.all.join(', ')}) | ${fmt(r.claimP50, 1)} / ${fmt(r.claimP99, 1)} | ${fmt(r.completeP50, 1)} / ${fmt(r.completeP99, 1)} | ${r.claims} | ${r.emptyClaims} (${r.emptyWhileQueued}, ${fmt((100 * r.emptyWhileQueued) / Math.max(1, r.claims), 2)}%) | ${results.filter((x) => x.registry === r.registry && x.n === r.n).every((x) => x.verified === 'ok') ? 'ok' : 'FAILED'} |`,
     );
   }
   console.log('');
