@@ -63,6 +63,8 @@ interface Loop {
   errors: number;
   cpuRegistry: number;
   cpuPostgres: number;
+  /** Heartbeats per shared statement (ours). */
+  perStatement: number;
 }
 
 let postmaster = -1;
@@ -96,12 +98,15 @@ async function closedLoop(name: string, base: string, pid: number, kind: 'head' 
     return { errors, count };
   };
   await run(2_000, undefined); // warm-up, not measured
+  const statements = async () => (name === 'ours' ? await heartbeatStatements(base, kind) : Number.NaN);
+  const stmts0 = await statements();
   const lat: number[] = [];
   const before = snapshotCpu(pid, postmaster);
   const t0 = performance.now();
   const { errors, count } = await run(Number(args.seconds) * 1000, lat);
   const secs = (performance.now() - t0) / 1000;
   const cpu = cpuSpent(before, snapshotCpu(pid, postmaster));
+  const stmts = (await statements()) - stmts0;
   for (const c of conns) c.close();
   return {
     registry: name,
@@ -112,13 +117,16 @@ async function closedLoop(name: string, base: string, pid: number, kind: 'head' 
     errors,
     cpuRegistry: cpu.registry / count,
     cpuPostgres: cpu.postgres / count,
+    perStatement: count / stmts,
   };
 }
 
-/** The registry's counter of heartbeat statements (mesh_coalesced_statements_total{kind="heartbeat"}). */
-async function heartbeatStatements(base: string): Promise<number> {
+/** The registry's shared heartbeat statements so far (mesh_coalesced_statements_total). */
+async function heartbeatStatements(base: string, kind: 'head' | 'post' = 'head'): Promise<number> {
   const text = await (await fetch(`${base}/metrics`)).text();
-  const m = /mesh_coalesced_statements_total\{kind="heartbeat"\} (\d+)/.exec(text);
+  const m = new RegExp(
+    `mesh_coalesced_statements_total\\{kind="${kind === 'head' ? 'heartbeat' : 'refresh'}"\\} (\\d+)`,
+  ).exec(text);
   return m ? Number(m[1]) : Number.NaN;
 }
 
@@ -286,16 +294,16 @@ async function main() {
       `${args.agents} agents, closed loop, ${args.seconds} s per run; the median run of ${args.rounds}:`,
     );
     console.log(
-      '| registry | request | per second (median; all runs) | p50 / p99 ms | errors | CPU µs per heartbeat: registry / PostgreSQL |',
+      '| registry | request | per second (median; all runs) | p50 / p99 ms | errors | CPU µs per heartbeat: registry / PostgreSQL | heartbeats per statement |',
     );
-    console.log('|---|---|---|---|---|---|');
+    console.log('|---|---|---|---|---|---|---|');
     const medians = new Map<string, Loop>();
     for (const key of new Set(results.map((r) => `${r.registry}|${r.kind}`))) {
       const rs = results.filter((r) => `${r.registry}|${r.kind}` === key).sort((a, b) => a.perSec - b.perSec);
       const m = rs[Math.floor(rs.length / 2)] as Loop;
       medians.set(key, m);
       console.log(
-        `| ${m.registry} | ${m.kind} | ${fmt(m.perSec)} (${rs.map((r) => fmt(r.perSec)).join(', ')}) | ${fmt(m.p50, 1)} / ${fmt(m.p99, 1)} | ${rs.reduce((s, r) => s + r.errors, 0)} | ${fmt(m.cpuRegistry)} / ${fmt(m.cpuPostgres)} |`,
+        `| ${m.registry} | ${m.kind} | ${fmt(m.perSec)} (${rs.map((r) => fmt(r.perSec)).join(', ')}) | ${fmt(m.p50, 1)} / ${fmt(m.p99, 1)} | ${rs.reduce((s, r) => s + r.errors, 0)} | ${fmt(m.cpuRegistry)} / ${fmt(m.cpuPostgres)} | ${fmt(m.perStatement, 1)} |`,
       );
     }
     for (const kind of ['HEAD /heartbeat', 'POST /heartbeat']) {
