@@ -215,6 +215,9 @@ describe('heartbeat writes (0003_agents_heartbeat_hot)', () => {
         select n_tup_upd::int as upd, n_tup_hot_upd::int as hot from pg_stat_xact_user_tables where relname = 'agents'`;
       return row;
     });
-    expect(counts).toEqual({ upd: 2, hot: 2 });
+    // The counts may include this backend's earlier transactions whose statistics
+    // are not flushed yet (writes of the registration, HOT too): every update was HOT.
+    expect(counts?.upd).toBeGreaterThanOrEqual(2);
+    expect(counts?.hot).toBe(counts?.upd);
   });
 });
