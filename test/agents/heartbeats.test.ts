@@ -184,6 +184,25 @@ describe('unchanged full heartbeats', () => {
     expect((await head('full-watch-1')).status).toBe(202);
   });
 
+  it('concurrent registrations of one agent with two bodies leave stored tools matching its capabilities', async () => {
+    const body = (cap: string) => ({ agent_id: 'race-1', tools: [{ function_name: 'f', capability: cap }] });
+    await register(body('race-a'));
+    for (let round = 0; round < 3; round++) {
+      await Promise.all(Array.from({ length: 8 }, (_, i) => register(body(i % 2 ? 'race-b' : 'race-a'))));
+      const [row] = await r.sql<{ stored: string; caps: string[] }[]>`
+        select registration->'tools'->0->>'capability' as stored,
+               array(select capability from agent_capabilities where agent_id = 'race-1') as caps
+        from agents where agent_id = 'race-1'`;
+      expect(row?.caps).toEqual([row?.stored]);
+      // The same body as the stored one now takes the refresh path and changes nothing;
+      // the other one is stored.
+      const other = row?.stored === 'race-a' ? 'race-b' : 'race-a';
+      await register(body(other));
+      const caps = await r.sql`select capability from agent_capabilities where agent_id = 'race-1'`;
+      expect(caps.map((c) => c.capability)).toEqual([other]);
+    }
+  });
+
   it('concurrent full heartbeats of new and known agents all register', async () => {
     const known = Array.from({ length: 10 }, (_, i) => `mix-known-${i}`);
     for (const id of known)

@@ -250,13 +250,20 @@ export class AgentStore {
     await this.sql.begin(async (tx) => {
       await tx`
         insert into agents (agent_id, name, agent_type, runtime, version, description, namespace, http_host, http_port,
-                            status, sdk_version, created_at, updated_at, last_full_refresh)
+                            status, sdk_version, created_at, updated_at, last_full_refresh, registration)
         values (${agentId}, ${name}, ${body.agent_type ?? 'mcp_agent'}, ${body.runtime ?? 'python'},
                 ${body.version || null}, ${description}, ${namespace}, ${body.http_host || null},
                 ${body.http_port && body.http_port > 0 ? body.http_port : null}, 'healthy', ${sdkVersion},
-                now(), now(), now())
+                now(), now(), now(),
+                ${tx.json({ tools, resolved: {}, fingerprint } as never)})
         on conflict (agent_id) do update set
           status = 'healthy', updated_at = now(), last_full_refresh = now(), sdk_version = excluded.sdk_version,
+          -- The tools and their fingerprint change with the capabilities, in this
+          -- transaction: a later full heartbeat with the same fingerprint may then
+          -- skip rewriting them. The resolution follows (storeResolution).
+          registration = jsonb_build_object('tools', excluded.registration->'tools',
+                                            'resolved', coalesce(agents.registration->'resolved', '{}'::jsonb),
+                                            'fingerprint', excluded.registration->'fingerprint'),
           description = excluded.description,
           version = coalesce(excluded.version, agents.version),
           http_host = coalesce(excluded.http_host, agents.http_host),
@@ -327,16 +334,21 @@ export class AgentStore {
     return { resolved, total, ok };
   }
 
+  /**
+   * Stores a registration's resolution, unless another registration of the
+   * agent (another fingerprint) committed meanwhile: its own resolution wins,
+   * and the stored tools always match the agent's capabilities.
+   */
   private async storeResolution(
     agentId: string,
-    stored: StoredRegistration,
+    stored: StoredRegistration & { fingerprint: string },
     total: number,
     ok: number,
   ): Promise<void> {
     await this.sql`
       update agents set registration = ${this.sql.json(stored as never)}, total_dependencies = ${total},
                         dependencies_resolved = ${ok}
-      where agent_id = ${agentId}`;
+      where agent_id = ${agentId} and registration->>'fingerprint' = ${stored.fingerprint}`;
   }
 
   private async bumpTopology(tx: postgres.TransactionSql | Sql): Promise<void> {
