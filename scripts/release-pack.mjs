@@ -28,6 +28,8 @@ const allowed = [
   /^package\/README\.md$/,
   /^package\/LICENSE$/,
   /^package\/dist\/.+\.(js|d\.ts|js\.map|d\.ts\.map)$/,
+  // The dashboard bundle (apps/registry/scripts/build-ui.ts).
+  /^package\/dist\/ui\/app\.(js|css)$/,
   /^package\/drizzle\/[^/]+\.(sql|json)$/,
   /^package\/drizzle\/meta\/[^/]+\.json$/,
 ];

@@ -224,7 +224,7 @@ describe('unchanged full heartbeats', () => {
   });
 });
 
-describe('heartbeat writes (0003_agents_heartbeat_hot)', () => {
+describe('heartbeat writes (0004_agents_heartbeat_hot)', () => {
   it('update agent rows in place (HOT): no index covers the heartbeat timestamps', async () => {
     await register({ agent_id: 'hot-1', tools: [{ function_name: 'f', capability: 'hot' }] });
     const counts = await r.sql.begin(async (tx) => {

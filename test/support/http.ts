@@ -4,10 +4,13 @@
  *
  * @example const { status, body } = await call(r.url, 'POST', '/jobs/claim', { capability, instance_id });
  */
-export async function call(base: string, method: string, path: string, body?: unknown) {
+export async function call(base: string, method: string, path: string, body?: unknown, token?: string) {
   const res = await fetch(`${base}${path}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: {
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();

@@ -19,6 +19,8 @@ export interface TestRegistryOptions {
   poolSize?: number;
   maxBodyBytes?: number;
   adminToken?: string;
+  /** Agent and client bearer tokens of the main port (apps/registry/src/tokens.ts). */
+  tokens?: { agent?: string[]; client?: string[] };
   agents?: Partial<AgentSettings>;
   /** Which routes the app serves (see createApp). */
   surface?: Surface;
@@ -70,7 +72,7 @@ export async function startTestRegistry(databaseUrl: string, options: TestRegist
       },
       readiness: { check: async () => ({ database: 'ok', migrations: 'done', lifecycle: 'running' }) },
       gate,
-      adminToken: options.adminToken,
+      tokens: { admin: options.adminToken ? [options.adminToken] : [], ...options.tokens },
       features: Object.values(features),
       logger,
       jobs,

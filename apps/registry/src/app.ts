@@ -1,19 +1,21 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { Feature } from '@mesh/protocol';
 import { headers } from '@mesh/protocol';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { requestId } from 'hono/request-id';
+import { bearerChallenge, mainPortAccess } from './access.ts';
 import { ApiError, errorBody, fromDatabaseError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { agentRoutes } from './routes/agents.ts';
+import { dashboardRoutes } from './routes/dashboard.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobSignalRoutes } from './routes/job-signals.ts';
 import { jobRoutes, reclaimRoutes } from './routes/jobs.ts';
 import type { AgentStore } from './services/agents.ts';
 import type { CancelForwarder } from './services/cancel-forward.ts';
+import type { DashboardFeed } from './services/dashboard-feed.ts';
 import type { DrainGate } from './services/drain.ts';
 import type { JobSignals } from './services/job-signals.ts';
 import type { JobStore } from './services/jobs.ts';
@@ -21,6 +23,7 @@ import type { Metrics } from './services/metrics.ts';
 import type { ReplicaRegistry } from './services/replicas.ts';
 import type { SchemaGuard } from './services/schema-guard.ts';
 import type { StatusMonitor } from './services/status.ts';
+import { type TokenSets, tokenMatcher } from './tokens.ts';
 
 /** Paths that answer HEAD, as in MCP Mesh 3.7. */
 const headRoutes = [/^\/health$/, /^\/heartbeat\/[^/]+$/];
@@ -33,6 +36,11 @@ export interface Identity {
   version: string;
   schemaVersion: number;
   uptimeSeconds(): number;
+  /**
+   * The admin listener's port, when there is one and `--advertise-admin-port`
+   * allows saying it: `/health` carries it as `admin_port`.
+   */
+  adminPort?: number;
 }
 
 export interface Readiness {
@@ -68,8 +76,14 @@ export interface AppDeps {
    * routes answer from it during an outage; absent in single-process tests.
    */
   status?: StatusMonitor;
-  /** When set, admin routes, force reclaim and GET /jobs require `Authorization: Bearer <token>`. */
-  adminToken?: string;
+  /** The dashboard's one reader of the fleet, shared by every open dashboard; absent in single-process tests. */
+  dashboard?: DashboardFeed;
+  /**
+   * Bearer tokens by role (tokens.ts): with admin tokens, admin routes, force
+   * reclaim and GET /jobs require one; with agent or client tokens, the main
+   * port's routes of that role do (access.ts). Absent or empty = open, as 3.7.
+   */
+  tokens?: Partial<TokenSets>;
   /** Largest accepted request body, in bytes. */
   maxBodyBytes?: number;
 }
@@ -84,11 +98,27 @@ export interface AppEnv {
  */
 export type Surface = 'all' | 'main' | 'admin';
 
-const tokenMatches = (header: string | undefined, token: string): boolean => {
-  const given = Buffer.from(header?.replace(/^Bearer\s+/i, '') ?? '');
-  const want = Buffer.from(token);
-  return given.length === want.length && timingSafeEqual(given, want);
-};
+/**
+ * Reads and drops a refused body (up to `budget` bytes, for at most 2 s)
+ * before the 413 goes out. Answering and closing while the client is still
+ * sending makes the kernel reset the connection, and the client never reads
+ * the answer (a 4 MB body saw ECONNRESET, not 413: found by issue 16's fuzzer).
+ */
+async function discardBody(env: unknown, declared: number, budget: number): Promise<void> {
+  const incoming = (env as { incoming?: NodeJS.ReadableStream & { complete?: boolean } } | undefined)
+    ?.incoming;
+  if (!incoming || incoming.complete || declared > budget) return;
+  await new Promise<void>((done) => {
+    const timer = setTimeout(finish, 2_000);
+    function finish() {
+      clearTimeout(timer);
+      incoming?.off('end', finish).off('error', finish).off('close', finish);
+      done();
+    }
+    incoming.on('end', finish).on('error', finish).on('close', finish);
+    incoming.resume();
+  });
+}
 
 /**
  * Builds the registry's HTTP app. Pure: no listening socket, no timers, so
@@ -134,7 +164,10 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
     if (c.req.method === 'GET' || c.req.method === 'HEAD') return next();
     const declared = c.req.header('content-length');
     if (declared !== undefined && !c.req.header('transfer-encoding')) {
-      if (Number(declared) > maxBodyBytes) tooLarge();
+      if (Number(declared) > maxBodyBytes) {
+        await discardBody(c.env, Number(declared), maxBodyBytes * 4);
+        tooLarge();
+      }
       return next();
     }
     return chunkedLimit(c, next);
@@ -155,7 +188,9 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
   app.use(async (c, next) => {
     const p = c.req.path;
     const audited =
-      (c.req.method !== 'GET' && c.req.method !== 'HEAD' && p.startsWith('/admin/')) ||
+      (c.req.method !== 'GET' &&
+        c.req.method !== 'HEAD' &&
+        (p.startsWith('/admin/') || p.startsWith('/ui/api/'))) ||
       (c.req.method === 'POST' && /^\/jobs\/[^/]+\/reclaim$/.test(p));
     if (!audited) return next();
     let failure: unknown;
@@ -183,21 +218,27 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
     }
   });
   // Operator routes behind the optional admin token (reference §11 item 12):
-  // admin, force reclaim, and the job list (every job id and payload).
-  if (deps.adminToken) {
-    const token = deps.adminToken;
+  // admin, force reclaim, the job list (every job id and payload), and the
+  // dashboard's API (its page and assets hold no data: they show the login form).
+  const tokens: TokenSets = { admin: [], agent: [], client: [], ...deps.tokens };
+  if (tokens.admin.length > 0) {
+    const isAdmin = tokenMatcher(tokens.admin);
     app.use(async (c, next) => {
       const p = c.req.path;
       const guarded =
         p.startsWith('/admin/') ||
+        p.startsWith('/ui/api/') ||
         (c.req.method === 'POST' && /^\/jobs\/[^/]+\/reclaim$/.test(p)) ||
         (c.req.method === 'GET' && p === '/jobs');
-      if (guarded && !tokenMatches(c.req.header('authorization'), token)) {
+      if (guarded && !isAdmin(c.req.header('authorization'))) {
         throw new ApiError('unauthorized', 'missing or wrong admin token (Authorization: Bearer <token>)');
       }
       await next();
     });
   }
+  // Agent and client tokens on the main port's routes (issue 16, item 5).
+  const access = surface === 'admin' ? undefined : mainPortAccess(tokens);
+  if (access) app.use(access);
   // A breaking migration applied under this replica (services/schema-guard.ts):
   // it answers health, readiness and metrics, and refuses everything else.
   if (deps.schemaGuard) {
@@ -207,7 +248,8 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
       if (
         why &&
         !['/health', '/ready', '/metrics', '/'].includes(c.req.path) &&
-        !c.req.path.startsWith('/admin/')
+        !c.req.path.startsWith('/admin/') &&
+        !c.req.path.startsWith('/ui')
       ) {
         throw new ApiError('not_ready', `this replica is not ready: ${why}`);
       }
@@ -229,12 +271,16 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
   if (surface !== 'main') {
     app.route('/', adminRoutes);
     app.route('/', reclaimRoutes);
+    app.route('/', dashboardRoutes);
   }
 
   // MCP Mesh (gin) answers unknown routes and wrong methods with this text.
   app.notFound((c) => c.text('404 page not found', 404));
   app.onError((err, c) => {
-    if (err instanceof ApiError) return c.json(err.body(), err.status);
+    if (err instanceof ApiError) {
+      if (err.status === 401) c.header('WWW-Authenticate', bearerChallenge);
+      return c.json(err.body(), err.status);
+    }
     if (err instanceof HTTPException && err.status < 500) {
       return c.json(errorBody('bad_request', err.message || 'bad request'), err.status);
     }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import yargs from 'yargs';
 import { parseDurationMs } from './duration.ts';
 import { cidrList, type ForwardPolicy } from './services/cancel-forward.ts';
+import { tokenFile, tokenList } from './tokens.ts';
 import { registryVersion } from './version.ts';
 
 export const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -37,9 +38,19 @@ export interface RegistryConfig {
   jobRetentionMs: number;
   /** Refuse epoch-less owner writes (once every agent sends claim epochs). */
   requireClaimEpoch: boolean;
+  /** Say the admin listener's port in `/health` (meshctl finds the admin URL from it). */
+  advertiseAdminPort: boolean;
   maxBodyBytes: number;
-  /** When set, admin routes, force reclaim and GET /jobs require this bearer token. */
-  adminToken: string | undefined;
+  /** When any is set, admin routes, force reclaim and GET /jobs require one of these bearer tokens. */
+  adminTokens: string[];
+  /** Admin tokens read from --admin-token-file (merged into adminTokens). */
+  adminTokenFile: string[];
+  /** When any is set, the agents' routes of the main port require one (tokens.ts). */
+  agentTokens: string[];
+  agentTokenFile: string[];
+  /** When any is set, the clients' routes of the main port require one (tokens.ts). */
+  clientTokens: string[];
+  clientTokenFile: string[];
   /** Host other replicas and meshctl use to reach this one (recorded in the fleet table). */
   advertiseHost: string | undefined;
   /** How often this replica records itself (and reads the fleet drain). */
@@ -112,6 +123,38 @@ const duration =
     }
     return ok(ms);
   };
+
+/**
+ * A role's bearer tokens (tokens.ts): `--<role>-token` (comma-separated, so
+ * two can be live while one is rotated) and `--<role>-token-file` (one per
+ * line; kept out of `ps`). Both may be given; the registry accepts any of them.
+ */
+function tokenSettings(
+  role: string,
+  key: 'adminTokens' | 'agentTokens' | 'clientTokens',
+  fileKey: 'adminTokenFile' | 'agentTokenFile' | 'clientTokenFile',
+  what: string,
+): [Setting<typeof key>, Setting<typeof fileKey>] {
+  const env = `MESH_${role.toUpperCase()}_TOKEN`;
+  return [
+    {
+      key,
+      flag: `${role}-token`,
+      env: [env],
+      describe: `Require "Authorization: Bearer <token>" on ${what}; comma-separated for rotation. Visible in ps: prefer --${role}-token-file (default: none, as MCP Mesh 3.7)`,
+      parse: tokenList,
+      fallback: () => [],
+    },
+    {
+      key: fileKey,
+      flag: `${role}-token-file`,
+      env: [`${env}_FILE`],
+      describe: `File of ${role} tokens, one per line (# comments allowed), read at start`,
+      parse: tokenFile,
+      fallback: () => [],
+    },
+  ];
+}
 
 // MCP Mesh spells its levels TRACE, DEBUG, INFO, WARNING, ERROR, CRITICAL.
 const levelAliases: Record<string, LogLevel> = { warning: 'warn', critical: 'fatal' };
@@ -315,6 +358,20 @@ const settings: Setting<keyof RegistryConfig>[] = [
     fallback: () => false,
   },
   {
+    key: 'advertiseAdminPort',
+    flag: 'advertise-admin-port',
+    env: ['MESH_ADVERTISE_ADMIN_PORT'],
+    describe:
+      "Say the admin listener's port (never a host or URL) in /health, so meshctl finds it without --admin-url (default true; false hides it)",
+    parse: (raw) => {
+      const t = raw.trim().toLowerCase();
+      if (['', 'true', '1', 'yes', 'on'].includes(t)) return ok(true);
+      if (['false', '0', 'no', 'off'].includes(t)) return ok(false);
+      return bad(`must be true or false, got "${raw}"`);
+    },
+    fallback: () => true,
+  },
+  {
     key: 'maxBodyBytes',
     flag: 'max-body-bytes',
     env: ['MESH_MAX_BODY_BYTES'],
@@ -322,15 +379,19 @@ const settings: Setting<keyof RegistryConfig>[] = [
     parse: integer(1024, 256 * 1024 * 1024, 'a size in bytes'),
     fallback: () => 1_048_576,
   },
-  {
-    key: 'adminToken',
-    flag: 'admin-token',
-    env: ['MESH_ADMIN_TOKEN'],
-    describe:
-      'Require "Authorization: Bearer <token>" on /admin/*, force reclaim and GET /jobs (default: none, as MCP Mesh 3.7)',
-    parse: (raw) => (raw.trim().length >= 8 ? ok(raw.trim()) : bad('must be at least 8 characters')),
-    fallback: () => undefined,
-  },
+  ...tokenSettings(
+    'admin',
+    'adminTokens',
+    'adminTokenFile',
+    "admin routes, force reclaim, GET /jobs and the dashboard's /ui/api/*",
+  ),
+  ...tokenSettings('agent', 'agentTokens', 'agentTokenFile', "the agents' routes of the main port"),
+  ...tokenSettings(
+    'client',
+    'clientTokens',
+    'clientTokenFile',
+    "the clients' routes of the main port (submit, read, cancel, answer input)",
+  ),
   {
     key: 'advertiseHost',
     flag: 'advertise-host',
@@ -473,6 +534,10 @@ export async function loadConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   }
   if (config.adminPort !== undefined && config.adminPort === config.port && config.port !== 0) {
     problems.push(`--admin-port: must differ from the main port (${config.port})`);
+  }
+  for (const role of ['admin', 'agent', 'client'] as const) {
+    const [list, file] = [`${role}Tokens`, `${role}TokenFile`] as const;
+    config[list] = [...new Set([...(config[list] ?? []), ...(config[file] ?? [])])];
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return { kind: 'run', config: config as RegistryConfig };

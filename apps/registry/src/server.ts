@@ -13,16 +13,19 @@ import {
 } from '@mesh/db';
 import { features } from '@mesh/protocol';
 import { type AppDeps, createApp, type Identity } from './app.ts';
+import { answerClientErrors } from './client-error.ts';
 import type { RegistryConfig } from './config.ts';
 import { exitCodes, StartupError, waitForDatabase } from './database.ts';
 import { isDatabaseUnavailable } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { AgentStore } from './services/agents.ts';
 import { CancelForwarder } from './services/cancel-forward.ts';
+import { DashboardFeed } from './services/dashboard-feed.ts';
 import { DrainGate } from './services/drain.ts';
 import { JobSignals } from './services/job-signals.ts';
 import { JobStore } from './services/jobs.ts';
 import { createMetrics } from './services/metrics.ts';
+import { PoolUsage } from './services/pool-usage.ts';
 import { ReplicaRegistry } from './services/replicas.ts';
 import { SchemaGuard } from './services/schema-guard.ts';
 import { StatusMonitor } from './services/status.ts';
@@ -226,32 +229,47 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       );
     }
 
-    const { sql } = createDb(databaseUrl, {
-      max: config.dbPoolSize,
-      applicationName: `mesh-registry:${config.replicaId}`,
-    });
+    // Each pool counted by a wrapper (postgres.js exposes no pool counters): /metrics.
+    const pools = {
+      main: new PoolUsage(config.dbPoolSize),
+      jobs: new PoolUsage(config.dbJobPoolSize),
+      status: new PoolUsage(1),
+      heartbeats: new PoolUsage(2),
+    };
+    const sql = pools.main.wrap(
+      createDb(databaseUrl, {
+        max: config.dbPoolSize,
+        applicationName: `mesh-registry:${config.replicaId}`,
+      }).sql,
+    );
     // The shared claim and completion statements (a few at a time, services/jobs.ts)
     // keep connections of their own: the pool hands out its least recently used
     // connection, so on the pool they would run on a different, cold backend each
     // time (measured: PostgreSQL CPU per job about a fifth higher, docs/benchmarks.md).
-    const { sql: jobSql } = createDb(databaseUrl, {
-      max: config.dbJobPoolSize,
-      applicationName: `mesh-registry:${config.replicaId}:jobs`,
-    });
+    const jobSql = pools.jobs.wrap(
+      createDb(databaseUrl, {
+        max: config.dbJobPoolSize,
+        applicationName: `mesh-registry:${config.replicaId}:jobs`,
+      }).sql,
+    );
     // Heartbeat timestamps only (services/heartbeats.ts): their commits need no
     // WAL flush, so these connections set synchronous_commit off. Never job
     // state, status or topology: those go through `sql`, durably.
-    const { sql: beatSql } = createDb(databaseUrl, {
-      max: 2,
-      applicationName: `mesh-registry:${config.replicaId}:heartbeats`,
-      settings: { synchronous_commit: 'off' },
-    });
+    const beatSql = pools.heartbeats.wrap(
+      createDb(databaseUrl, {
+        max: 2,
+        applicationName: `mesh-registry:${config.replicaId}:heartbeats`,
+        settings: { synchronous_commit: 'off' },
+      }).sql,
+    );
     // Its own connection, short connect timeout: an outage shows within a second or two.
-    const { sql: statusSql } = createDb(databaseUrl, {
-      max: 1,
-      connectTimeoutSeconds: 2,
-      applicationName: `mesh-registry:${config.replicaId}:status`,
-    });
+    const statusSql = pools.status.wrap(
+      createDb(databaseUrl, {
+        max: 1,
+        connectTimeoutSeconds: 2,
+        applicationName: `mesh-registry:${config.replicaId}:status`,
+      }).sql,
+    );
     const status = new StatusMonitor(
       statusSql,
       {
@@ -302,7 +320,9 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       processMetrics: true,
       poolSize: config.dbPoolSize + config.dbJobPoolSize + 2,
       statements: () => ({ ...jobs.statementStats, ...agents.heartbeats.statementStats }),
+      pools,
     });
+    jobs.onFinished = metrics.jobFinished;
     const sweeper = new Sweeper(
       sql,
       {
@@ -346,6 +366,26 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       },
       logger.child({ component: 'cancel-forward' }),
     );
+    // Its own connection (opened at the first dashboard): one read per tick
+    // feeds every open dashboard (docs/dashboard.md).
+    const { sql: dashboardSql } = createDb(databaseUrl, {
+      max: 1,
+      connectTimeoutSeconds: 2,
+      applicationName: `mesh-registry:${config.replicaId}:dashboard`,
+    });
+    const dashboard = new DashboardFeed(
+      dashboardSql,
+      agents,
+      identity,
+      {
+        intervalMs: 1_000,
+        slowEvery: 5,
+        liveWindowMs: config.replicaHeartbeatMs * 3,
+        historyPoints: 300,
+        scrapeTimeoutMs: 800,
+      },
+      logger.child({ component: 'dashboard' }),
+    );
     const deps: AppDeps = {
       identity,
       features: [
@@ -369,7 +409,8 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       schemaGuard,
       metrics,
       status,
-      adminToken: config.adminToken,
+      dashboard,
+      tokens: { admin: config.adminTokens, agent: config.agentTokens, client: config.clientTokens },
       maxBodyBytes: config.maxBodyBytes,
       readiness: {
         async check() {
@@ -393,6 +434,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     // not every interface); without one they share the main port, as in 3.7.
     const app = createApp(deps, config.adminPort === undefined ? 'all' : 'main');
     const main = createAdaptorServer({ fetch: app.fetch }) as Server;
+    answerClientErrors(main);
     const mainRequests = trackConnections(main);
     const port = await listen(main, config.port, config.host).catch((err: NodeJS.ErrnoException) => {
       throw new StartupError(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`);
@@ -402,6 +444,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     let adminPort: number | undefined;
     if (config.adminPort !== undefined) {
       admin = createAdaptorServer({ fetch: createApp(deps, 'admin').fetch }) as Server;
+      answerClientErrors(admin);
       adminRequests = trackConnections(admin);
       adminPort = await listen(admin, config.adminPort, config.host).catch((err: NodeJS.ErrnoException) => {
         main.close();
@@ -411,6 +454,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       });
     }
     // Never forward a cancel to ourselves (the main port is anonymous; the admin one is not meant to be).
+    if (adminPort !== undefined && config.advertiseAdminPort) identity.adminPort = adminPort;
     cancelForward.setOwnListeners({ host: config.host, ports: adminPort ? [port, adminPort] : [port] });
     const advertised =
       config.advertiseHost ?? (['0.0.0.0', '::'].includes(config.host) ? hostname() : config.host);
@@ -451,6 +495,14 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         version: registryVersion,
         boot_id: bootId,
         schema_version: result.schemaVersion,
+        // Where the admin routes are (docs/dashboard.md).
+        dashboard: `${adminPort ? urls.admin : urls.main}/ui`,
+        // How many tokens each role accepts (never the tokens): 0 = that role's routes are open.
+        tokens: {
+          admin: config.adminTokens.length,
+          agent: config.agentTokens.length,
+          client: config.clientTokens.length,
+        },
       },
       'listening',
     );
@@ -467,6 +519,8 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         // sweeper finishes its pass, in-flight requests finish (up to the
         // timeout), then the replica is marked stopped and the pool closed.
         await gate.enter('shutdown');
+        // Open dashboards' streams end now, so they never hold the listeners open.
+        await dashboard.stop();
         await healthMonitor.stop();
         await schemaGuard.stop();
         await signals.stop();
@@ -484,6 +538,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
           jobSql.end({ timeout: 5 }),
           beatSql.end({ timeout: 5 }),
           statusSql.end({ timeout: 1 }),
+          dashboardSql.end({ timeout: 1 }),
         ]);
         await stopEmbedded();
         logger.info('stopped');

@@ -50,6 +50,10 @@ export const jobs = pgTable(
     recvCursor: jsonb('recv_cursor').$type<Record<string, number>>(),
     // Last event seq handed out; posting an event bumps it in the same statement.
     eventSeq: bigint('event_seq', { mode: 'number' }).notNull().default(0),
+    // Bytes of the events posted to this job (type, payload and trace context as
+    // JSON), bumped with event_seq: bounds one job's log (limits.maxEventBytesPerJob).
+    // Ours since 0.2.0; events posted through older replicas are not counted.
+    eventBytes: bigint('event_bytes', { mode: 'number' }).notNull().default(0),
     // Replica that handed out the current claim (drain reports its own share).
     claimedByReplica: text('claimed_by_replica'),
     // Set when the row turns terminal: retention deletes by it.
@@ -160,7 +164,7 @@ export const agents = pgTable(
   (t) => [
     check('agents_status_check', sql`${t.status} in ('healthy', 'unhealthy')`),
     index('agents_name_idx').on(t.name),
-    // By status only (0003_agents_heartbeat_hot): updated_at changes at every
+    // By status only (0004_agents_heartbeat_hot): updated_at changes at every
     // heartbeat, and an index on it made each heartbeat write a new index entry
     // in every index of the table; with none, PostgreSQL updates the row in place
     // (a HOT update). The health monitor reads the healthy agents and filters.

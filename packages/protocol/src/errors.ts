@@ -15,6 +15,12 @@ export const errorStatus = {
   not_owner: 403,
   epoch_required: 400,
   payload_too_large: 413,
+  /** Ours since 0.2.0: Node's HTTP parser refused the request headers as too large. */
+  headers_too_large: 431,
+  /** Ours since 0.2.0: the request's headers or body did not arrive in time. */
+  request_timeout: 408,
+  /** Ours since 0.2.0: an `Expect` header other than `100-continue`. */
+  expectation_failed: 417,
   /** `Idempotency-Key` already names a job submitted with a different request (IETF draft: 422). */
   idempotency_key_reused: 422,
   internal: 500,

@@ -19,6 +19,13 @@ export const healthSchema = z.object({
   api_version: z.number().int().optional(),
   schema_version: z.number().int().optional(),
   features: z.array(z.string()).optional(),
+  /**
+   * Ours since 0.2.0: the port of the replica's admin listener (`/admin/*`,
+   * force reclaim), when it has one and does not hide it
+   * (`--advertise-admin-port false`). A port only: the admin URL is the
+   * address the caller used with this port.
+   */
+  admin_port: z.number().int().optional(),
 });
 export type Health = z.infer<typeof healthSchema>;
 

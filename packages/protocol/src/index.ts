@@ -1,5 +1,12 @@
 export type { DrainStatus, ReplicaInfo, ReplicasResponse } from './admin.ts';
 export * from './agents.ts';
+export type {
+  DashboardDrainAnswer,
+  DashboardJob,
+  DashboardReplica,
+  DashboardSnapshot,
+  ThroughputPoint,
+} from './dashboard.ts';
 export type { ErrorBody, ErrorCode } from './errors.ts';
 export { errorBodySchema, errorCodes, errorStatus } from './errors.ts';
 export type { Feature } from './features.ts';

@@ -49,4 +49,10 @@ export const limits = {
   maxEventBytes: 256 * 1024,
   /** Events one job may have. */
   maxEventsPerJob: 10_000,
+  /**
+   * Bytes of all the events one job may have (each event's type, payload and
+   * trace context as JSON, counted as `maxEventBytes` counts one): past it a
+   * post answers 409 `conflict`, as past `maxEventsPerJob`.
+   */
+  maxEventBytesPerJob: 64 * 1024 * 1024,
 } as const;

@@ -17,6 +17,7 @@ import {
   type ReleaseResponse,
   type RenewLeasesResponse,
 } from '@mesh/protocol';
+import { tokenFromEnv } from './token.ts';
 import { sdkVersion } from './version.ts';
 
 /** A registry answered with an error status; `code`/`body` are what it said. */
@@ -70,6 +71,16 @@ export interface RegistryClientOptions {
   attempts?: number;
   /** Sent as `X-Mesh-Instance-Id` when set. */
   instanceId?: string;
+  /**
+   * Bearer token for a registry started with `--agent-token` or
+   * `--client-token` (sent as `Authorization: Bearer <token>` on every
+   * request). Defaults to the `MESH_TOKEN` environment variable, else the
+   * first token line of the file `MESH_TOKEN_FILE` names; none = no header
+   * (a registry without tokens, MCP Mesh 3.7).
+   *
+   * @example new RegistryClient({ urls: ['http://registry:8000'], token: process.env.AGENT_TOKEN })
+   */
+  token?: string;
 }
 
 /** What the registry supports, from `/health` (MCP Mesh 3.7 reports version "1.0.0" and no features). */
@@ -119,6 +130,7 @@ export class RegistryClient {
   private readonly shared: { current: number; info: Promise<RegistryInfo> | undefined };
   private readonly timeoutMs: number;
   private readonly attempts: number;
+  private readonly authorization: { authorization?: string };
 
   constructor(
     private readonly options: RegistryClientOptions,
@@ -128,6 +140,10 @@ export class RegistryClient {
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.attempts = options.attempts ?? Math.max(3, options.urls.length * 2);
     this.shared = shared ?? { current: 0, info: undefined };
+    this.authorization = (() => {
+      const token = options.token ?? tokenFromEnv();
+      return token ? { authorization: `Bearer ${token}` } : {};
+    })();
   }
 
   /** The instance id sent as `X-Mesh-Instance-Id`, if any. */
@@ -175,6 +191,7 @@ export class RegistryClient {
             ...(body === undefined ? {} : { 'content-type': 'application/json' }),
             [headers.sdkVersion]: sdkVersion,
             ...(this.options.instanceId ? { [headers.instanceId]: this.options.instanceId } : {}),
+            ...this.authorization,
             ...options.headers,
           },
           body: body === undefined ? undefined : JSON.stringify(body),

@@ -2,6 +2,13 @@ export type { AgentEvents, AgentOptions, RegistrationReason } from './agent.ts';
 export { Agent, RegistrationRefusedError } from './agent.ts';
 export type { RegistryClientOptions, RegistryInfo, RequestOptions, SubmitOptions } from './client.ts';
 export { inputEventType, RegistryClient, RegistryError, RegistryUnreachableError } from './client.ts';
+export type {
+  InferOutput,
+  StandardSchemaIssue,
+  StandardSchemaResult,
+  StandardSchemaV1,
+} from './input-schema.ts';
+export { InputValidationError, inputRejectedEventType } from './input-schema.ts';
 export { sdkVersion } from './version.ts';
 export type { WaitForJobOptions } from './wait-for-job.ts';
 export { JobWaitTimeoutError, waitForJob } from './wait-for-job.ts';
@@ -10,6 +17,7 @@ export type {
   JobContext,
   JobHandler,
   JobWorkerOptions,
+  RequestInputOptions,
   WaitForEventOptions,
   WorkerNotice,
   WriteKind,

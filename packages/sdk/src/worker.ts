@@ -12,6 +12,12 @@ import {
 } from '@mesh/protocol';
 import { ClaimWatcher } from './claim-watch.ts';
 import { inputEventType, type RegistryClient, RegistryError, RegistryUnreachableError } from './client.ts';
+import {
+  InputValidationError,
+  inputRejectedEventType,
+  type StandardSchemaV1,
+  validateInput,
+} from './input-schema.ts';
 
 /**
  * Why a handler's `signal` fired. The first five are the registry's own words
@@ -74,9 +80,11 @@ export class NonRetryableError extends Error {
 
 /**
  * The default retry rule (docs/sdk.md, "Retries"): every thrown error is
- * retried while the job has attempts left, except a `NonRetryableError`.
+ * retried while the job has attempts left, except a `NonRetryableError` and an
+ * `InputValidationError` (a retried attempt would read the same answer again).
  */
-export const retryUnlessNonRetryable = (error: unknown): boolean => !(error instanceof NonRetryableError);
+export const retryUnlessNonRetryable = (error: unknown): boolean =>
+  !(error instanceof NonRetryableError || error instanceof InputValidationError);
 
 export interface WaitForEventOptions {
   /** Event types to wait for; all types when empty. */
@@ -141,11 +149,24 @@ export interface JobContext<P = Record<string, unknown>> {
    * as its `progress_message`, then the handler waits for a `user_input` event
    * (`client.sendInput()`) and gets its payload; the job turns `working` again.
    * Rejects when the job ends meanwhile, or after `timeoutMs` without an answer.
+   * With `schema` (any Standard Schema: zod, valibot, arktype…) the answer is
+   * checked and the schema's output returned; an answer it refuses rejects with
+   * `InputValidationError` (after an `input_rejected` event tells the submitter).
    *
    * @example
-   * const { approved } = await requestInput<{ approved: boolean }>('Approve $42?');
+   * const { approved } = await requestInput('Approve $42?', { schema: z.object({ approved: z.boolean() }) });
    */
-  requestInput<T = unknown>(prompt: string, options?: { type?: string; timeoutMs?: number }): Promise<T>;
+  requestInput<T = unknown>(prompt: string, options?: RequestInputOptions<T>): Promise<T>;
+}
+
+/** Options of `requestInput`. */
+export interface RequestInputOptions<T = unknown> {
+  /** The event type that carries the answer (`user_input`, what `client.sendInput()` posts). */
+  type?: string;
+  /** Give up (reject) after this long without an answer. */
+  timeoutMs?: number;
+  /** Checks the answer; the handler gets the schema's output. */
+  schema?: StandardSchemaV1<unknown, T>;
 }
 
 /**
@@ -553,7 +574,7 @@ class Execution {
     }
   }
 
-  async requestInput<T>(prompt: string, options: { type?: string; timeoutMs?: number } = {}): Promise<T> {
+  async requestInput<T>(prompt: string, options: RequestInputOptions<T> = {}): Promise<T> {
     this.signal.throwIfAborted();
     if (!(await this.write('input', { status: 'input_required', progress_message: prompt }))) {
       throw this.signal.reason ?? new Error(`job ${this.job.id}: the registry refused input_required`);
@@ -563,9 +584,20 @@ class Execution {
       timeoutMs: options.timeoutMs,
     });
     if (!event) throw new Error(`job ${this.job.id}: no input within ${options.timeoutMs} ms`);
+    let answer = event.payload as T;
+    if (options.schema) {
+      const checked = await validateInput(options.schema, event.payload);
+      if (!checked.ok) {
+        await this.sendEvent(inputRejectedEventType, { issues: checked.issues, seq: event.seq }).catch(
+          () => undefined,
+        );
+        throw new InputValidationError(this.job.id, checked.issues, event.payload);
+      }
+      answer = checked.value;
+    }
     // Back to working (3.7 accepts the owner's input_required → working delta).
     await this.write('progress', { status: 'working' }).catch(() => false);
-    return event.payload as T;
+    return answer;
   }
 
   /** A terminal write; records the outcome so the handler's return does not write again. */

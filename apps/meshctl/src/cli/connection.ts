@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { UsageError } from './errors.ts';
 
@@ -9,6 +10,10 @@ export interface GlobalArgs {
   'registry-scheme'?: string;
   'admin-url'?: string;
   'admin-token'?: string;
+  'admin-token-file'?: string;
+  token?: string;
+  'token-file'?: string;
+  'trust-fleet-urls'?: boolean;
   insecure?: boolean;
   timeout?: number;
   json?: boolean;
@@ -41,12 +46,37 @@ export function globalOptions<T>(y: Argv<T>): Argv<T & GlobalArgs> {
     .option('admin-url', {
       type: 'string',
       describe:
-        'Admin listener URL, when the registry serves /admin on its own port (default: the registry URL) [env: MESH_ADMIN_URL]',
+        'Admin listener URL, when the registry serves /admin on its own port (default: the registry URL with the admin port its /health names, else the registry URL) [env: MESH_ADMIN_URL]',
       group: 'Connection:',
     })
     .option('admin-token', {
       type: 'string',
-      describe: 'Bearer token for admin routes, force reclaim and job listing [env: MESH_ADMIN_TOKEN]',
+      describe:
+        'Bearer token for admin routes, force reclaim and job listing; visible in ps, prefer --admin-token-file [env: MESH_ADMIN_TOKEN]',
+      group: 'Connection:',
+    })
+    .option('admin-token-file', {
+      type: 'string',
+      describe:
+        'File holding the admin token (its first line that is not blank or a # comment) [env: MESH_ADMIN_TOKEN_FILE]',
+      group: 'Connection:',
+    })
+    .option('token', {
+      type: 'string',
+      describe:
+        'Bearer token for the main port, for a registry started with --client-token/--agent-token; visible in ps, prefer --token-file [env: MESH_TOKEN]',
+      group: 'Connection:',
+    })
+    .option('token-file', {
+      type: 'string',
+      describe:
+        'File holding the main-port token (first line that is not blank or a # comment) [env: MESH_TOKEN_FILE]',
+      group: 'Connection:',
+    })
+    .option('trust-fleet-urls', {
+      type: 'boolean',
+      describe:
+        'Also send tokens to replica URLs read from the fleet table (doctor, fleet drain/status); by default they go only to the URLs given by flags or environment [env: MESH_TRUST_FLEET_URLS=1]',
       group: 'Connection:',
     })
     .option('insecure', {
@@ -71,9 +101,22 @@ export interface Target {
   url: string;
   /** Where `/admin/*` and force reclaim go. */
   adminUrl: string;
+  /**
+   * Whether the operator gave the admin URL (`--admin-url`, `MESH_ADMIN_URL`).
+   * When not, the registry's `/health` may name its admin port, and meshctl uses
+   * the registry URL with that port (RegistryHttp).
+   */
+  adminExplicit: boolean;
   /** True when the scheme is still to be probed (host/port given without a scheme). */
   probeScheme: boolean;
   adminToken: string | undefined;
+  /** The main port's bearer token (agent or client role). */
+  token: string | undefined;
+  /**
+   * Send tokens to replica URLs read from the fleet table too. Off by default:
+   * whoever can write that table (or register a replica) must not collect the tokens.
+   */
+  trustFleetUrls: boolean;
   insecure: boolean;
   timeoutMs: number;
 }
@@ -92,6 +135,37 @@ function parseUrl(raw: string, what: string): URL {
 }
 
 const trim = (u: URL) => u.toString().replace(/\/+$/, '');
+
+/**
+ * A token from its flag, its file flag, `<ENV>` or `<ENV>_FILE`, in that
+ * order. A file holds the token on its first line that is neither blank nor a
+ * `#` comment (the registry's token files hold one per line; any one works).
+ */
+function secret(
+  flag: string | undefined,
+  fileFlag: string | undefined,
+  env: NodeJS.ProcessEnv,
+  name: string,
+  fileFlagName: string,
+): string | undefined {
+  if (flag?.trim()) return flag.trim();
+  const file = fileFlag?.trim() || env[`${name}_FILE`]?.trim();
+  if (!file) return env[name]?.trim() || undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(
+      `${fileFlag ? fileFlagName : `${name}_FILE`}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+    );
+  }
+  const line = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .find((l) => l && !l.startsWith('#'));
+  if (!line) throw new UsageError(`${fileFlag ? fileFlagName : `${name}_FILE`}: ${file} holds no token`);
+  return line;
+}
 
 /**
  * Works out where to connect, as meshctl 3.7.1 does: `--registry-url` wins,
@@ -125,8 +199,18 @@ export function resolveTarget(args: GlobalArgs, env: NodeJS.ProcessEnv = process
   return {
     url,
     adminUrl: adminRaw ? trim(parseUrl(adminRaw, args['admin-url'] ? '--admin-url' : 'MESH_ADMIN_URL')) : url,
+    adminExplicit: Boolean(adminRaw),
     probeScheme,
-    adminToken: args['admin-token'] || env.MESH_ADMIN_TOKEN || undefined,
+    adminToken: secret(
+      args['admin-token'],
+      args['admin-token-file'],
+      env,
+      'MESH_ADMIN_TOKEN',
+      '--admin-token-file',
+    ),
+    token: secret(args.token, args['token-file'], env, 'MESH_TOKEN', '--token-file'),
+    trustFleetUrls:
+      Boolean(args['trust-fleet-urls']) || /^(1|true|yes)$/i.test(env.MESH_TRUST_FLEET_URLS ?? ''),
     insecure: Boolean(args.insecure),
     timeoutMs: Math.round(timeout * 1000),
   };
@@ -146,6 +230,10 @@ export function connectionFlags(args: GlobalArgs): string {
     if (args['registry-scheme']) flags.push(`--registry-scheme ${args['registry-scheme']}`);
   }
   if (args['admin-url']) flags.push(`--admin-url ${args['admin-url']}`);
+  // File paths are not secrets: printed so that the command runs as it is.
+  if (args['admin-token-file']) flags.push(`--admin-token-file ${args['admin-token-file']}`);
+  if (args['token-file']) flags.push(`--token-file ${args['token-file']}`);
+  if (args['trust-fleet-urls']) flags.push('--trust-fleet-urls');
   if (args.insecure) flags.push('--insecure');
   return flags.length ? ` ${flags.join(' ')}` : '';
 }

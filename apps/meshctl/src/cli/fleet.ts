@@ -15,10 +15,15 @@ export function adminError(res: HttpResponse): CliError {
     );
   }
   if (res.status === 401) {
+    const withheld = res.tokenWithheld
+      ? '; no token sent to this URL from the fleet table (--trust-fleet-urls)'
+      : '';
     return new CliError(
-      `registry returned status 401: ${res.text.trim()}`,
+      `registry returned status 401: ${res.text.trim()} (${res.url})${withheld}`,
       1,
-      'Hint: this registry requires an admin token: --admin-token or MESH_ADMIN_TOKEN.',
+      res.tokenWithheld
+        ? `Hint: ${new URL(res.url).origin} was read from the fleet table, and meshctl sends tokens only to the URLs you gave: pass --trust-fleet-urls (or MESH_TRUST_FLEET_URLS=1) if you trust them, or give that replica's URL with --admin-url.`
+        : 'Hint: this registry requires an admin token: --admin-token, --admin-token-file, MESH_ADMIN_TOKEN or MESH_ADMIN_TOKEN_FILE.',
     );
   }
   return new CliError(`registry returned status ${res.status}: ${res.text.trim()} (${res.url})`);
@@ -44,4 +49,17 @@ export async function fetchFleet(http: RegistryHttp): Promise<ReplicasResponse> 
   }
   if (res.status !== 200) throw adminError(res);
   return res.json<ReplicasResponse>();
+}
+
+/**
+ * The connection flags that address one replica, as every command meshctl
+ * prints and every doc spells them: its main URL, and its admin URL when it
+ * has one of its own (docs/meshctl.md, "Addressing a replica").
+ */
+export function replicaFlags(r: { main_url?: string | null; admin_url?: string | null }): string {
+  if (r.main_url && r.admin_url && r.admin_url !== r.main_url) {
+    return ` --registry-url ${r.main_url} --admin-url ${r.admin_url}`;
+  }
+  const only = r.main_url ?? r.admin_url;
+  return only ? ` --registry-url ${only}` : '';
 }

@@ -7,6 +7,8 @@ export interface HttpResponse {
   /** The raw body (printed as is by `--json`, as meshctl 3.7.1 does). */
   text: string;
   url: string;
+  /** A token was configured but not sent: the URL came from the fleet table (see `trusts`). */
+  tokenWithheld?: boolean;
   json<T = unknown>(): T;
 }
 
@@ -51,6 +53,7 @@ function databaseDown(method: string, url: URL, text: string): void {
 export class RegistryHttp {
   private readonly dispatcher: Agent;
   private schemeProbed: Promise<void> | undefined;
+  private adminDiscovered: Promise<void> | undefined;
   url: string;
   adminUrl: string;
 
@@ -89,15 +92,69 @@ export class RegistryHttp {
     return this.schemeProbed;
   }
 
+  /**
+   * The token a request carries: the admin token on operator routes (admin,
+   * force reclaim, the job list), else the main-port token, else the admin
+   * token (a mesh-registry accepts its admin tokens on every route).
+   */
+  private tokenFor(method: string, path: string, options: RequestOptions): string | undefined {
+    const { adminToken, token } = this.target;
+    const operator =
+      options.admin ||
+      path.startsWith('/admin/') ||
+      /^\/jobs\/[^/]+\/reclaim$/.test(path) ||
+      (method === 'GET' && path === '/jobs');
+    return operator ? (adminToken ?? token) : (token ?? adminToken);
+  }
+
+  /**
+   * Tokens go only to the origins the operator gave (flags, environment), not
+   * to replica URLs read from the fleet table (doctor, fleet drain), unless
+   * `--trust-fleet-urls`: a row anyone with database access can write must
+   * not collect the operator's tokens (issue 18).
+   */
+  trusts(url: URL): boolean {
+    if (this.target.trustFleetUrls) return true;
+    const given = [this.target.url, this.target.adminUrl, this.url, this.adminUrl];
+    return given.some((g) => new URL(g).origin === url.origin);
+  }
+
+  /**
+   * Without `--admin-url`: a registry with an admin listener says its port in
+   * `/health` (`admin_port`); its admin routes are then at the registry URL's
+   * host on that port. Asked once, before the first admin request; a registry
+   * that says nothing (no admin port, hidden, MCP Mesh) keeps them on its URL.
+   */
+  private discoverAdmin(): Promise<void> {
+    if (this.target.adminExplicit) return Promise.resolve();
+    this.adminDiscovered ??= (async () => {
+      const res = await this.request('GET', '/health').catch(() => undefined);
+      if (res?.status !== 200) return;
+      let port: unknown;
+      try {
+        port = (JSON.parse(res.text) as { admin_port?: unknown }).admin_port;
+      } catch {
+        return;
+      }
+      if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return;
+      const admin = new URL(this.url);
+      admin.port = String(port);
+      this.adminUrl = admin.toString().replace(/\/+$/, '');
+    })();
+    return this.adminDiscovered;
+  }
+
   async request(method: string, path: string, options: RequestOptions = {}): Promise<HttpResponse> {
     await this.probe();
+    if (options.admin && options.base === undefined) await this.discoverAdmin();
     const base = options.base ?? (options.admin ? this.adminUrl : this.url);
     const url = new URL(base.replace(/\/+$/, '') + path);
     for (const [k, v] of Object.entries(options.query ?? {})) {
       if (v !== undefined && v !== '') url.searchParams.set(k, String(v));
     }
     const headers: Record<string, string> = { 'user-agent': userAgent, accept: 'application/json' };
-    if (this.target.adminToken) headers.authorization = `Bearer ${this.target.adminToken}`;
+    const token = this.tokenFor(method, path, options);
+    if (token && this.trusts(url)) headers.authorization = `Bearer ${token}`;
     Object.assign(headers, options.headers);
     let body: string | undefined;
     if (options.body !== undefined) {
@@ -121,6 +178,7 @@ export class RegistryHttp {
         status: res.status,
         text,
         url: url.toString(),
+        tokenWithheld: Boolean(token) && !this.trusts(url),
         json<T>() {
           try {
             return JSON.parse(text) as T;

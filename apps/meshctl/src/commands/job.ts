@@ -34,7 +34,13 @@ const idPositional = <T>(y: Argv<T>) =>
 
 /** meshctl 3.7.1's wording for unexpected statuses. */
 const unexpected = (res: HttpResponse) =>
-  new CliError(`registry returned status ${res.status}: ${res.text.trim()}`);
+  new CliError(
+    `registry returned status ${res.status}: ${res.text.trim()}`,
+    1,
+    res.status === 401
+      ? 'Hint: this registry requires a token on its main port: --token, --token-file, MESH_TOKEN or MESH_TOKEN_FILE.'
+      : undefined,
+  );
 
 function errorMessage(res: HttpResponse): string {
   try {
@@ -164,7 +170,7 @@ const listCommand: CommandModule<GlobalArgs, ListArgs> = {
         throw new CliError(
           `registry returned status 401: ${errorMessage(res)}`,
           1,
-          'Hint: listing jobs needs the admin token on this registry: --admin-token or MESH_ADMIN_TOKEN.',
+          'Hint: listing jobs needs the admin token on this registry (--admin-token-file, MESH_ADMIN_TOKEN…), or a client token (--token) where no admin token is set.',
         );
       }
       if (res.status !== 200) throw unexpected(res);

@@ -1,5 +1,13 @@
-import { ledgerTable, migrationLockKey, registryTables, type Sql, schemaStatus } from '@mesh/db';
+import {
+  ledgerTable,
+  migrationLockKey,
+  readBundledMigrations,
+  registryTables,
+  type Sql,
+  schemaStatus,
+} from '@mesh/db';
 import { CliError } from '../cli/errors.ts';
+import { checkReplicaRow, checkSnapshotLedger } from './snapshot-checks.ts';
 import {
   readSnapshotRows,
   type SnapshotHeader,
@@ -250,6 +258,9 @@ const batchBytes = 4 * 1024 * 1024;
  *   and the replicas' own rows under them.
  * Forced across schemas, the ledger is kept (it describes the tables as they
  * are), only the columns both sides have are restored, and the rest is reported.
+ * Refused whatever `force` says (snapshot-checks.ts): a ledger that disagrees
+ * with the header or with this meshctl's migrations, a replica seen after the
+ * snapshot was taken.
  */
 export async function restoreSnapshot(sql: Sql, options: RestoreOptions): Promise<RestoreResult> {
   const rows = readSnapshotRows(options.file);
@@ -258,6 +269,9 @@ export async function restoreSnapshot(sql: Sql, options: RestoreOptions): Promis
     throw new CliError(`${options.file} has no snapshot header`);
   const header = first.value.header;
   try {
+    // Before the database is touched: the file's ledger rows against its header
+    // and against the migrations this meshctl bundles (snapshot-checks.ts).
+    await checkSnapshotLedger(options.file, header, readBundledMigrations());
     return (await sql.begin(async (txSql) => {
       const tx = txSql as unknown as Tx;
       // A replica booting now would migrate under the same lock: never interleave with it.
@@ -399,6 +413,7 @@ export async function restoreSnapshot(sql: Sql, options: RestoreOptions): Promis
           await finishTable();
           current = item.table;
         } else if (item.kind === 'row') {
+          if (item.table === 'registry_replicas') checkReplicaRow(options.file, header, item.json);
           batch.push(item.json);
           bytes += item.json.length;
           if (batch.length >= batchRows || bytes >= batchBytes) await flush();
@@ -422,6 +437,21 @@ export async function restoreSnapshot(sql: Sql, options: RestoreOptions): Promis
         if (n !== expected) {
           throw new CliError(
             `after restoring, table ${name} holds ${n} rows, the snapshot ${expected}; rolled back`,
+          );
+        }
+      }
+      if (presentSet.has('registry_replicas')) {
+        // A replica seen "later" than this database's clock (a snapshot restored onto
+        // a server whose clock is behind the one it was taken from) is clamped to now:
+        // the database clock decides liveness (DESIGN.md §4.1), and it ages out from here.
+        const clamped = await tx<{ replica_id: string }[]>`
+          update registry_replicas
+          set last_seen_at = least(last_seen_at, now()), started_at = least(started_at, now())
+          where last_seen_at > now() or started_at > now()
+          returning replica_id`;
+        if (clamped.length > 0) {
+          options.warn(
+            `registry_replicas: ${clamped.map((r) => r.replica_id).join(', ')} were seen after this database's clock; set to now`,
           );
         }
       }

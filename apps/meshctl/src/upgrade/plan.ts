@@ -1,5 +1,6 @@
 import { type AppliedMigration, type BundledMigration, blockingMigrations, releaseAtLeast } from '@mesh/db';
 import type { ReplicaInfo } from '@mesh/protocol';
+import { replicaFlags } from '../cli/fleet.ts';
 import {
   type PendingMigrationVerdict,
   pendingMigrationVerdicts,
@@ -79,13 +80,10 @@ export interface CheckReport {
   warnings: Finding[];
 }
 
-const base = (r: ReplicaInfo) => r.admin_url ?? r.main_url;
-
 function rollingSteps(i: CheckInput, live: ReplicaInfo[]): string[] {
   const steps: string[] = [];
   for (const r of live) {
-    const at = base(r);
-    const url = at ? ` --registry-url ${at}` : i.flags;
+    const url = replicaFlags(r) || i.flags;
     steps.push(
       `meshctl registry drain${url} --wait --own-claims`,
       `# stop ${r.replica_id} (SIGTERM), start it on ${i.to} with the same MESH_REPLICA_ID=${r.replica_id}` +

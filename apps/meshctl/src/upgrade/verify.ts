@@ -1,5 +1,5 @@
 import { type BundledMigration, blockingMigrations, type Sql } from '@mesh/db';
-import type { ReplicaInfo } from '@mesh/protocol';
+import { replicaFlags } from '../cli/fleet.ts';
 import type { RegistryHttp } from '../cli/http.ts';
 import { formatAge } from '../cli/output.ts';
 import { type JobFindings, jobsFromApi, jobsFromDatabase, noDb, stuckJobsCheck } from '../doctor/jobs.ts';
@@ -21,8 +21,6 @@ export interface VerifyOptions {
   http: RegistryHttp | undefined;
 }
 
-const base = (r: ReplicaInfo) => r.admin_url ?? r.main_url;
-
 function versionsCheck(f: Fleet, o: VerifyOptions): CheckResult {
   const name = 'versions';
   const title = `every live replica runs ${o.to}`;
@@ -43,11 +41,11 @@ function versionsCheck(f: Fleet, o: VerifyOptions): CheckResult {
     status: 'fail',
     summary: `${behind.map((r) => `${r.replica_id} runs ${r.version}`).join(', ')}`,
     problems: behind.map((r) => {
-      const at = base(r);
+      const at = replicaFlags(r);
       return problem(
         r.replica_id,
         `runs ${r.version} (schema ${r.schema_version}), not ${o.to}`,
-        at ? `meshctl registry drain --registry-url ${at} --wait --own-claims` : null,
+        at ? `meshctl registry drain${at} --wait --own-claims` : null,
         `then restart ${r.replica_id} on ${o.to}`,
       );
     }),

@@ -28,6 +28,9 @@ export const healthRoutes = new Hono<AppEnv>()
       api_version: apiVersion,
       schema_version: identity.schemaVersion,
       features: [...features],
+      // A port, never a host: the caller reached this replica by some address and
+      // adds the port to it (docs/operations.md, "Admin port and token").
+      ...(identity.adminPort !== undefined ? { admin_port: identity.adminPort } : {}),
     });
   })
   .get('/ready', async (c) => {

@@ -17,7 +17,7 @@ import {
   releaseRequest,
   renewLeasesRequest,
 } from '@mesh/protocol';
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import type { AppEnv } from '../app.ts';
 import { ApiError } from '../errors.ts';
 import { isUuid, jobNotFound } from '../services/jobs.ts';
@@ -35,6 +35,43 @@ function decodeCursor(cursor: string): { micros: bigint; id: string } {
   const match = /^(\d{1,20}):(.+)$/.exec(text);
   if (!match || !isUuid(match[2] as string)) throw bad();
   return { micros: BigInt(match[1] as string) / 1000n, id: match[2] as string };
+}
+
+/**
+ * `GET /jobs`: filters and keyset paging, newest first. Also the dashboard's
+ * job list (routes/dashboard.ts), so both read the same query the same way.
+ */
+export async function listJobs(c: Context<AppEnv>) {
+  const statuses = csv(c.req.query('status'));
+  for (const s of statuses) {
+    if (!(jobStatuses as readonly string[]).includes(s)) {
+      throw new ApiError('bad_request', `invalid status "${s}": must be one of ${jobStatuses.join(',')}`);
+    }
+  }
+  const limitRaw = c.req.query('limit');
+  let limit = 50;
+  if (limitRaw !== undefined) {
+    const n = /^-?\d+$/.test(limitRaw.trim()) ? Number(limitRaw) : Number.NaN;
+    if (!Number.isInteger(n) || n < 1 || n > 200) {
+      throw new ApiError('bad_request', `limit must be in [1, 200], got ${limitRaw}`);
+    }
+    limit = n;
+  }
+  const cursor = c.req.query('cursor');
+  const since = intParam(c, 'submitted_since');
+  const page = await c.get('deps').jobs.list({
+    statuses,
+    owner: identifier(c.req.query('owner_instance_id')?.trim() || undefined, 'owner_instance_id'),
+    capability: identifier(c.req.query('capability')?.trim() || undefined, 'capability'),
+    submittedSince: since !== undefined && since > 0 ? since : undefined,
+    limit,
+    after: cursor ? decodeCursor(cursor) : undefined,
+  });
+  const body: ListJobsResponse = {
+    jobs: page.rows,
+    next_cursor: page.more && page.last ? encodeCursor(page.last.micros, page.last.id) : null,
+  };
+  return c.json(body);
 }
 
 /** MCP Mesh 3.7's jobs API, plus our extensions (batch claim, fenced release, lease renewal). */
@@ -86,38 +123,7 @@ export const jobRoutes = new Hono<AppEnv>()
     if (replayed) c.header(headers.idempotentReplayed, 'true');
     return c.json(created satisfies CreateJobResponse, 201);
   })
-  .get('/jobs', async (c) => {
-    const statuses = csv(c.req.query('status'));
-    for (const s of statuses) {
-      if (!(jobStatuses as readonly string[]).includes(s)) {
-        throw new ApiError('bad_request', `invalid status "${s}": must be one of ${jobStatuses.join(',')}`);
-      }
-    }
-    const limitRaw = c.req.query('limit');
-    let limit = 50;
-    if (limitRaw !== undefined) {
-      const n = /^-?\d+$/.test(limitRaw.trim()) ? Number(limitRaw) : Number.NaN;
-      if (!Number.isInteger(n) || n < 1 || n > 200) {
-        throw new ApiError('bad_request', `limit must be in [1, 200], got ${limitRaw}`);
-      }
-      limit = n;
-    }
-    const cursor = c.req.query('cursor');
-    const since = intParam(c, 'submitted_since');
-    const page = await c.get('deps').jobs.list({
-      statuses,
-      owner: identifier(c.req.query('owner_instance_id')?.trim() || undefined, 'owner_instance_id'),
-      capability: identifier(c.req.query('capability')?.trim() || undefined, 'capability'),
-      submittedSince: since !== undefined && since > 0 ? since : undefined,
-      limit,
-      after: cursor ? decodeCursor(cursor) : undefined,
-    });
-    const body: ListJobsResponse = {
-      jobs: page.rows,
-      next_cursor: page.more && page.last ? encodeCursor(page.last.micros, page.last.id) : null,
-    };
-    return c.json(body);
-  })
+  .get('/jobs', listJobs)
   .post('/jobs/claim', async (c) => {
     const body = await readJson(c, claimRequest);
     // Checked before the claim joins a statement shared with other claimers (issue 18).
@@ -231,7 +237,9 @@ export const jobRoutes = new Hono<AppEnv>()
         `event payload and trace_context exceed ${limits.maxEventBytes} bytes (${bytes})`,
       );
     }
-    const posted = await c.get('deps').jobs.postEvent(id, type, body.payload, body.trace_context ?? null);
+    const posted = await c
+      .get('deps')
+      .jobs.postEvent(id, type, body.payload, body.trace_context ?? null, bytes + Buffer.byteLength(type));
     return c.json({ job_id: id, ...posted });
   })
   .get('/jobs/:id/events', async (c) => {
@@ -313,7 +321,7 @@ export const jobRoutes = new Hono<AppEnv>()
  * logged and ignored. Anyone can cancel on the main port, so the target is
  * bounded by the CancelForwarder (issue 18), not by whatever the agent registered.
  */
-async function forwardCancel(
+export async function forwardCancel(
   deps: AppEnv['Variables']['deps'],
   owner: string,
   id: string,

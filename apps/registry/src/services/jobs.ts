@@ -221,6 +221,13 @@ export class JobStore {
    * `sql` serves everything; `shared`, when given, runs the shared claim and
    * delta statements on connections of their own (server.ts says why).
    */
+  /**
+   * Told of every job an owner delta finished (completed or failed), with its
+   * capability and seconds since submission (database clock): the duration
+   * histogram. Set by the server; unset in tests that need no metrics.
+   */
+  onFinished?: (capability: string, outcome: string, seconds: number) => void;
+
   constructor(
     private readonly sql: Sql,
     private readonly settings: JobSettings,
@@ -541,7 +548,7 @@ export class JobStore {
     this.statementStats.delta.requests += asks.length;
     let updated: Set<string>;
     try {
-      const done = await this.shared<{ id: string }[]>`
+      const done = await this.shared<{ id: string; capability: string; status: string; age: number }[]>`
         update jobs j set
           last_heartbeat_at = now(),
           lease_expires_at = case when d.new_status in ('completed', 'failed', 'cancelled') then j.lease_expires_at
@@ -567,8 +574,9 @@ export class JobStore {
           -- constraint allows five statuses).
           and j.status not in ('completed', 'failed', 'cancelled')
           and (d.epoch is null or j.claim_epoch = d.epoch)
-        returning j.id`;
+        returning j.id, j.capability, j.status, extract(epoch from now() - j.submitted_at)::float8 as age`;
       updated = new Set(done.map((r) => r.id));
+      this.finished(done);
     } catch (err) {
       if (!retryAlone(err)) throw err;
       return Promise.all(
@@ -618,7 +626,7 @@ export class JobStore {
       // Fenced write (DESIGN.md §4.3): only the current owner, at the current
       // epoch when one is given, of a live job. A terminal row is never touched
       // (§11 item 7): terminal states are final.
-      const updated = await this.sql`
+      const updated = await this.sql<{ id: string; capability: string; status: string; age: number }[]>`
         update jobs set
           last_heartbeat_at = now(),
           lease_expires_at = case when ${terminal}::boolean then lease_expires_at else ${this.lease()} end,
@@ -644,10 +652,20 @@ export class JobStore {
           finished_at = case when ${terminal}::boolean then now() else finished_at end
         where id = ${id} and owner_instance_id = ${instanceId} and status in ('working', 'input_required')
           and (${epoch}::bigint is null or claim_epoch = ${epoch}::bigint)
-        returning id`;
-      if (updated.length === 1) return undefined;
+        returning id, capability, status, extract(epoch from now() - submitted_at)::float8 as age`;
+      if (updated.length === 1) {
+        this.finished(updated);
+        return undefined;
+      }
     }
     return this.whyRefused(instanceId, id, epoch, validStatus);
+  }
+
+  private finished(rows: readonly { capability: string; status: string; age: number }[]): void {
+    if (!this.onFinished) return;
+    for (const r of rows) {
+      if (r.status === 'completed' || r.status === 'failed') this.onFinished(r.capability, r.status, r.age);
+    }
   }
 
   /** After a fenced write changed nothing: reads the row, and `refusal` says which precondition failed. */
@@ -750,22 +768,26 @@ export class JobStore {
   /**
    * Appends an event to a live job's log: the job row hands out the next seq in
    * the same statement (dense, no retry loop), and every replica's long-polls
-   * are woken.
+   * are woken. `bytes` is the event's size as the route measured it (type,
+   * payload and trace context as JSON), counted against the job's byte bound.
    */
   async postEvent(
     id: string,
     type: string,
     payload: unknown,
     traceContext: Record<string, unknown> | null,
+    bytes: number,
   ): Promise<{ seq: number; created_at: number }> {
     if (!isUuid(id)) throw jobNotFound(id);
     const [row] = await this.sql<{ seq: number; created_at: Date }[]>`
       with job as (
-        -- One conditional statement (DESIGN.md §4.2): the limit is one more precondition.
-        -- Bounded log (issue 18): a live job takes events up to limits.maxEventsPerJob;
-        -- the registry's own terminal events (cancel, stale, deadline) come on top.
-        update jobs set event_seq = event_seq + 1
+        -- One conditional statement (DESIGN.md §4.2): the limits are more preconditions.
+        -- Bounded log (issue 18): a live job takes events up to limits.maxEventsPerJob
+        -- and limits.maxEventBytesPerJob; the registry's own terminal events (cancel,
+        -- stale, deadline) come on top.
+        update jobs set event_seq = event_seq + 1, event_bytes = event_bytes + ${bytes}
         where id = ${id} and status in ('working', 'input_required') and event_seq < ${limits.maxEventsPerJob}
+          and event_bytes + ${bytes} <= ${limits.maxEventBytesPerJob}
         returning id, event_seq
       ), event as (
         insert into job_events (job_id, seq, type, payload, trace_context)
@@ -776,12 +798,18 @@ export class JobStore {
       )
       select seq, created_at, pg_notify(${jobChannel}, job_id::text) from event`;
     if (row) return { seq: row.seq, created_at: seconds(row.created_at) as number };
-    const [cur] = await this.sql<{ status: string }[]>`select status from jobs where id = ${id}`;
+    const [cur] = await this.sql<{ status: string; event_seq: number; event_bytes: number }[]>`
+      select status, event_seq, event_bytes from jobs where id = ${id}`;
     if (!cur) throw jobNotFound(id);
-    if (!isTerminal(cur.status)) {
+    if (isTerminal(cur.status)) throw jobTerminal();
+    if (cur.event_seq >= limits.maxEventsPerJob) {
       throw new ApiError('conflict', `job has reached the limit of ${limits.maxEventsPerJob} events`);
     }
-    throw jobTerminal();
+    throw new ApiError(
+      'conflict',
+      `job's events would exceed the limit of ${limits.maxEventBytesPerJob} bytes per job ` +
+        `(${cur.event_bytes} posted, this event ${bytes})`,
+    );
   }
 
   /**

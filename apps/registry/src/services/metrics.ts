@@ -1,5 +1,13 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { PoolUsage } from './pool-usage.ts';
 import type { StatusValues } from './status.ts';
+
+/**
+ * Distinct capabilities `mesh_job_duration_seconds` labels; later ones count
+ * as `other`. Capabilities are named by callers of the unauthenticated main
+ * port: without a cap, made-up names would grow the histogram without bound.
+ */
+export const maxDurationCapabilities = 100;
 
 /** What the replica keeps fresh in the background (services/status.ts): read at scrape, never queried. */
 export interface MetricsStatus {
@@ -24,6 +32,8 @@ export function createMetrics(collect: {
   poolSize: number;
   /** Requests served by shared statements, and those statements (JobStore.statementStats). */
   statements?: () => Record<string, { requests: number; statements: number }>;
+  /** The replica's PostgreSQL pools by name (main, jobs, status), counted by PoolUsage. */
+  pools?: Record<string, PoolUsage>;
 }) {
   const registry = new Registry();
   const requests = new Counter({
@@ -63,6 +73,25 @@ export function createMetrics(collect: {
     labelNames: ['status'] as const,
     registers: [registry],
   });
+  const durations = new Histogram({
+    name: 'mesh_job_duration_seconds',
+    help:
+      'Submission to terminal write of the jobs this replica saw finish through an owner delta, ' +
+      `by capability (the first ${maxDurationCapabilities}, then "other") and outcome (completed, failed)`,
+    labelNames: ['capability', 'outcome'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14_400, 86_400],
+    registers: [registry],
+  });
+  const capabilities = new Set<string>();
+  const jobFinished = (capability: string, outcome: string, seconds: number) => {
+    if (!capabilities.has(capability) && capabilities.size < maxDurationCapabilities)
+      capabilities.add(capability);
+    durations.observe(
+      { capability: capabilities.has(capability) ? capability : 'other', outcome },
+      Math.max(0, seconds),
+    );
+  };
+  if (collect.pools) poolGauges(registry, collect.pools);
   if (collect.status) statusGauges(registry, collect.status);
   if (collect.build) {
     const b = collect.build;
@@ -120,10 +149,40 @@ export function createMetrics(collect: {
       });
     }
   }
-  return { registry, requests, latency, claims, deltas, sweeps, jobsFinished };
+  return { registry, requests, latency, claims, deltas, sweeps, jobsFinished, jobFinished };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Pool gauges, read from the counters at scrape time (services/pool-usage.ts). */
+function poolGauges(registry: Registry, pools: Record<string, PoolUsage>): void {
+  const each = (name: string, help: string, read: (p: PoolUsage) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['pool'] as const,
+      registers: [registry],
+      collect() {
+        for (const [pool, usage] of Object.entries(pools)) this.set({ pool }, read(usage));
+      },
+    });
+  each(
+    'mesh_db_pool_connections_in_use',
+    'PostgreSQL connections busy with a statement or transaction, by pool',
+    (p) => p.inUse,
+  );
+  each(
+    'mesh_db_pool_statements_waiting',
+    'Statements waiting for a connection of the pool (queued, or pipelined behind another), by pool',
+    (p) => p.waiting,
+  );
+  each(
+    'mesh_db_pool_statements_in_flight_max',
+    'Most statements and transactions in flight at once since the previous scrape, by pool (above the size: some waited)',
+    (p) => p.takePeak(),
+  );
+  each('mesh_db_pool_size', 'Connections the pool may open, by pool', (p) => p.max);
+}
 
 /** Gauges set from the background read at scrape time: no collector touches the database. */
 function statusGauges(registry: Registry, status: MetricsStatus): void {

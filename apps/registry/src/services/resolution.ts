@@ -54,9 +54,6 @@ export function versionMatches(constraint: string, version: string): boolean {
   return constraint === version;
 }
 
-const compareVersions = (a: string, b: string): number =>
-  semver.valid(a) && semver.valid(b) ? semver.compare(a, b) : a.localeCompare(b);
-
 /**
  * Parsed versions and ranges, each string parsed once per Resolver: a listing
  * compares the versions of every provider of a capability, and parsing them at
@@ -93,7 +90,7 @@ class Versions {
     return constraint === version;
   }
 
-  /** As compareVersions. */
+  /** Semver order when both parse, else string order. */
   compare(a: string, b: string): number {
     const va = this.version(a);
     const vb = va ? this.version(b) : null;

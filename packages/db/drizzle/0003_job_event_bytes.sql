@@ -1,0 +1,1 @@
+ALTER TABLE "jobs" ADD COLUMN "event_bytes" bigint DEFAULT 0 NOT NULL;
