@@ -7,8 +7,14 @@
  *   pnpm bench:jobs                         N=2000 W=8 both, N=20000 W=8 ours, 5 rounds
  *   pnpm bench:jobs --n 2000 --workers 8    one size, both registries
  *   pnpm bench:jobs --json out.json         also write the figures as JSON
+ *   pnpm bench:jobs --client node-http      the same over plain node:http clients
+ *   pnpm bench:jobs --mode db               ours over HTTP and the registry's own statements
+ *                                           run from this process (no HTTP), in the same run
+ *   pnpm bench:jobs --batch 8               ours: SDK-like workers, each claiming max_jobs = its
+ *                                           free slots of 8 and completing them concurrently,
+ *                                           W/8 of them; MCP Mesh: W single-claim workers
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   createDatabase,
@@ -19,7 +25,8 @@ import {
   withDatabase,
 } from '@mesh/testkit';
 import postgres from 'postgres';
-import { Http1Connection } from './http1.ts';
+import { type BenchConnection, type ClientKind, directStore, httpConnection } from './drivers.ts';
+import { cpuSpent, findPostmaster, fmt, pct, sleep, snapshotCpu } from './proc.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -33,60 +40,23 @@ const { values: args } = parseArgs({
     // so that the run sees a registry in its steady state (docs/benchmarks.md).
     warmup: { type: 'string', default: '5000' },
     runs: { type: 'string', default: '5' },
+    client: { type: 'string', default: 'http1' },
+    mode: { type: 'string', default: 'http' },
+    batch: { type: 'string' },
   },
 });
-
-// ---- CPU accounting (Linux /proc): where a phase's CPU went, per process group ----
-const clockTick = 100; // USER_HZ: 100 on every Linux of our kind
-/** A process's ppid and CPU time (user + system, µs) from /proc/<pid>/stat; undefined once it is gone. */
-function procStat(pid: number | string): { ppid: number; cpuMicros: number } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which may hold spaces: state, ppid, …, utime (12th), stime (13th).
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { ppid: Number(f[1]), cpuMicros: ((Number(f[11]) + Number(f[12])) * 1e6) / clockTick };
-  } catch {
-    return undefined;
-  }
-}
-const cpuMicros = (pid: number) => procStat(pid)?.cpuMicros ?? 0;
-/** The postmaster and every process it started (backends, WAL writer, checkpointer…). */
-function postgresPids(postmaster: number): number[] {
-  const pids = [postmaster];
-  for (const d of readdirSync('/proc')) {
-    if (/^\d+$/.test(d) && procStat(d)?.ppid === postmaster) pids.push(Number(d));
-  }
-  return pids;
-}
-interface CpuSnapshot {
-  registry: number;
-  postgres: Map<number, number>;
-  client: number;
-}
-function snapshotCpu(registryPid: number, postmaster: number): CpuSnapshot {
-  const pg = new Map<number, number>();
-  if (postmaster > 0) for (const pid of postgresPids(postmaster)) pg.set(pid, cpuMicros(pid));
-  const own = process.cpuUsage();
-  return { registry: cpuMicros(registryPid), postgres: pg, client: own.user + own.system };
-}
-/** CPU µs spent between two snapshots: registry, PostgreSQL (all its processes), this load generator. */
-function cpuSpent(a: CpuSnapshot, b: CpuSnapshot) {
-  let pg = 0;
-  for (const [pid, t] of b.postgres) pg += t - (a.postgres.get(pid) ?? 0);
-  return { registry: b.registry - a.registry, postgres: pg, client: b.client - a.client };
-}
-
-const pct = (xs: number[], p: number) => {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number;
-};
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const clientKind = args.client as ClientKind;
+if (!['http1', 'node-http'].includes(clientKind)) throw new Error('--client is http1 or node-http');
+if (!['http', 'db'].includes(args.mode ?? '')) throw new Error('--mode is http or db');
+/** Slots per worker with --batch (SDK-like batch claims); undefined: single claims. */
+const batch = args.batch ? Number(args.batch) : undefined;
 
 interface Result {
   registry: string;
   n: number;
   workers: number;
+  /** Slots per worker (batch claims), when not single claims. */
+  batch?: number;
   submitPerSec: number;
   submitP50: number;
   submitP99: number;
@@ -112,14 +82,14 @@ async function workload(
   n: number,
   workers: number,
   registryPid: number,
+  open: () => BenchConnection = () => httpConnection(clientKind, base),
 ): Promise<Result> {
   const capability = `bench-${name}-${n}-${Date.now()}`;
   // Keep-alive connections of the load generator's own (http1.ts: its CPU is the registry's loss):
   // one for registration and heartbeats, one per submitter and one per worker.
-  const { hostname, port } = new URL(base);
-  const connections: Http1Connection[] = [];
+  const connections: BenchConnection[] = [];
   const connection = () => {
-    const c = new Http1Connection(hostname, Number(port));
+    const c = open();
     connections.push(c);
     return c;
   };
@@ -179,35 +149,81 @@ async function workload(
   let emptyWhileQueued = 0;
   const cpuBefore = snapshotCpu(registryPid, postmasterPid);
   const drainStart = performance.now();
+  const complete = async (
+    conn: BenchConnection,
+    instance: string,
+    job: { id: string; claim_epoch: number },
+  ) => {
+    const t2 = performance.now();
+    const done = await conn.request('POST', '/jobs/batch', {
+      instance_id: instance,
+      deltas: [{ id: job.id, claim_epoch: job.claim_epoch, status: 'completed', result: { ok: true } }],
+    });
+    completeLat.push(performance.now() - t2);
+    if (done.json?.accepted !== 1)
+      throw new Error(`${name}: completion refused: ${JSON.stringify(done.json)}`);
+    completed += 1;
+  };
+  const claimOnce = async (conn: BenchConnection, instance: string, max: number) => {
+    const t = performance.now();
+    const res = await conn.request(
+      'POST',
+      '/jobs/claim',
+      max === 1
+        ? { capability, instance_id: instance }
+        : { capability, instance_id: instance, max_jobs: max },
+    );
+    claimLat.push(performance.now() - t);
+    claims += 1;
+    const got = (res.json?.claimed ?? []) as { id: string; claim_epoch: number }[];
+    if (got.length === 0) {
+      empty += 1;
+      if (claimed < n) emptyWhileQueued += 1;
+    }
+    claimed += got.length;
+    return got;
+  };
   await Promise.all(
     Array.from({ length: workers }, async (_, w) => {
       const instance = `bench-worker-${w}`;
       const conn = connection();
+      if (batch && name !== 'mcp-mesh-3.7.1') {
+        // As the SDK's worker: claim as many as there are free slots, run each
+        // on a slot (its own connection), claim again when one frees.
+        const free = Array.from({ length: batch }, () => connection());
+        const running = new Set<Promise<void>>();
+        while (completed < n) {
+          if (free.length === 0) {
+            await Promise.race(running);
+            continue;
+          }
+          const got = await claimOnce(conn, instance, free.length);
+          if (got.length === 0) {
+            if (completed >= n) break;
+            if (running.size > 0) await Promise.race(running);
+            else await sleep(1 + Math.random() * 49);
+            continue;
+          }
+          for (const job of got) {
+            const slot = free.pop() as BenchConnection;
+            const p: Promise<void> = complete(slot, instance, job).finally(() => {
+              free.push(slot);
+              running.delete(p);
+            });
+            running.add(p);
+          }
+        }
+        await Promise.all(running);
+        return;
+      }
       while (completed < n) {
-        const t = performance.now();
-        const res = await conn.request('POST', '/jobs/claim', { capability, instance_id: instance });
-        claimLat.push(performance.now() - t);
-        claims += 1;
-        const got = (res.json?.claimed ?? []) as { id: string; claim_epoch: number }[];
+        const got = await claimOnce(conn, instance, 1);
         if (got.length === 0) {
-          empty += 1;
-          if (claimed < n) emptyWhileQueued += 1;
           if (completed >= n) break;
           await sleep(1 + Math.random() * 49);
           continue;
         }
-        claimed += got.length;
-        for (const job of got) {
-          const t2 = performance.now();
-          const done = await conn.request('POST', '/jobs/batch', {
-            instance_id: instance,
-            deltas: [{ id: job.id, claim_epoch: job.claim_epoch, status: 'completed', result: { ok: true } }],
-          });
-          completeLat.push(performance.now() - t2);
-          if (done.json?.accepted !== 1)
-            throw new Error(`${name}: completion refused: ${JSON.stringify(done.json)}`);
-          completed += 1;
-        }
+        for (const job of got) await complete(conn, instance, job);
       }
     }),
   );
@@ -234,6 +250,7 @@ async function workload(
     registry: name,
     n,
     workers,
+    batch: batch && name !== 'mcp-mesh-3.7.1' ? batch : undefined,
     submitPerSec: n / submitSecs,
     submitP50: pct(submitLat, 50),
     submitP99: pct(submitLat, 99),
@@ -253,23 +270,13 @@ async function workload(
 }
 
 let postmasterPid = -1;
-/** The server's postmaster: the parent of a backend of ours (-1 when it is not on this machine's /proc). */
-async function findPostmaster(url: string): Promise<number> {
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
-  try {
-    const [row] = await sql<{ pid: number }[]>`select pg_backend_pid() as pid`;
-    return procStat(row?.pid ?? -1)?.ppid ?? -1;
-  } catch {
-    return -1;
-  } finally {
-    await sql.end();
-  }
-}
-
-const fmt = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 
 async function main() {
   const workers = Number(args.workers);
+  // With --batch K, ours (and db-direct) run ceil(W/K) SDK-like workers of K
+  // slots each, so as many jobs are in flight as MCP Mesh's W single-claim
+  // workers have (MCP Mesh always claims one at a time: its baseline).
+  const ourWorkers = batch ? Math.max(1, Math.ceil(workers / batch)) : workers;
   const sizes = args.n ? [Number(args.n)] : [2000];
   const bigN = Number(args['big-n']);
   const only = args.only;
@@ -281,6 +288,9 @@ async function main() {
 
   const pg = await startTestPostgres(undefined, { durable: true });
   console.log(`PostgreSQL: ${pg.source}, ${pg.serverVersion}, durable (fsync on)`);
+  console.log(
+    `client: ${args.mode === 'db' ? 'ours over HTTP and db-direct (no HTTP)' : 'HTTP'}, ${clientKind}${batch ? `, batch claims: ${batch} slots per worker` : ', single claims'}`,
+  );
   postmasterPid = await findPostmaster(pg.adminUrl);
   const results: Result[] = [];
   const cleanups: (() => Promise<unknown>)[] = [];
@@ -301,16 +311,35 @@ async function main() {
         await s.end();
       }
       try {
-        await workload('ours', reg.url, db.url, warmup, workers, reg.pid); // JIT, statement caches: not measured
+        await workload('ours', reg.url, db.url, warmup, ourWorkers, reg.pid); // JIT, statement caches: not measured
         if (process.env.BENCH_BEFORE_MEASURE_SQL) {
           // For experiments on the server, e.g. 'select pg_stat_statements_reset()'
           const s = postgres(pg.adminUrl, { max: 1, onnotice: () => {} });
           await s.unsafe(process.env.BENCH_BEFORE_MEASURE_SQL);
           await s.end();
         }
-        results.push(await workload('ours', reg.url, db.url, n, workers, reg.pid));
+        results.push(await workload('ours', reg.url, db.url, n, ourWorkers, reg.pid));
       } finally {
         await reg.stop();
+        await db.drop();
+      }
+    };
+    // --mode db: the registry's statements from this process, no HTTP (drivers.ts).
+    // The registry migrates the database and is stopped before the run.
+    const runDirect = async (n: number) => {
+      const db = await createDatabase(pg.adminUrl, { migrated: false });
+      const reg = await spawnRegistry({
+        databaseUrl: db.url,
+        replicaId: 'bench',
+        env: { MESH_LOG_LEVEL: 'warn' },
+      });
+      await reg.stop();
+      const store = directStore(db.url, Number(process.env.BENCH_POOL_SIZE ?? '20'));
+      try {
+        await workload('db-direct', '', db.url, warmup, ourWorkers, -1, store.connection); // not measured
+        results.push(await workload('db-direct', '', db.url, n, ourWorkers, -1, store.connection));
+      } finally {
+        await store.close();
         await db.drop();
       }
     };
@@ -331,6 +360,7 @@ async function main() {
       console.log(`round ${round}/${runs}`);
       for (const n of sizes) {
         if (only !== 'mcp') await runOurs(n);
+        if (args.mode === 'db') await runDirect(n);
         if (only !== 'ours' && haveMcp) await runMcp(n);
       }
       if (!args.n && only !== 'mcp') await runOurs(bigN);
@@ -358,7 +388,7 @@ async function main() {
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of medians) {
     console.log(
-      `| ${r.registry} | ${r.n} | ${r.workers} | ${fmt(r.submitPerSec)} | ${fmt(r.submitP50, 1)} / ${fmt(r.submitP99, 1)} | ${fmt(r.drainPerSec)} (${r.all.join(', ')}) | ${fmt(r.claimP50, 1)} / ${fmt(r.claimP99, 1)} | ${fmt(r.completeP50, 1)} / ${fmt(r.completeP99, 1)} | ${r.claims} | ${r.emptyClaims} (${r.emptyWhileQueued}, ${fmt((100 * r.emptyWhileQueued) / Math.max(1, r.claims), 2)}%) | ${results.filter((x) => x.registry === r.registry && x.n === r.n).every((x) => x.verified === 'ok') ? 'ok' : 'FAILED'} |`,
+      `| ${r.registry} | ${r.n} | ${r.workers}${r.batch ? `×${r.batch} slots` : ''} | ${fmt(r.submitPerSec)} | ${fmt(r.submitP50, 1)} / ${fmt(r.submitP99, 1)} | ${fmt(r.drainPerSec)} (${r.all.join(', ')}) | ${fmt(r.claimP50, 1)} / ${fmt(r.claimP99, 1)} | ${fmt(r.completeP50, 1)} / ${fmt(r.completeP99, 1)} | ${r.claims} | ${r.emptyClaims} (${r.emptyWhileQueued}, ${fmt((100 * r.emptyWhileQueued) / Math.max(1, r.claims), 2)}%) | ${results.filter((x) => x.registry === r.registry && x.n === r.n).every((x) => x.verified === 'ok') ? 'ok' : 'FAILED'} |`,
     );
   }
   console.log('');
@@ -373,7 +403,18 @@ async function main() {
   console.log('');
   for (const n of sizes) {
     const ours = medians.find((r) => r.registry === 'ours' && r.n === n);
-    const theirs = medians.find((r) => r.registry !== 'ours' && r.n === n);
+    const theirs = medians.find((r) => r.registry === 'mcp-mesh-3.7.1' && r.n === n);
+    const direct = medians.find((r) => r.registry === 'db-direct' && r.n === n);
+    if (ours && direct) {
+      const ourRuns = results.filter((r) => r.registry === 'ours' && r.n === n);
+      const directRuns = results.filter((r) => r.registry === 'db-direct' && r.n === n);
+      const paired = directRuns.map((d, i) =>
+        fmt((100 * (ourRuns[i]?.drainPerSec ?? Number.NaN)) / d.drainPerSec),
+      );
+      console.log(
+        `ours (HTTP) as a share of the same statements run directly (no HTTP) at N=${n}, W=${workers}: ${fmt((100 * ours.drainPerSec) / direct.drainPerSec)}% (medians); round by round ${paired.join('%, ')}%`,
+      );
+    }
     if (ours && theirs) {
       console.log(
         `ratio ours/theirs at N=${n}, W=${workers} (medians): claim→complete ${fmt(ours.drainPerSec / theirs.drainPerSec, 1)}x, submit ${fmt(ours.submitPerSec / theirs.submitPerSec, 1)}x`,
@@ -381,7 +422,7 @@ async function main() {
       // Each round's two runs follow each other, so their ratio is less exposed
       // to the machine's drift over the whole run than the ratio of medians.
       const ourRuns = results.filter((r) => r.registry === 'ours' && r.n === n);
-      const theirRuns = results.filter((r) => r.registry !== 'ours' && r.n === n);
+      const theirRuns = results.filter((r) => r.registry === 'mcp-mesh-3.7.1' && r.n === n);
       const paired = theirRuns
         .map((t, i) => (ourRuns[i]?.drainPerSec ?? Number.NaN) / t.drainPerSec)
         .filter(Number.isFinite)

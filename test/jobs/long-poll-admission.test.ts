@@ -40,7 +40,11 @@ describe('long-poll claims under admission', () => {
     const waitMs = 3_000;
     const started = performance.now();
     const parkedClaims = Array.from({ length: 40 }, (_, i) =>
-      call(r.url, 'POST', '/jobs/claim', { capability: 'lp-adm-idle', instance_id: `w${i}`, wait_ms: waitMs }),
+      call(r.url, 'POST', '/jobs/claim', {
+        capability: 'lp-adm-idle',
+        instance_id: `w${i}`,
+        wait_ms: waitMs,
+      }),
     );
     await until('40 claims parked', async () => (await parked()) === 40);
     // The claim lane (4 slots) is free: a plain claim and a submission answer at once.

@@ -240,6 +240,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       main: new PoolUsage(config.dbPoolSize),
       jobs: new PoolUsage(config.dbJobPoolSize),
       status: new PoolUsage(1),
+      heartbeats: new PoolUsage(2),
     };
     const sql = pools.main.wrap(
       createDb(databaseUrl, {
@@ -257,6 +258,16 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         max: config.dbJobPoolSize,
         applicationName: `mesh-registry:${config.replicaId}:jobs`,
         settings: statementTimeout,
+      }).sql,
+    );
+    // Heartbeat timestamps only (services/heartbeats.ts): their commits need no
+    // WAL flush, so these connections set synchronous_commit off. Never job
+    // state, status or topology: those go through `sql`, durably.
+    const beatSql = pools.heartbeats.wrap(
+      createDb(databaseUrl, {
+        max: 2,
+        applicationName: `mesh-registry:${config.replicaId}:heartbeats`,
+        settings: { synchronous_commit: 'off' },
       }).sql,
     );
     // Its own connection, short connect timeout: an outage shows within a second or two.
@@ -311,6 +322,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       sql,
       { timeoutThresholdSeconds: Math.ceil(config.agentTimeoutMs / 1000) },
       logger.child({ component: 'agents' }),
+      beatSql,
     );
     const admission = new Admission({
       maxInFlight: config.maxInFlight,
@@ -329,8 +341,8 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         schemaVersion: result.schemaVersion,
       },
       processMetrics: true,
-      poolSize: config.dbPoolSize + config.dbJobPoolSize,
-      statements: () => jobs.statementStats,
+      poolSize: config.dbPoolSize + config.dbJobPoolSize + 2,
+      statements: () => ({ ...jobs.statementStats, ...agents.heartbeats.statementStats }),
       pools,
       ...(claimWaiters ? { parkedClaims: () => claimWaiters.parkedCount } : {}),
     });
@@ -559,6 +571,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         await Promise.all([
           sql.end({ timeout: 5 }),
           jobSql.end({ timeout: 5 }),
+          beatSql.end({ timeout: 5 }),
           statusSql.end({ timeout: 1 }),
           dashboardSql.end({ timeout: 1 }),
         ]);

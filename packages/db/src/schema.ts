@@ -164,7 +164,11 @@ export const agents = pgTable(
   (t) => [
     check('agents_status_check', sql`${t.status} in ('healthy', 'unhealthy')`),
     index('agents_name_idx').on(t.name),
-    index('agents_status_updated_idx').on(t.status, t.updatedAt),
+    // By status only (0004_agents_heartbeat_hot): updated_at changes at every
+    // heartbeat, and an index on it made each heartbeat write a new index entry
+    // in every index of the table; with none, PostgreSQL updates the row in place
+    // (a HOT update). The health monitor reads the healthy agents and filters.
+    index('agents_status_idx').on(t.status),
   ],
 );
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Sql } from '@mesh/db';
 import {
   type AgentInfo,
@@ -13,10 +14,11 @@ import type postgres from 'postgres';
 import { ApiError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { isHostOnly } from './cancel-forward.ts';
+import { Heartbeats, topologyKey } from './heartbeats.ts';
+import { canonical } from './jobs.ts';
 import { endpointOf, type Provider, Resolver } from './resolution.ts';
 
-/** registry_settings keys. */
-const topologyKey = 'topology_changed_at';
+/** registry_settings keys (the topology clock's is in heartbeats.ts). */
 export const graceKey = 'outage_grace_until';
 
 /** SQL: true while the registry is in its post-outage grace (DESIGN.md §4.7). */
@@ -28,6 +30,17 @@ const idPattern = agentIdentifierPattern;
 interface StoredRegistration {
   tools: ToolRegistration[];
   resolved: Record<string, ResolvedDependency[]>;
+  /**
+   * What the registration said (registrationFingerprint): a full heartbeat that
+   * says the same again only refreshes timestamps. Older releases neither write
+   * nor read it; a row without it takes the full path.
+   */
+  fingerprint?: string;
+}
+
+/** The fingerprint of a registration: its body as sent (canonical JSON) and the SDK version header. */
+export function registrationFingerprint(body: AgentRegistration, sdkVersion: string | null): string {
+  return createHash('sha256').update(canonical({ body, sdkVersion })).digest('base64url');
 }
 
 interface AgentRow {
@@ -103,6 +116,8 @@ export function checkRegistration(body: AgentRegistration): void {
   });
 }
 
+const sameJson = (a: unknown, b: unknown) => canonical(a) === canonical(b);
+
 const depsOf = (tool: ToolRegistration): ToolDependency[] => (tool.dependencies ?? []) as ToolDependency[];
 
 /**
@@ -111,11 +126,22 @@ const depsOf = (tool: ToolRegistration): ToolDependency[] => (tool.dependencies 
  * and the topology clock behind HEAD's 202.
  */
 export class AgentStore {
+  /** Shared heartbeat statements (heartbeats.ts); their counts feed the coalescing metrics. */
+  readonly heartbeats: Heartbeats;
+
+  /**
+   * @param beatSql connections for heartbeat timestamps only, opened with
+   *   `synchronous_commit = off` by the server (heartbeats.ts says why that is
+   *   safe); `sql` when not given.
+   */
   constructor(
     private readonly sql: Sql,
     private readonly settings: AgentSettings,
     private readonly logger: Logger,
-  ) {}
+    beatSql: Sql = sql,
+  ) {
+    this.heartbeats = new Heartbeats(beatSql);
+  }
 
   /**
    * The providers dependency resolution needs: those of `capabilities`, then
@@ -175,6 +201,25 @@ export class AgentStore {
     checkRegistration(body);
     const agentId = (body.agent_id ?? '').trim();
     const timestamp = () => new Date().toISOString();
+    const fingerprint = registrationFingerprint(body, sdkVersion);
+    const tools = body.tools ?? [];
+    // The same registration again from a healthy agent (an SDK's periodic full
+    // heartbeat): a shared timestamp refresh, then the dependencies resolved afresh.
+    const refresh = agentId ? await this.heartbeats.refresh({ id: agentId, fingerprint }) : undefined;
+    if (refresh?.refreshed) {
+      const { resolved, total, ok } = await this.resolveTools(tools);
+      if (!sameJson(resolved, refresh.resolved)) {
+        await this.storeResolution(agentId, { tools, resolved, fingerprint }, total, ok);
+      }
+      return {
+        agent_id: agentId,
+        status: 'success',
+        message: 'Agent updated via heartbeat',
+        timestamp: timestamp(),
+        dependencies_resolved: resolved,
+        llm_tools: {},
+      };
+    }
     const error = (message: string): RegistrationResponse => ({
       agent_id: agentId,
       status: 'error',
@@ -201,18 +246,24 @@ export class AgentStore {
         }
       }
     }
-    const tools = body.tools ?? [];
     const description = (body.description ?? '').trim().slice(0, 256);
     await this.sql.begin(async (tx) => {
       await tx`
         insert into agents (agent_id, name, agent_type, runtime, version, description, namespace, http_host, http_port,
-                            status, sdk_version, created_at, updated_at, last_full_refresh)
+                            status, sdk_version, created_at, updated_at, last_full_refresh, registration)
         values (${agentId}, ${name}, ${body.agent_type ?? 'mcp_agent'}, ${body.runtime ?? 'python'},
                 ${body.version || null}, ${description}, ${namespace}, ${body.http_host || null},
                 ${body.http_port && body.http_port > 0 ? body.http_port : null}, 'healthy', ${sdkVersion},
-                now(), now(), now())
+                now(), now(), now(),
+                ${tx.json({ tools, resolved: {}, fingerprint } as never)})
         on conflict (agent_id) do update set
           status = 'healthy', updated_at = now(), last_full_refresh = now(), sdk_version = excluded.sdk_version,
+          -- The tools and their fingerprint change with the capabilities, in this
+          -- transaction: a later full heartbeat with the same fingerprint may then
+          -- skip rewriting them. The resolution follows (storeResolution).
+          registration = jsonb_build_object('tools', excluded.registration->'tools',
+                                            'resolved', coalesce(agents.registration->'resolved', '{}'::jsonb),
+                                            'fingerprint', excluded.registration->'fingerprint'),
           description = excluded.description,
           version = coalesce(excluded.version, agents.version),
           http_host = coalesce(excluded.http_host, agents.http_host),
@@ -250,25 +301,8 @@ export class AgentStore {
       if (existing?.status !== 'healthy') await this.bumpTopology(tx);
     });
 
-    const resolver = new Resolver(
-      await this.providers(tools.flatMap((t) => depsOf(t).map((d) => d.capability ?? ''))),
-    );
-    const resolved: Record<string, ResolvedDependency[]> = {};
-    let total = 0;
-    let ok = 0;
-    for (const t of tools) {
-      const deps = depsOf(t);
-      if (deps.length === 0) continue;
-      const r = await resolver.resolveAllAsync(deps);
-      resolved[t.function_name ?? ''] = r;
-      total += r.length;
-      ok += r.filter((x) => x.status === 'available').length;
-    }
-    const stored: StoredRegistration = { tools, resolved };
-    await this.sql`
-      update agents set registration = ${this.sql.json(stored as never)}, total_dependencies = ${total},
-                        dependencies_resolved = ${ok}
-      where agent_id = ${agentId}`;
+    const { resolved, total, ok } = await this.resolveTools(tools);
+    await this.storeResolution(agentId, { tools, resolved, fingerprint }, total, ok);
     return {
       agent_id: agentId,
       status: 'success',
@@ -279,6 +313,44 @@ export class AgentStore {
     };
   }
 
+  /** Resolves every tool's declared dependencies against the providers registered now. */
+  private async resolveTools(
+    tools: ToolRegistration[],
+  ): Promise<{ resolved: Record<string, ResolvedDependency[]>; total: number; ok: number }> {
+    const resolved: Record<string, ResolvedDependency[]> = {};
+    let total = 0;
+    let ok = 0;
+    const wanted = tools.flatMap((t) => depsOf(t).map((d) => d.capability ?? ''));
+    if (wanted.length === 0) return { resolved, total, ok };
+    const resolver = new Resolver(await this.providers(wanted));
+    for (const t of tools) {
+      const deps = depsOf(t);
+      if (deps.length === 0) continue;
+      const r = await resolver.resolveAllAsync(deps);
+      resolved[t.function_name ?? ''] = r;
+      total += r.length;
+      ok += r.filter((x) => x.status === 'available').length;
+    }
+    return { resolved, total, ok };
+  }
+
+  /**
+   * Stores a registration's resolution, unless another registration of the
+   * agent (another fingerprint) committed meanwhile: its own resolution wins,
+   * and the stored tools always match the agent's capabilities.
+   */
+  private async storeResolution(
+    agentId: string,
+    stored: StoredRegistration & { fingerprint: string },
+    total: number,
+    ok: number,
+  ): Promise<void> {
+    await this.sql`
+      update agents set registration = ${this.sql.json(stored as never)}, total_dependencies = ${total},
+                        dependencies_resolved = ${ok}
+      where agent_id = ${agentId} and registration->>'fingerprint' = ${stored.fingerprint}`;
+  }
+
   private async bumpTopology(tx: postgres.TransactionSql | Sql): Promise<void> {
     await tx`
       insert into registry_settings (key, value, updated_at)
@@ -287,27 +359,15 @@ export class AgentStore {
   }
 
   /**
-   * HEAD /heartbeat/{id} in one statement: refreshes a healthy agent, tells it
-   * whether the topology changed since its last full heartbeat (202), and counts
-   * claimable work for its name group (capped at 100). Unknown or unhealthy: 410.
+   * HEAD /heartbeat/{id}: refreshes a healthy agent, tells it whether the
+   * topology changed since its last full heartbeat (202), and counts claimable
+   * work for its name group (capped at 100). Unknown or unhealthy: 410.
+   * Concurrent heartbeats share one statement (heartbeats.ts).
    */
   async fastHeartbeat(agentId: string): Promise<{ status: 200 | 202 | 410; pending: number }> {
-    const [row] = await this.sql<{ changed: boolean; pending: number }[]>`
-      with touched as (
-        update agents set updated_at = now() where agent_id = ${agentId} and status = 'healthy'
-        returning agent_id, name, last_full_refresh
-      )
-      select coalesce((select (value->>'at')::timestamptz from registry_settings where key = ${topologyKey})
-                        > t.last_full_refresh, false) as changed,
-             (select count(*)::int from (
-                select 1 from jobs j
-                where j.status = 'working' and j.owner_instance_id is null and j.attempt_count <= j.max_retries
-                  and j.capability in (select c.capability from agent_capabilities c join agents a on a.agent_id = c.agent_id
-                                       where a.name = t.name)
-                limit 100) as p) as pending
-      from touched t`;
-    if (!row) return { status: 410, pending: 0 };
-    return { status: row.changed ? 202 : 200, pending: row.pending };
+    const beat = await this.heartbeats.beat(agentId);
+    if (!beat.found) return { status: 410, pending: 0 };
+    return { status: beat.changed ? 202 : 200, pending: beat.pending };
   }
 
   /** DELETE /agents/{id}: marks the agent unhealthy (kept for the orphan sweep); idempotent. */

@@ -203,7 +203,7 @@ export interface NewJob {
 type Created = { id: string; status: JobStatus; owner_instance_id: string | null };
 
 /** Canonical JSON (object keys sorted): equal values, equal text, whatever the key order sent. */
-function canonical(value: unknown): string {
+export function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
   if (value !== null && typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>)
@@ -365,6 +365,9 @@ export class JobStore {
     f: ListFilter,
   ): Promise<{ rows: Job[]; last: { micros: bigint; id: string } | undefined; more: boolean }> {
     const s = this.sql;
+    // `desc nulls last` as jobs_list_idx is declared (both columns are NOT NULL,
+    // so the order is the same): plain `desc` means nulls first, which the index
+    // cannot give, and every page sorted the whole table (issue 17, plans.test.ts).
     // The page ends early past limits.maxResponseBytes of payloads and results
     // (the first row always comes): the cursor continues from the last row sent.
     const rows = await s<(JobRow & { micros: string; n: string; fetched: string })[]>`
@@ -383,11 +386,13 @@ export class JobStore {
                 ? s`and (submitted_at, id) < ('epoch'::timestamptz + ${f.after.micros.toString()}::bigint * interval '1 microsecond', ${f.after.id}::uuid)`
                 : s``
             }
-          order by submitted_at desc, id desc
-          limit ${f.limit + 1}) as j
-        window w as (order by submitted_at desc, id desc)) as budgeted
+          order by submitted_at desc nulls last, id desc nulls last
+          -- A literal (the route allows 1..200), so that the generic plan is
+          -- made for the page's size.
+          limit ${s.unsafe(String(Math.trunc(f.limit) + 1))}) as j
+        window w as (order by submitted_at desc nulls last, id desc nulls last)) as budgeted
       where n = 1 or running <= ${limits.maxResponseBytes}
-      order by submitted_at desc, id desc`;
+      order by submitted_at desc nulls last, id desc nulls last`;
     const cut = rows.length < Number(rows[0]?.fetched ?? 0);
     const more = cut || rows.length > f.limit;
     const kept = cut ? rows : rows.slice(0, f.limit);

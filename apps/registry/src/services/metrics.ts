@@ -29,7 +29,7 @@ export function createMetrics(collect: {
   build?: { version: string; replicaId: string; bootId: string; schemaVersion: number };
   /** prom-client's process metrics (CPU, memory, event-loop lag); once per process. */
   processMetrics?: boolean;
-  /** Connections the replica may open: --db-pool-size + --db-job-pool-size. */
+  /** Connections the replica may open: --db-pool-size + --db-job-pool-size + 2 for heartbeats. */
   poolSize: number;
   /** Requests served by shared statements, and those statements (JobStore.statementStats). */
   statements?: () => Record<string, { requests: number; statements: number }>;
@@ -121,7 +121,7 @@ export function createMetrics(collect: {
   });
   new Gauge({
     name: 'mesh_db_pool_max_connections',
-    help: 'PostgreSQL connections this replica may open: the pool and the connections of the shared job statements',
+    help: 'PostgreSQL connections this replica may open: the pool and the connections of the shared job and heartbeat statements',
     registers: [registry],
     collect() {
       this.set(collect.poolSize);
@@ -133,12 +133,12 @@ export function createMetrics(collect: {
       [
         'requests',
         'mesh_coalesced_requests_total',
-        'Claim and delta requests served by shared database statements, by kind',
+        'Claim, delta and heartbeat requests served by shared database statements, by kind',
       ],
       [
         'statements',
         'mesh_coalesced_statements_total',
-        'Shared database statements that served claim and delta requests, by kind',
+        'Shared database statements that served claim, delta and heartbeat requests, by kind',
       ],
     ] as const;
     for (const [field, name, help] of counted) {

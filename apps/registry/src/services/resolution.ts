@@ -54,8 +54,49 @@ export function versionMatches(constraint: string, version: string): boolean {
   return constraint === version;
 }
 
-const compareVersions = (a: string, b: string): number =>
-  semver.valid(a) && semver.valid(b) ? semver.compare(a, b) : a.localeCompare(b);
+/**
+ * Parsed versions and ranges, each string parsed once per Resolver: a listing
+ * compares the versions of every provider of a capability, and parsing them at
+ * each comparison was most of GET /agents' time with 10,000 agents (issue 17).
+ */
+class Versions {
+  private readonly parsed = new Map<string, semver.SemVer | null>();
+  private readonly ranges = new Map<string, semver.Range | null>();
+
+  private version(v: string): semver.SemVer | null {
+    let out = this.parsed.get(v);
+    if (out === undefined) {
+      out = semver.valid(v) ? new semver.SemVer(v) : null;
+      this.parsed.set(v, out);
+    }
+    return out;
+  }
+
+  private range(r: string): semver.Range | null {
+    let out = this.ranges.get(r);
+    if (out === undefined) {
+      out = semver.validRange(r) ? new semver.Range(r) : null;
+      this.ranges.set(r, out);
+    }
+    return out;
+  }
+
+  /** As versionMatches. */
+  matches(constraint: string, version: string): boolean {
+    if (!version) return false;
+    const v = this.version(version);
+    const r = v ? this.range(constraint) : null;
+    if (v && r) return r.test(v);
+    return constraint === version;
+  }
+
+  /** Semver order when both parse, else string order. */
+  compare(a: string, b: string): number {
+    const va = this.version(a);
+    const vb = va ? this.version(b) : null;
+    return va && vb ? va.compare(vb) : a.localeCompare(b);
+  }
+}
 
 /**
  * Resolves dependencies against the known providers. A provider is available
@@ -67,6 +108,7 @@ export class Resolver {
   private readonly availability = new Map<Provider, boolean>();
   /** Winners of dependencies already resolved, by (capability, tags, version): repeats cost nothing. */
   private readonly winners = new Map<string, Provider | undefined>();
+  private readonly versions = new Versions();
   /**
    * Providers examined so far: callers resolving many dependencies yield to
    * the event loop every so many (`resolveAllAsync`).
@@ -118,16 +160,14 @@ export class Resolver {
       if (!this.available(p, visiting)) continue;
       const score = dep.tags?.length ? tagScore(dep.tags, p.tags) : 0;
       if (score === null) continue;
-      if (dep.version && !versionMatches(dep.version, p.version)) continue;
-      if (
-        !winner ||
-        score > winner.score ||
-        (score === winner.score &&
-          (compareVersions(p.version, winner.p.version) > 0 ||
-            (compareVersions(p.version, winner.p.version) === 0 && p.agentId < winner.p.agentId)))
-      ) {
+      if (dep.version && !this.versions.matches(dep.version, p.version)) continue;
+      if (!winner || score > winner.score) {
         winner = { p, score };
+        continue;
       }
+      if (score < winner.score) continue;
+      const order = this.versions.compare(p.version, winner.p.version);
+      if (order > 0 || (order === 0 && p.agentId < winner.p.agentId)) winner = { p, score };
     }
     return winner?.p;
   }
