@@ -124,6 +124,9 @@ describe('lease renewals the worker gets back late (forced interleaving)', () =>
         capability,
         concurrency: 1,
         renewEveryMs: 100,
+        // Polls instead of long-polling: a parked claim of this worker would be
+        // woken by the release and take the job back before 'another-agent'.
+        longPollMs: 0,
         onNotice: (x) => notices.push(x),
         handler: async (ctx) => {
           signal = ctx.signal;
