@@ -324,6 +324,10 @@ describe(`rolling upgrade 0.1.0 → ${current}`, () => {
       const records = allAgents.flatMap((a) => a.records);
       const log = checkJobLog(records, jobs);
       expect(log.twice).toEqual([]);
+      // A job with no committed completion, with what its agents logged of it (diagnosis).
+      expect(
+        log.neverCommitted.map((id) => ({ id, records: records.filter((r) => String(r.jobId) === id) })),
+      ).toEqual([]);
       expect(log.committed.size).toBe(jobs.length);
       expect(log.staleAccepted).toEqual([]);
       const rejectedStale = log.rejectedStale;

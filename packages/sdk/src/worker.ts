@@ -371,6 +371,11 @@ class Execution {
     const res = await this.client.deltas(this.instanceId, [{ id: this.job.id, ...this.fenced(), ...delta }]);
     const rejected = res.rejected[0];
     if (rejected) {
+      // Our own terminal write sent again after its answer was lost (settle()
+      // resends on a cut or a 503 whose commit landed): a registry without
+      // replay answers (0.1.0, MCP Mesh 3.7) says already_terminal. One read
+      // tells: the job ended with this outcome, by this instance, at this epoch.
+      if (rejected.reason === 'already_terminal' && (await this.ownTerminalWriteLanded(kind))) return true;
       this.refused(kind, rejected.reason);
       const reason = rejectionReason(rejected.reason);
       if (reason) this.abortWith(reason);
@@ -378,6 +383,18 @@ class Execution {
     }
     this.nextRenewAt = Date.now() + this.renewEveryMs;
     return res.accepted === 1;
+  }
+
+  /** Whether the job ended as `kind` says, by this instance at this epoch (fenced claims only). */
+  private async ownTerminalWriteLanded(kind: WriteKind): Promise<boolean> {
+    if ((kind !== 'complete' && kind !== 'fail') || this.epoch === null) return false;
+    const job = await this.client.getJob(this.job.id).catch(() => undefined);
+    return (
+      job !== undefined &&
+      job.status === (kind === 'complete' ? 'completed' : 'failed') &&
+      job.owner_instance_id === this.instanceId &&
+      job.claim_epoch === this.epoch
+    );
   }
 
   /** Renews this job's lease alone (fenced); false, and aborted, when it is no longer ours. */
