@@ -28,7 +28,10 @@ describe('cancels and re-claims through another replica', () => {
       client: viaA,
       instanceId: 'sig-worker',
       capability: 'busy',
-      concurrency: 2,
+      // One slot: while the handler is busy no long-poll claim of this worker is
+      // parked, so a force-reclaimed job cannot be claimed back by the worker
+      // itself (which would tell it "claimed again" before the signal does).
+      concurrency: 1,
       // Far from any renewal: only the long-poll can tell the handler in time.
       renewEveryMs: 20_000,
       maxIdleMs: 100, // claim the next round's job promptly (the test's pace, not what is measured)
