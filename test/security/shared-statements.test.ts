@@ -10,7 +10,13 @@ let r: RegistryProcess;
 let local: TestRegistry;
 
 beforeAll(async () => {
-  r = await spawnRegistry({ databaseUrl: db.url, replicaId: 'shared' });
+  r = await spawnRegistry({
+    databaseUrl: db.url,
+    replicaId: 'shared',
+    // 400 claims at once: admitted, not shed (shedding has its own test,
+    // test/chaos/overload.test.ts); this one is about shared statements.
+    env: { MESH_MAX_QUEUED: '1000', MESH_MAX_QUEUE_WAIT: '60s' },
+  });
   local = await startTestRegistry(db.url);
 });
 afterAll(async () => {

@@ -375,7 +375,13 @@ class Execution {
       // resends on a cut or a 503 whose commit landed): a registry without
       // replay answers (0.1.0, MCP Mesh 3.7) says already_terminal. One read
       // tells: the job ended with this outcome, by this instance, at this epoch.
-      if (rejected.reason === 'already_terminal' && (await this.ownTerminalWriteLanded(kind))) return true;
+      if (rejected.reason === 'already_terminal') {
+        if (await this.ownTerminalWriteLanded(kind)) return true;
+        // A renewal or progress write that raced this attempt's own terminal
+        // write (the 3.7 wire renews by writing): that write's answer decides,
+        // and a handler that returned is never aborted (as applyLeaseOutcome).
+        if (kind !== 'complete' && kind !== 'fail' && (this.finishing || this.settled)) return false;
+      }
       this.refused(kind, rejected.reason);
       const reason = rejectionReason(rejected.reason);
       if (reason) this.abortWith(reason);
