@@ -41,5 +41,11 @@ export function answerClientErrors(server: Server): void {
     socket.end(
       `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
+    // A body still arriving (a refused request with a large Content-Length):
+    // read and drop it for a while, so closing with unread data does not reset
+    // the connection before the client reads the answer (as for a 413).
+    socket.on('data', () => {});
+    socket.resume();
+    setTimeout(() => socket.destroy(), 2_000).unref();
   });
 }
