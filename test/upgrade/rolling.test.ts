@@ -70,6 +70,9 @@ describe(`rolling upgrade 0.1.0 → ${current}`, () => {
       replicaId: id,
       port,
       adminPort,
+      // Unbounded as 0.1.0 is: a submission answered 503 by the bound may still
+      // commit, and this test's submitter counts only answered submissions.
+      env: { MESH_DB_REQUEST_TIMEOUT: '0' },
       // The fleet's first start is an "outage" (no replica was live): its grace
       // would keep the paused agent's jobs from the lease sweep past the test.
       args: [
