@@ -180,6 +180,14 @@ const defaultDataDir = () =>
     ? '/var/lib/mesh-registry'
     : join(process.env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'mesh-registry');
 
+/** A boolean setting: true/1/yes/on (or empty) and false/0/no/off. */
+const flag = (raw: string) => {
+  const t = raw.trim().toLowerCase();
+  if (['', 'true', '1', 'yes', 'on'].includes(t)) return ok(true);
+  if (['false', '0', 'no', 'off'].includes(t)) return ok(false);
+  return bad(`must be true or false, got "${raw}"`);
+};
+
 const settings: Setting<keyof RegistryConfig>[] = [
   {
     key: 'databaseUrl',
@@ -416,12 +424,7 @@ const settings: Setting<keyof RegistryConfig>[] = [
     flag: 'require-claim-epoch',
     env: ['MESH_REQUIRE_CLAIM_EPOCH'],
     describe: 'Refuse owner writes without claim_epoch, once every agent is upgraded (default false)',
-    parse: (raw) => {
-      const t = raw.trim().toLowerCase();
-      if (['', 'true', '1', 'yes', 'on'].includes(t)) return ok(true);
-      if (['false', '0', 'no', 'off'].includes(t)) return ok(false);
-      return bad(`must be true or false, got "${raw}"`);
-    },
+    parse: flag,
     fallback: () => false,
   },
   {
@@ -430,12 +433,7 @@ const settings: Setting<keyof RegistryConfig>[] = [
     env: ['MESH_ADVERTISE_ADMIN_PORT'],
     describe:
       "Say the admin listener's port (never a host or URL) in /health, so meshctl finds it without --admin-url (default true; false hides it)",
-    parse: (raw) => {
-      const t = raw.trim().toLowerCase();
-      if (['', 'true', '1', 'yes', 'on'].includes(t)) return ok(true);
-      if (['false', '0', 'no', 'off'].includes(t)) return ok(false);
-      return bad(`must be true or false, got "${raw}"`);
-    },
+    parse: flag,
     fallback: () => true,
   },
   {
@@ -444,12 +442,7 @@ const settings: Setting<keyof RegistryConfig>[] = [
     env: ['MESH_LONG_POLL_CLAIM'],
     describe:
       'Let POST /jobs/claim park up to wait_ms until work is queued (feature long-poll-claim; default true; false: claims answer at once and clients poll)',
-    parse: (raw) => {
-      const t = raw.trim().toLowerCase();
-      if (['', 'true', '1', 'yes', 'on'].includes(t)) return ok(true);
-      if (['false', '0', 'no', 'off'].includes(t)) return ok(false);
-      return bad(`must be true or false, got "${raw}"`);
-    },
+    parse: flag,
     fallback: () => true,
   },
   {
