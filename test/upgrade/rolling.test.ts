@@ -70,9 +70,6 @@ describe(`rolling upgrade 0.1.0 → ${current}`, () => {
       replicaId: id,
       port,
       adminPort,
-      // Unbounded as 0.1.0 is: a submission answered 503 by the bound may still
-      // commit, and this test's submitter counts only answered submissions.
-      env: { MESH_DB_REQUEST_TIMEOUT: '0' },
       // The fleet's first start is an "outage" (no replica was live): its grace
       // would keep the paused agent's jobs from the lease sweep past the test.
       args: [
@@ -131,19 +128,25 @@ describe(`rolling upgrade 0.1.0 → ${current}`, () => {
     expect(JSON.parse(oldStatus.stdout)).toMatchObject({ version: '0.1.0', replica_id: 'r1' });
 
     // ── The job stream ───────────────────────────────────────────────────────
-    const submitted = new Set<string>();
+    // Each submission n carries an Idempotency-Key and is retried with it on the
+    // next replica until one answers 201, as the SDK does. An attempt that got no
+    // answer or a 5xx (a replica being replaced, the database bound's 503, the
+    // client's timeout) may still have committed: its n is "in doubt". A 0.2.0
+    // replica answers a retry with the job the first attempt created; 0.1.0
+    // ignores the key, so only an in-doubt n may end with two jobs.
+    const submitted = new Map<number, string>();
+    const inDoubt = new Set<number>();
     let submitErrors = 0;
     let streaming = true;
     let streamAt = { n: 0, url: '', since: 0 };
     const stream = (async () => {
       for (let n = 0; streaming; n++) {
-        // As a client with the fleet's URLs does: a replica being replaced
-        // refuses the connection, the next one takes the job.
-        for (let attempt = 0; attempt < urls.length; attempt++) {
+        for (let attempt = 0; attempt < 3 * urls.length && !submitted.has(n); attempt++) {
           const url = urls[(n + attempt) % urls.length] as string;
           streamAt = { n, url, since: Date.now() };
           const res = await fetch(`${url}/jobs`, {
             method: 'POST',
+            headers: { 'content-type': 'application/json', 'idempotency-key': `"rolling-${n}"` },
             signal: AbortSignal.timeout(10_000),
             // One job in ten runs for 1.5 s: agents hold claims across every step.
             body: JSON.stringify({
@@ -153,10 +156,14 @@ describe(`rolling upgrade 0.1.0 → ${current}`, () => {
             }),
           }).catch(() => undefined);
           if (res?.status === 201) {
-            submitted.add(((await res.json()) as { id: string }).id);
+            submitted.set(n, ((await res.json()) as { id: string }).id);
             break;
           }
+          // A refusal before the request was read (no answer on a closed port,
+          // 429) cannot have committed; anything else might have.
+          if (res === undefined || res.status >= 500) inDoubt.add(n);
           submitErrors += 1;
+          if (attempt >= urls.length - 1) await new Promise((r) => setTimeout(r, 200));
         }
         await new Promise((r) => setTimeout(r, 25));
       }
@@ -172,7 +179,7 @@ describe(`rolling upgrade 0.1.0 → ${current}`, () => {
           const logs = slots.map(
             (s) => `${s.id} (${s.version}):\n${s.proc.logs().split('\n').slice(-8).join('\n')}`,
           );
-          const streamState = `stream: ${submitted.size} submitted, ${submitErrors} retried, at ${JSON.stringify(streamAt)}`;
+          const streamState = `stream: ${submitted.size} submitted, ${inDoubt.size} in doubt, ${submitErrors} retried, at ${JSON.stringify(streamAt)}`;
           throw new Error(
             `fewer than ${more} completions in 60 s ${during}\n${streamState}\n${tails.join('\n')}\n${logs.join('\n')}`,
           );
@@ -316,11 +323,20 @@ describe(`rolling upgrade 0.1.0 → ${current}`, () => {
             { open: number },
           ];
       }
-      const jobs = await sql<{ id: string; status: string; claim_epoch: string }[]>`
-        select id, status, claim_epoch from jobs`;
-      expect(jobs.length).toBe(submitted.size);
+      const jobs = await sql<{ id: string; status: string; claim_epoch: string; n: number }[]>`
+        select id, status, claim_epoch, (submitted_payload->>'n')::int as n from jobs`;
       expect(jobs.filter((j) => j.status !== 'completed')).toEqual([]);
-      expect(new Set(jobs.map((j) => j.id))).toEqual(submitted);
+      // Nothing lost: every answered submission is a job.
+      const ids = new Set(jobs.map((j) => j.id));
+      expect([...submitted.values()].filter((id) => !ids.has(id))).toEqual([]);
+      // Nothing invented or doubled: every job is an answered or in-doubt
+      // submission, and a second job for one submission only where an attempt
+      // went unanswered (and its retry reached a replica that ignores the key).
+      const byN = new Map<number, string[]>();
+      for (const j of jobs) byN.set(j.n, [...(byN.get(j.n) ?? []), j.id]);
+      expect([...byN.keys()].filter((n) => !submitted.has(n) && !inDoubt.has(n))).toEqual([]);
+      const doubled = [...byN].filter(([, js]) => js.length > 1);
+      expect(doubled.filter(([n]) => !inDoubt.has(n))).toEqual([]);
 
       // Exactly once: one committed completion per job, with the job's final epoch
       // (the checker the chaos suite shares, test/support/job-log.ts).
@@ -352,7 +368,11 @@ describe(`rolling upgrade 0.1.0 → ${current}`, () => {
 
       const figures = {
         jobs: jobs.length,
-        submissions_retried_elsewhere: submitErrors,
+        submissions_answered: submitted.size,
+        submissions_in_doubt: inDoubt.size,
+        in_doubt_committed: [...inDoubt].filter((n) => byN.has(n) && !submitted.has(n)).length,
+        doubled_by_0_1_0: doubled.length,
+        submission_attempts_retried: submitErrors,
         claims: claims.length,
         longest_claim_gap_ms: longestGap,
         rejected_stale_writes: rejectedStale,
