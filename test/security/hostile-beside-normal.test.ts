@@ -63,19 +63,19 @@ function hostile(base: string) {
   let running = true;
   const statuses = new Map<number, number>();
   const count = (s: number) => statuses.set(s, (statuses.get(s) ?? 0) + 1);
+  // Bodies built once: the measured stream shares this process's event loop,
+  // and building 900 KB per request here would count against the registry.
   const nested = `${'{"a":'.repeat(5_000)}1${'}'.repeat(5_000)}`;
+  const wedge = `{"agent_id":"wedge","tools":[${Array(300_000).fill('{}').join(',')}]}`;
+  const deps = JSON.stringify({
+    agent_id: 'deps',
+    tools: [{ function_name: 'f', capability: 'c', dependencies: Array(2_000).fill({ capability: '' }) }],
+  });
   const requests: (() => Promise<number>)[] = [
     // 300,000 empty tools (about 900 KB).
-    () =>
-      post(base, '/heartbeat', `{"agent_id":"wedge","tools":[${Array(300_000).fill('{}').join(',')}]}`).then(
-        (r) => r.status,
-      ),
+    () => post(base, '/heartbeat', wedge).then((r) => r.status),
     // 2,000 dependencies on capability "".
-    () =>
-      post(base, '/heartbeat', {
-        agent_id: 'deps',
-        tools: [{ function_name: 'f', capability: 'c', dependencies: Array(2_000).fill({ capability: '' }) }],
-      }).then((r) => r.status),
+    () => post(base, '/heartbeat', deps).then((r) => r.status),
     // A path-smuggling http_host aimed at the admin routes.
     () =>
       post(base, '/heartbeat', {

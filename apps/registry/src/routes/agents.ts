@@ -1,23 +1,15 @@
 import { type AgentsListResponse, agentRegistration, headers, limits } from '@mesh/protocol';
 import { Hono } from 'hono';
 import type { AppEnv } from '../app.ts';
-import { ApiError } from '../errors.ts';
 import { readJson } from './input.ts';
 
 /** MCP Mesh 3.7's agent routes: register / heartbeat, fast heartbeat, list, unregister. */
 export const agentRoutes = new Hono<AppEnv>()
   .post('/heartbeat', async (c) => {
     const body = await readJson(c, agentRegistration, {
-      // 300,000 tools would cost seconds of validation before the service's own
-      // bound refused them (issue 18): count them first.
-      precheck: ({ tools }) => {
-        if (Array.isArray(tools) && tools.length > limits.maxToolsPerAgent) {
-          throw new ApiError(
-            'bad_request',
-            `at most ${limits.maxToolsPerAgent} tools per agent, got ${tools.length}`,
-          );
-        }
-      },
+      // 300,000 tools would cost their parse and validation before the
+      // service's own bound refused them (issue 18): count them first.
+      maxItems: { tools: [limits.maxToolsPerAgent, 'tools per agent'] },
     });
     // Semantic rejections answer 200 with status "error", as in 3.7.
     return c.json(await c.get('deps').agents.register(body, c.req.header(headers.sdkVersion) ?? null));

@@ -158,7 +158,9 @@ export const jobRoutes = new Hono<AppEnv>()
     return c.json({ claimed: claimed ?? [] } satisfies ClaimResponse);
   })
   .post('/jobs/batch', async (c) => {
-    const body = await readJson(c, batchRequest);
+    const body = await readJson(c, batchRequest, {
+      maxItems: { deltas: [limits.maxDeltas, 'deltas per batch'] },
+    });
     const instanceId = identifier(required(body.instance_id, 'instance_id'), 'instance_id');
     if (!body.deltas || body.deltas.length === 0)
       throw new ApiError('bad_request', 'deltas must not be empty');
@@ -185,7 +187,9 @@ export const jobRoutes = new Hono<AppEnv>()
     return c.json(result);
   })
   .post('/jobs/leases', async (c) => {
-    const body = await readJson(c, renewLeasesRequest);
+    const body = await readJson(c, renewLeasesRequest, {
+      maxItems: { leases: [limits.maxLeaseRenewals, 'leases per call'] },
+    });
     const instanceId = identifier(required(body.instance_id, 'instance_id'), 'instance_id');
     const leases = body.leases ?? [];
     if (leases.length === 0) throw new ApiError('bad_request', 'leases must not be empty');
