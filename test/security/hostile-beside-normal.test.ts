@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
@@ -10,6 +12,9 @@ import { describe, expect, it } from 'vitest';
  * not assert wall time; the figures go in the note).
  */
 const db = useTestDatabase();
+const flood = fileURLToPath(new URL('./hostile-flood.ts', import.meta.url));
+/** Jobs each of the stream's four workers runs per measured phase. */
+const perWorker = 250;
 
 const post = async (base: string, path: string, body: string | unknown) => {
   const res = await fetch(`${base}${path}`, {
@@ -58,53 +63,35 @@ async function normalStream(base: string, capability: string, perWorker: number)
   return { latencies, errors, completed };
 }
 
-/** The findings' requests, over and over until `stop()`: every answer must be 4xx, none 5xx. */
+/**
+ * The findings' requests, over and over, from a process of their own (an
+ * attacker is not the victim's process: sharing an event loop would time the
+ * attacker's own work into the stream's claims). `stop()` ends it and gives
+ * the count of each status it was answered (0: no answer).
+ */
 function hostile(base: string) {
-  let running = true;
-  const statuses = new Map<number, number>();
-  const count = (s: number) => statuses.set(s, (statuses.get(s) ?? 0) + 1);
-  // Bodies built once: the measured stream shares this process's event loop,
-  // and building 900 KB per request here would count against the registry.
-  const nested = `${'{"a":'.repeat(5_000)}1${'}'.repeat(5_000)}`;
-  const wedge = `{"agent_id":"wedge","tools":[${Array(300_000).fill('{}').join(',')}]}`;
-  const deps = JSON.stringify({
-    agent_id: 'deps',
-    tools: [{ function_name: 'f', capability: 'c', dependencies: Array(2_000).fill({ capability: '' }) }],
+  const child = spawn(process.execPath, ['--import', 'tsx', flood, base], {
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
-  const requests: (() => Promise<number>)[] = [
-    // 300,000 empty tools (about 900 KB).
-    () => post(base, '/heartbeat', wedge).then((r) => r.status),
-    // 2,000 dependencies on capability "".
-    () => post(base, '/heartbeat', deps).then((r) => r.status),
-    // A path-smuggling http_host aimed at the admin routes.
-    () =>
-      post(base, '/heartbeat', {
-        agent_id: 'ssrf',
-        http_host: '127.0.0.1:1/admin/fleet/drain#',
-        http_port: 80,
-        tools: [],
-      }).then((r) => r.status),
-    // A claim with a 20 KB instance id, on the normal stream's capability.
-    () =>
-      post(base, '/jobs/claim', { capability: 'normal', instance_id: 'i'.repeat(20 * 1024) }).then(
-        (r) => r.status,
-      ),
-    // A completion whose result nests 5,000 levels.
-    () =>
-      post(
-        base,
-        '/jobs/batch',
-        `{"instance_id":"x","deltas":[{"id":"00000000-0000-0000-0000-000000000000","status":"completed","result":${nested}}]}`,
-      ).then((r) => r.status),
-  ];
-  const loops = requests.map(async (send) => {
-    while (running) count(await send().catch(() => 0));
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  const exited = new Promise<number | null>((r) => child.on('exit', r));
+  const started = new Promise<void>((resolve) => {
+    const check = () => (out.includes('flooding\n') ? resolve() : undefined);
+    child.stdout.on('data', check);
   });
   return {
-    statuses,
+    started,
     async stop() {
-      running = false;
-      await Promise.all(loops);
+      child.stdin.end();
+      const code = await exited;
+      expect(code, out).toBe(0);
+      const last = out.trim().split('\n').at(-1) ?? '{}';
+      return new Map(
+        Object.entries(JSON.parse(last) as Record<string, number>).map(([s, n]) => [Number(s), n]),
+      );
     },
   };
 }
@@ -113,24 +100,30 @@ describe('hostile requests beside a normal job stream (issue 18)', () => {
   it('leave the normal stream without an error and every job completed once; its claim p99 is printed', async () => {
     const r = await spawnRegistry({ databaseUrl: db.url, replicaId: 'hostile' });
     try {
-      const quiet = await normalStream(r.url, 'normal', 75);
+      // Warm-up (the registry's JIT, the pool), checked but not measured.
+      const warm = await normalStream(r.url, 'normal', 25);
+      expect(warm.errors).toEqual([]);
+      const quiet = await normalStream(r.url, 'normal', perWorker);
       expect(quiet.errors).toEqual([]);
 
       const attack = hostile(r.url);
-      const loud = await normalStream(r.url, 'normal', 75);
-      await attack.stop();
+      await attack.started;
+      const loud = await normalStream(r.url, 'normal', perWorker);
+      const statuses = await attack.stop();
       expect(loud.errors).toEqual([]);
-      expect(attack.statuses.get(0) ?? 0).toBe(0); // no connection dropped
-      const fiveHundreds = [...attack.statuses].filter(([s]) => s >= 500);
+      expect(statuses.get(0) ?? 0).toBe(0); // no connection dropped
+      const fiveHundreds = [...statuses].filter(([s]) => s >= 500);
       expect(fiveHundreds).toEqual([]);
-      expect([...attack.statuses.keys()].every((s) => s >= 400 && s < 500)).toBe(true);
+      expect(statuses.size).toBeGreaterThan(0);
+      expect([...statuses.keys()].every((s) => s >= 400 && s < 500)).toBe(true);
 
       const sql = postgres(db.url, { max: 1, onnotice: () => {} });
       try {
         const rows = await sql<{ status: string; n: number }[]>`
           select status, count(*)::int as n from jobs where capability = 'normal' group by status`;
-        expect(rows).toEqual([{ status: 'completed', n: 600 }]);
-        expect(new Set([...quiet.completed, ...loud.completed]).size).toBe(600);
+        const total = 4 * (25 + 2 * perWorker);
+        expect(rows).toEqual([{ status: 'completed', n: total }]);
+        expect(new Set([...warm.completed, ...quiet.completed, ...loud.completed]).size).toBe(total);
         // Nothing the hostile requests sent was stored.
         const [agents] = await sql<{ n: number }[]>`
           select count(*)::int as n from agents where agent_id in ('wedge', 'deps', 'ssrf')`;
@@ -138,11 +131,11 @@ describe('hostile requests beside a normal job stream (issue 18)', () => {
       } finally {
         await sql.end();
       }
-      const hostileSent = [...attack.statuses.values()].reduce((a, b) => a + b, 0);
+      const hostileSent = [...statuses.values()].reduce((a, b) => a + b, 0);
       console.log(
         `[hostile] claim p99 undisturbed ${p99(quiet.latencies).toFixed(1)} ms, beside ${hostileSent} hostile requests ` +
           `${p99(loud.latencies).toFixed(1)} ms (${(p99(loud.latencies) / p99(quiet.latencies)).toFixed(2)}x); ` +
-          `hostile answers ${JSON.stringify(Object.fromEntries(attack.statuses))}`,
+          `hostile answers ${JSON.stringify(Object.fromEntries(statuses))}`,
       );
     } finally {
       await r.stop();
