@@ -16,6 +16,7 @@ import type { Logger } from '../logger.ts';
 import { isHostOnly } from './cancel-forward.ts';
 import { Heartbeats, topologyKey } from './heartbeats.ts';
 import { canonical } from './jobs.ts';
+import { type ProviderRow, ProviderSnapshot, toProvider } from './provider-snapshot.ts';
 import { endpointOf, type Provider, Resolver } from './resolution.ts';
 
 /** registry_settings keys (the topology clock's is in heartbeats.ts). */
@@ -128,6 +129,8 @@ const depsOf = (tool: ToolRegistration): ToolDependency[] => (tool.dependencies 
 export class AgentStore {
   /** Shared heartbeat statements (heartbeats.ts); their counts feed the coalescing metrics. */
   readonly heartbeats: Heartbeats;
+  /** Every provider, kept for listings while unchanged (provider-snapshot.ts). */
+  private readonly snapshot: ProviderSnapshot;
 
   /**
    * @param beatSql connections for heartbeat timestamps only, opened with
@@ -141,6 +144,7 @@ export class AgentStore {
     beatSql: Sql = sql,
   ) {
     this.heartbeats = new Heartbeats(beatSql);
+    this.snapshot = new ProviderSnapshot(sql);
   }
 
   /**
@@ -155,38 +159,16 @@ export class AgentStore {
     let next = [...new Set(capabilities)].filter((c) => c !== '');
     while (next.length > 0) {
       for (const c of next) seen.add(c);
-      const rows = await this.sql<
-        {
-          agent_id: string;
-          status: string;
-          http_host: string | null;
-          http_port: number | null;
-          capability: string;
-          function_name: string;
-          version: string;
-          tags: string[];
-          kwargs: Record<string, unknown> | null;
-          dependencies: ToolDependency[] | null;
-        }[]
-      >`select a.agent_id, a.status, a.http_host, a.http_port, c.capability, c.function_name, c.version, c.tags,
+      const rows = await this.sql<ProviderRow[]>`
+        select a.agent_id, a.status, a.http_host, a.http_port, c.capability, c.function_name, c.version, c.tags,
                c.kwargs, c.dependencies
         from agent_capabilities c join agents a on a.agent_id = c.agent_id
         where c.capability = any(${next}::text[])`;
       const more = new Set<string>();
       for (const r of rows) {
-        const dependencies = Array.isArray(r.dependencies) ? r.dependencies : [];
-        out.push({
-          agentId: r.agent_id,
-          functionName: r.function_name,
-          capability: r.capability,
-          version: r.version,
-          tags: r.tags ?? [],
-          kwargs: r.kwargs,
-          endpoint: endpointOf(r.agent_id, r.http_host, r.http_port),
-          healthy: r.status === 'healthy',
-          dependencies,
-        });
-        for (const d of dependencies) {
+        const provider = toProvider(r);
+        out.push(provider);
+        for (const d of provider.dependencies) {
           const c = d?.required ? d.capability : undefined;
           if (c && !seen.has(c)) more.add(c);
         }
@@ -425,32 +407,23 @@ export class AgentStore {
 
   /** GET /agents in MCP Mesh 3.7's shape (what `meshctl list` and `status` decode). */
   async list(): Promise<{ agents: AgentInfo[]; truncated: boolean }> {
-    const rows = await this.sql<AgentRow[]>`
-      select * from agents order by created_at, agent_id limit ${limits.maxAgentsListed + 1}`;
+    // Two reads at once on two connections: the listed rows, and the providers
+    // (unchanged since the last listing, usually: then one row).
+    const [rows, { byAgent, resolver }] = await Promise.all([
+      this.sql<AgentRow[]>`
+        select * from agents order by created_at, agent_id limit ${limits.maxAgentsListed + 1}`,
+      this.snapshot.get(),
+    ]);
     const truncated = rows.length > limits.maxAgentsListed;
     const agents = rows.slice(0, limits.maxAgentsListed);
-    const ids = agents.map((a) => a.agent_id);
-    // The listed agents' own capabilities, and what their declared dependencies need.
-    const own = await this.sql<{ capability: string }[]>`
-      select distinct capability from agent_capabilities where agent_id = any(${ids}::text[])`;
-    const wanted = agents.flatMap((a) =>
-      ((a.registration as Partial<StoredRegistration>).tools ?? []).flatMap((t) =>
-        depsOf(t).map((d) => d.capability ?? ''),
-      ),
-    );
-    const providers = await this.providers([...own.map((r) => r.capability), ...wanted]);
-    const resolver = new Resolver(providers);
-    const byAgent = new Map<string, Provider[]>();
-    for (const p of providers) {
-      const list = byAgent.get(p.agentId);
-      if (list) list.push(p);
-      else byAgent.set(p.agentId, [p]);
-    }
-    // Resolve everything the listing will ask about first, yielding as it goes;
-    // describing is then lookups only.
+    // Resolve everything the listing will ask about first, yielding as it goes
+    // (the snapshot's resolver remembers it for the next listing); describing
+    // is then lookups only.
     await resolver.prime([
       ...agents.flatMap((a) => ((a.registration as Partial<StoredRegistration>).tools ?? []).flatMap(depsOf)),
-      ...providers.flatMap((p) => p.dependencies.filter((d) => d.required)),
+      ...agents
+        .flatMap((a) => (byAgent.get(a.agent_id) ?? []).flatMap((p) => p.dependencies))
+        .filter((d) => d.required),
     ]);
     return { agents: this.describe(agents, byAgent, resolver), truncated };
   }
