@@ -5,18 +5,24 @@ import { type ErrorBody, type ErrorCode, errorStatus } from '@mesh/protocol';
  * app's error handler into the wire body `{"error", "timestamp", "code"}`.
  * `message` defaults to the code (the 3.7 wire carries markers such as
  * `claim_superseded` in `error`).
+ *
+ * It carries no stack trace: it is an answer, never logged with one, and an
+ * overloaded replica throws one per shed request (capturing stacks was 6% of
+ * its CPU and much of its garbage under `test/chaos/overload.test.ts`).
  */
 export class ApiError extends Error {
-  override readonly name = 'ApiError';
-  readonly status: (typeof errorStatus)[ErrorCode];
-  constructor(
-    readonly code: ErrorCode,
-    message?: string,
-    /** Sent as `Retry-After` (seconds); a 503 without one gets a default (app.ts). */
-    readonly retryAfterSeconds?: number,
-  ) {
+  declare readonly code: ErrorCode;
+  declare readonly status: (typeof errorStatus)[ErrorCode];
+  /** Sent as `Retry-After` (seconds); a 503 without one gets a default (app.ts). */
+  declare readonly retryAfterSeconds?: number;
+
+  constructor(code: ErrorCode, message?: string, retryAfterSeconds?: number) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ?? code);
-    this.status = errorStatus[code];
+    Error.stackTraceLimit = limit;
+    this.name = 'ApiError';
+    Object.assign(this, { code, status: errorStatus[code], retryAfterSeconds });
   }
 
   body(): ErrorBody {
