@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { migrate } from '@mesh/db';
 import { createDatabase, spawnRegistry, startTestPostgres } from '@mesh/testkit';
 import postgres from 'postgres';
+import { sleep } from './proc.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -96,13 +97,13 @@ try {
         })
         .catch(() => {});
     }
-    await new Promise((r) => setTimeout(r, 3_000)); // warm-up: every stream open, the feed ticking
+    await sleep(3_000); // warm-up: every stream open, the feed ticking
     received = 0;
     const before = await read();
     const tablesBefore = await tables();
     const started = Date.now();
-    await new Promise((r) => setTimeout(r, seconds * 1000));
-    await new Promise((r) => setTimeout(r, 1_100)); // let the other backends flush their counters
+    await sleep(seconds * 1000);
+    await sleep(1_100); // let the other backends flush their counters
     const after = await read();
     const tablesAfter = await tables();
     const elapsed = (Date.now() - started) / 1000;
@@ -126,7 +127,7 @@ try {
       .slice(0, 4)
       .map((t) => `${t.name} ${t.seq.toFixed(0)} seq + ${t.idx.toFixed(0)} idx`);
     console.log(`${''.padStart(12)}rows/s by table: ${busiest.join(', ') || '-'}`);
-    await new Promise((r) => setTimeout(r, 2_000)); // the feed stops once its last stream closed
+    await sleep(2_000); // the feed stops once its last stream closed
   }
 } finally {
   await registry.stop();

@@ -20,17 +20,11 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import {
-  createDatabase,
-  mcpRegistryBin,
-  spawnRegistry,
-  startMcpRegistry,
-  startTestPostgres,
-  withDatabase,
-} from '@mesh/testkit';
+import { mcpRegistryBin } from '@mesh/testkit';
 import postgres from 'postgres';
 import { Http1Connection } from './http1.ts';
-import { cpuSpent, findPostmaster, fmt, pct, rssBytes, sleep, snapshotCpu } from './proc.ts';
+import { cpuMeter, fmt, pct, rssBytes, sleep } from './proc.ts';
+import { type BenchRegistry, startBenchPostgres, startOurs, startTheirs } from './support.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -101,11 +95,11 @@ async function closedLoop(name: string, base: string, pid: number, kind: 'head' 
   const statements = async () => (name === 'ours' ? await heartbeatStatements(base, kind) : Number.NaN);
   const stmts0 = await statements();
   const lat: number[] = [];
-  const before = snapshotCpu(pid, postmaster);
+  const meter = cpuMeter(pid, postmaster);
   const t0 = performance.now();
   const { errors, count } = await run(Number(args.seconds) * 1000, lat);
   const secs = (performance.now() - t0) / 1000;
-  const cpu = cpuSpent(before, snapshotCpu(pid, postmaster));
+  const cpu = meter.spent();
   const stmts = (await statements()) - stmts0;
   for (const c of conns) c.close();
   return {
@@ -133,13 +127,8 @@ async function heartbeatStatements(base: string, kind: 'head' | 'post' = 'head')
 async function fleet(pgAdminUrl: string): Promise<void> {
   const n = Number(args.fleet);
   const secs = Number(args.seconds);
-  const db = await createDatabase(pgAdminUrl, { migrated: false });
-  const reg = await spawnRegistry({
-    databaseUrl: db.url,
-    replicaId: 'bench',
-    env: { MESH_LOG_LEVEL: 'warn' },
-  });
-  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  const reg = await startOurs(pgAdminUrl);
+  const sql = postgres(reg.db.url, { max: 1, onnotice: () => {} });
   try {
     // n agents, one tool each, as many name groups: in one statement each.
     await sql`insert into agents (agent_id, name, runtime, version, http_host, http_port)
@@ -171,7 +160,7 @@ async function fleet(pgAdminUrl: string): Promise<void> {
     const hot0 = await hot();
     const stmts0 = await heartbeatStatements(reg.url);
     const commits0 = await commits();
-    const cpu0 = snapshotCpu(reg.pid, postmaster);
+    const meter = cpuMeter(reg.pid, postmaster);
     const start = performance.now();
     const periodMs = 5_000;
     // Agent i beats at i/n of each 5 s period. Every 2 ms the beats that fell
@@ -222,7 +211,7 @@ async function fleet(pgAdminUrl: string): Promise<void> {
     scheduling = false;
     if (outstanding > 0 || queue.length > 0) await finished;
     const wall = (performance.now() - start) / 1000;
-    const cpu = cpuSpent(cpu0, snapshotCpu(reg.pid, postmaster));
+    const cpu = meter.spent();
     const stmts = (await heartbeatStatements(reg.url)) - stmts0;
     const xacts = (await commits()) - commits0;
     await sleep(600); // the statistics collector's flush
@@ -243,14 +232,12 @@ async function fleet(pgAdminUrl: string): Promise<void> {
   } finally {
     await sql.end();
     await reg.stop();
-    await db.drop();
   }
 }
 
 async function main() {
-  const pg = await startTestPostgres(undefined, { durable: true });
-  console.log(`PostgreSQL: ${pg.source}, ${pg.serverVersion}, durable (fsync on)`);
-  postmaster = await findPostmaster(pg.adminUrl);
+  const pg = await startBenchPostgres();
+  postmaster = pg.postmaster;
   try {
     if (args.fleet) {
       await fleet(pg.adminUrl);
@@ -259,35 +246,17 @@ async function main() {
     const haveMcp = existsSync(mcpRegistryBin) && args.only !== 'ours';
     const kinds = (args.kinds ?? 'head,post').split(',') as ('head' | 'post')[];
     const results: Loop[] = [];
-    const ours = async () => {
-      const db = await createDatabase(pg.adminUrl, { migrated: false });
-      const reg = await spawnRegistry({
-        databaseUrl: db.url,
-        replicaId: 'bench',
-        env: { MESH_LOG_LEVEL: 'warn' },
-      });
+    const loops = async (name: string, reg: BenchRegistry) => {
       try {
-        for (const k of kinds) results.push(await closedLoop('ours', reg.url, reg.pid, k));
+        for (const k of kinds) results.push(await closedLoop(name, reg.url, reg.pid, k));
       } finally {
         await reg.stop();
-        await db.drop();
-      }
-    };
-    const theirs = async () => {
-      const db = await createDatabase(pg.adminUrl, { migrated: false });
-      const mcp = await startMcpRegistry(withDatabase(pg.adminUrl, db.name));
-      try {
-        for (const k of kinds)
-          results.push(await closedLoop('mcp-mesh-3.7.1', mcp.url, mcp.child.pid ?? -1, k));
-      } finally {
-        await mcp.stop();
-        await db.drop();
       }
     };
     for (let round = 1; round <= Number(args.rounds); round++) {
       console.log(`round ${round}/${args.rounds}`);
-      if (args.only !== 'mcp') await ours();
-      if (haveMcp) await theirs();
+      if (args.only !== 'mcp') await loops('ours', await startOurs(pg.adminUrl));
+      if (haveMcp) await loops('mcp-mesh-3.7.1', await startTheirs(pg.adminUrl));
     }
     console.log('');
     console.log(

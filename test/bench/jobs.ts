@@ -16,17 +16,11 @@
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import {
-  createDatabase,
-  mcpRegistryBin,
-  spawnRegistry,
-  startMcpRegistry,
-  startTestPostgres,
-  withDatabase,
-} from '@mesh/testkit';
+import { mcpRegistryBin } from '@mesh/testkit';
 import postgres from 'postgres';
 import { type BenchConnection, type ClientKind, directStore, httpConnection } from './drivers.ts';
-import { cpuSpent, findPostmaster, fmt, pct, sleep, snapshotCpu } from './proc.ts';
+import { cpuMeter, fmt, pct, sleep } from './proc.ts';
+import { migratedByOurs, runSql, startBenchPostgres, startOurs, startTheirs } from './support.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -147,7 +141,7 @@ async function workload(
   let claims = 0;
   let empty = 0;
   let emptyWhileQueued = 0;
-  const cpuBefore = snapshotCpu(registryPid, postmasterPid);
+  const meter = cpuMeter(registryPid, postmasterPid);
   const drainStart = performance.now();
   const complete = async (
     conn: BenchConnection,
@@ -228,7 +222,7 @@ async function workload(
     }),
   );
   const drainSecs = (performance.now() - drainStart) / 1000;
-  const cpu = cpuSpent(cpuBefore, snapshotCpu(registryPid, postmasterPid));
+  const cpu = meter.spent();
   beating = false;
   await beats;
   for (const c of connections) c.close();
@@ -286,54 +280,36 @@ async function main() {
   if (!haveMcp)
     console.log('note: @mcpmesh/cli-linux-x64 is not installed (linux-x64 only); measuring ours alone');
 
-  const pg = await startTestPostgres(undefined, { durable: true });
-  console.log(`PostgreSQL: ${pg.source}, ${pg.serverVersion}, durable (fsync on)`);
+  const pg = await startBenchPostgres();
   console.log(
     `client: ${args.mode === 'db' ? 'ours over HTTP and db-direct (no HTTP)' : 'HTTP'}, ${clientKind}${batch ? `, batch claims: ${batch} slots per worker` : ', single claims'}`,
   );
-  postmasterPid = await findPostmaster(pg.adminUrl);
+  postmasterPid = pg.postmaster;
   const results: Result[] = [];
   const cleanups: (() => Promise<unknown>)[] = [];
   try {
     const runOurs = async (n: number) => {
-      const db = await createDatabase(pg.adminUrl, { migrated: false });
-      const reg = await spawnRegistry({
-        databaseUrl: db.url,
-        replicaId: 'bench',
-        env: { MESH_LOG_LEVEL: 'warn', MESH_DB_POOL_SIZE: process.env.BENCH_POOL_SIZE ?? '20' },
+      const reg = await startOurs(pg.adminUrl, {
+        env: { MESH_DB_POOL_SIZE: process.env.BENCH_POOL_SIZE ?? '20' },
         // e.g. BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' to profile the registry
         nodeArgs: process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean),
       });
-      if (process.env.BENCH_SETUP_SQL) {
-        // For experiments: e.g. BENCH_SETUP_SQL='drop index jobs_list_idx'
-        const s = postgres(db.url, { max: 1, onnotice: () => {} });
-        await s.unsafe(process.env.BENCH_SETUP_SQL);
-        await s.end();
-      }
       try {
-        await workload('ours', reg.url, db.url, warmup, ourWorkers, reg.pid); // JIT, statement caches: not measured
-        if (process.env.BENCH_BEFORE_MEASURE_SQL) {
-          // For experiments on the server, e.g. 'select pg_stat_statements_reset()'
-          const s = postgres(pg.adminUrl, { max: 1, onnotice: () => {} });
-          await s.unsafe(process.env.BENCH_BEFORE_MEASURE_SQL);
-          await s.end();
-        }
-        results.push(await workload('ours', reg.url, db.url, n, ourWorkers, reg.pid));
+        // For experiments: e.g. BENCH_SETUP_SQL='drop index jobs_list_idx'
+        if (process.env.BENCH_SETUP_SQL) await runSql(reg.db.url, process.env.BENCH_SETUP_SQL);
+        await workload('ours', reg.url, reg.db.url, warmup, ourWorkers, reg.pid); // JIT, statement caches: not measured
+        // For experiments on the server, e.g. 'select pg_stat_statements_reset()'
+        if (process.env.BENCH_BEFORE_MEASURE_SQL)
+          await runSql(pg.adminUrl, process.env.BENCH_BEFORE_MEASURE_SQL);
+        results.push(await workload('ours', reg.url, reg.db.url, n, ourWorkers, reg.pid));
       } finally {
         await reg.stop();
-        await db.drop();
       }
     };
     // --mode db: the registry's statements from this process, no HTTP (drivers.ts).
     // The registry migrates the database and is stopped before the run.
     const runDirect = async (n: number) => {
-      const db = await createDatabase(pg.adminUrl, { migrated: false });
-      const reg = await spawnRegistry({
-        databaseUrl: db.url,
-        replicaId: 'bench',
-        env: { MESH_LOG_LEVEL: 'warn' },
-      });
-      await reg.stop();
+      const db = await migratedByOurs(pg.adminUrl);
       const store = directStore(db.url, Number(process.env.BENCH_POOL_SIZE ?? '20'));
       try {
         await workload('db-direct', '', db.url, warmup, ourWorkers, -1, store.connection); // not measured
@@ -344,15 +320,12 @@ async function main() {
       }
     };
     const runMcp = async (n: number) => {
-      const db = await createDatabase(pg.adminUrl, { migrated: false });
-      const mcp = await startMcpRegistry(withDatabase(pg.adminUrl, db.name));
+      const mcp = await startTheirs(pg.adminUrl);
       try {
-        const pid = mcp.child.pid ?? -1;
-        await workload('mcp-mesh-3.7.1', mcp.url, db.url, warmup, workers, pid); // not measured
-        results.push(await workload('mcp-mesh-3.7.1', mcp.url, db.url, n, workers, pid));
+        await workload('mcp-mesh-3.7.1', mcp.url, mcp.db.url, warmup, workers, mcp.pid); // not measured
+        results.push(await workload('mcp-mesh-3.7.1', mcp.url, mcp.db.url, n, workers, mcp.pid));
       } finally {
         await mcp.stop();
-        await db.drop();
       }
     };
     // Rounds alternate the registries, so drift in the machine's load hits both.

@@ -23,7 +23,9 @@
  */
 import { parseArgs } from 'node:util';
 import { Agent, JobWorker, RegistryClient } from '@mesh/sdk';
-import { createDatabase, type RegistryProcess, spawnRegistry, startTestPostgres } from '@mesh/testkit';
+import { createDatabase, type RegistryProcess } from '@mesh/testkit';
+import { pct, sleep } from './proc.ts';
+import { spawnOurs, startBenchPostgres } from './support.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -40,11 +42,6 @@ const idleWorkers = Number(args['idle-workers']);
 const windowSeconds = Number(args.window);
 const settleSeconds = Number(args.settle);
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number;
-};
 const ms = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 
 type Mode = 'long-poll' | 'polling';
@@ -160,15 +157,13 @@ async function idleCost(mode: Mode, r: RegistryProcess) {
 
 async function main() {
   const began = performance.now();
-  const pg = await startTestPostgres(undefined, { durable: true });
-  console.log(`PostgreSQL: ${pg.source}, ${pg.serverVersion}, durable (fsync on)`);
+  const pg = await startBenchPostgres();
   const replicas: RegistryProcess[] = [];
   try {
     const db = await createDatabase(pg.adminUrl, { migrated: false });
-    const env = { MESH_LOG_LEVEL: 'warn' };
-    const a = await spawnRegistry({ databaseUrl: db.url, replicaId: 'pickup-a', env });
+    const a = await spawnOurs(db.url, { replicaId: 'pickup-a' });
     replicas.push(a);
-    const b = await spawnRegistry({ databaseUrl: db.url, replicaId: 'pickup-b', env });
+    const b = await spawnOurs(db.url, { replicaId: 'pickup-b' });
     replicas.push(b);
 
     console.log(

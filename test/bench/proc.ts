@@ -28,22 +28,32 @@ export function postgresPids(postmaster: number): number[] {
   }
   return pids;
 }
-export interface CpuSnapshot {
+interface CpuSnapshot {
   registry: number;
   postgres: Map<number, number>;
   client: number;
 }
-export function snapshotCpu(registryPid: number, postmaster: number): CpuSnapshot {
+function snapshotCpu(registryPid: number, postmaster: number): CpuSnapshot {
   const pg = new Map<number, number>();
   if (postmaster > 0) for (const pid of postgresPids(postmaster)) pg.set(pid, cpuMicros(pid));
   const own = process.cpuUsage();
   return { registry: cpuMicros(registryPid), postgres: pg, client: own.user + own.system };
 }
 /** CPU µs spent between two snapshots: registry, PostgreSQL (all its processes), this load generator. */
-export function cpuSpent(a: CpuSnapshot, b: CpuSnapshot) {
+function cpuSpent(a: CpuSnapshot, b: CpuSnapshot) {
   let pg = 0;
   for (const [pid, t] of b.postgres) pg += t - (a.postgres.get(pid) ?? 0);
   return { registry: b.registry - a.registry, postgres: pg, client: b.client - a.client };
+}
+/**
+ * Counts CPU from now on: `spent()` is the µs used since by the registry,
+ * PostgreSQL (all its processes) and this load generator.
+ *
+ * @example const cpu = cpuMeter(reg.pid, postmaster); await run(); const { registry } = cpu.spent();
+ */
+export function cpuMeter(registryPid: number, postmaster: number) {
+  const before = snapshotCpu(registryPid, postmaster);
+  return { spent: () => cpuSpent(before, snapshotCpu(registryPid, postmaster)) };
 }
 
 /** The server's postmaster: the parent of a backend of ours (-1 when it is not on this machine's /proc). */

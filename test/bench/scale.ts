@@ -19,10 +19,10 @@
  *   pnpm bench:scale --queued 0,1000000 --terminal 10000000   with 10 million terminal jobs retained (long)
  */
 import { parseArgs } from 'node:util';
-import { createDatabase, spawnRegistry, startTestPostgres } from '@mesh/testkit';
 import postgres from 'postgres';
 import { Http1Connection } from './http1.ts';
-import { cpuSpent, findPostmaster, fmt, pct, rssBytes, snapshotCpu } from './proc.ts';
+import { cpuMeter, fmt, pct, rssBytes } from './proc.ts';
+import { type BenchPostgres, migratedByOurs, spawnOurs, startBenchPostgres } from './support.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -53,7 +53,6 @@ interface Row {
   cpuPostgres: number;
 }
 
-let postmaster = -1;
 const capability = 'scale';
 
 async function seed(url: string, queued: number, terminal: number, agents: number): Promise<number> {
@@ -151,30 +150,20 @@ async function pages(conn: Http1Connection, query: string, count: number): Promi
   return lat;
 }
 
-async function size(adminUrl: string, queued: number, terminal: number): Promise<Row> {
+async function size(pg: BenchPostgres, queued: number, terminal: number): Promise<Row> {
   const n = Number(args.n);
   const workers = Number(args.workers);
   const agents = Number(args.agents);
-  const db = await createDatabase(adminUrl, { migrated: false });
   // The registry migrates the empty database; then it stops while the tables fill.
-  const first = await spawnRegistry({
-    databaseUrl: db.url,
-    replicaId: 'scale',
-    env: { MESH_LOG_LEVEL: 'warn' },
-  });
-  await first.stop();
+  const db = await migratedByOurs(pg.adminUrl, 'scale');
   // The queue must outlast the warm-up and the measured run.
   const seedSecs = await seed(db.url, queued + n + 1_000 + 2 * workers, terminal, agents);
-  const reg = await spawnRegistry({
-    databaseUrl: db.url,
-    replicaId: 'scale',
-    env: { MESH_LOG_LEVEL: 'warn' },
-  });
+  const reg = await spawnOurs(db.url, { replicaId: 'scale' });
   try {
     await drain(reg.url, 1_000, workers); // warm-up, not measured
-    const cpu0 = snapshotCpu(reg.pid, postmaster);
+    const meter = cpuMeter(reg.pid, pg.postmaster);
     const measured = await drain(reg.url, n, workers);
-    const cpu = cpuSpent(cpu0, snapshotCpu(reg.pid, postmaster));
+    const cpu = meter.spent();
     const { hostname, port } = new URL(reg.url);
     const conn = new Http1Connection(hostname, Number(port));
     await pages(conn, '', 10); // warm-up
@@ -214,15 +203,13 @@ async function size(adminUrl: string, queued: number, terminal: number): Promise
 }
 
 async function main() {
-  const pg = await startTestPostgres(undefined, { durable: true });
-  console.log(`PostgreSQL: ${pg.source}, ${pg.serverVersion}, durable (fsync on)`);
-  postmaster = await findPostmaster(pg.adminUrl);
+  const pg = await startBenchPostgres();
   const rows: Row[] = [];
   try {
     const terminal = Number(args.terminal);
     for (const q of (args.queued ?? '0').split(',').map(Number)) {
       console.log(`queued ${q}, terminal ${terminal}, agents ${args.agents}: seeding…`);
-      rows.push(await size(pg.adminUrl, q, terminal));
+      rows.push(await size(pg, q, terminal));
     }
   } finally {
     await pg.stop();

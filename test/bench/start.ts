@@ -16,10 +16,11 @@
  *   pnpm bench:start --json out.json  also write every start as JSON
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { migrate } from '@mesh/db';
 import { createDatabase, freePort, installedRelease, registryBin, startTestPostgres } from '@mesh/testkit';
+import { procStat, sleep } from './proc.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -46,15 +47,7 @@ interface Start {
 }
 
 /** A process's CPU time (user + system, ms) from /proc/<pid>/stat; NaN off Linux. */
-function cpuMs(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10; // USER_HZ = 100
-  } catch {
-    return Number.NaN;
-  }
-}
+const cpuMs = (pid: number): number => (procStat(pid)?.cpuMicros ?? Number.NaN) / 1000;
 
 const baseEnv = (): NodeJS.ProcessEnv => {
   const env = { ...process.env };
@@ -113,11 +106,11 @@ async function startOnce(way: Way, databaseUrl: string, round: number): Promise<
         const readyMs = performance.now() - started;
         const cpu = cpuMs(child.pid ?? -1);
         // The `listening` line may still be in the pipe when /ready has answered.
-        for (let i = 0; i < 40 && Number.isNaN(listeningMs); i++) await new Promise((r) => setTimeout(r, 5));
+        for (let i = 0; i < 40 && Number.isNaN(listeningMs); i++) await sleep(5);
         return { way: way.name, round, readyMs, listeningMs, cpuMs: cpu };
       }
       await res?.arrayBuffer();
-      await new Promise((r) => setTimeout(r, 5));
+      await sleep(5);
     }
   } finally {
     child.kill('SIGTERM');

@@ -5,8 +5,9 @@ import { type EmbeddedPostgres, startEmbeddedPostgres } from '@mesh/db';
 import { freePort, type RegistryProcess, spawnRegistry, startTcpProxy } from '@mesh/testkit';
 import postgres from 'postgres';
 import { checkJobLog, type JobLogRecord } from '../support/job-log.ts';
+import { prng } from '../support/prng.ts';
 import { type AgentProcess, startAgent, workspaceSdk } from '../upgrade/support.ts';
-import { type JobRow, prng, startJobStream } from './stream.ts';
+import { type JobRow, startJobStream } from './stream.ts';
 
 /**
  * The chaos run shared by `test/chaos/chaos.test.ts` (about two minutes in

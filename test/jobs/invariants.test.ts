@@ -2,6 +2,7 @@ import { createLogger } from '@mesh/registry';
 import { useTestDatabase } from '@mesh/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sweeper } from '../../apps/registry/src/services/sweeper.ts';
+import { prng } from '../support/prng.ts';
 import { startTestRegistry, type TestRegistry } from '../support/registry-app.ts';
 
 const db = useTestDatabase();
@@ -14,18 +15,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(replicas.map((r) => r.close()));
 });
-
-/** A small deterministic PRNG, so a failing run can be replayed with its seed. */
-function prng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Claim {
   id: string;

@@ -1,6 +1,7 @@
 import { type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call } from '../support/http.ts';
+import { parked } from '../support/long-poll.ts';
 import { until } from '../support/until.ts';
 
 /**
@@ -30,11 +31,6 @@ afterAll(async () => {
   await r?.stop();
 });
 
-async function parked(): Promise<number> {
-  const text = await (await fetch(`${r.url}/metrics`)).text();
-  return Number(/^mesh_parked_claims (\d+)$/m.exec(text)?.[1] ?? Number.NaN);
-}
-
 describe('long-poll claims under admission', () => {
   it('park in the long-poll lane, beyond the claim slots and past the database bound', async () => {
     const waitMs = 3_000;
@@ -46,7 +42,7 @@ describe('long-poll claims under admission', () => {
         wait_ms: waitMs,
       }),
     );
-    await until('40 claims parked', async () => (await parked()) === 40);
+    await until('40 claims parked', async () => (await parked(r)) === 40);
     // The claim lane (4 slots) is free: a plain claim and a submission answer at once.
     const plain = await call(r.url, 'POST', '/jobs/claim', { capability: 'lp-adm-other', instance_id: 'x' });
     expect(plain.status).toBe(200);
@@ -64,6 +60,6 @@ describe('long-poll claims under admission', () => {
     }
     // They answered at the wait's end, not at the 1 s database bound.
     expect(performance.now() - started).toBeGreaterThanOrEqual(waitMs - 50);
-    expect(await parked()).toBe(0);
+    expect(await parked(r)).toBe(0);
   });
 });

@@ -1,9 +1,9 @@
-import { features, headers } from '@mesh/protocol';
+import { features } from '@mesh/protocol';
 import { Agent, RegistryClient } from '@mesh/sdk';
-import { installedRelease, type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
-import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { installedRelease, spawnRegistry, useTestDatabase } from '@mesh/testkit';
+import { describe, expect, it } from 'vitest';
 import { call } from '../support/http.ts';
+import { claim, longWait, submit, untilParked, useReplicaPair } from '../support/long-poll.ts';
 import { until } from '../support/until.ts';
 
 /**
@@ -16,63 +16,9 @@ import { until } from '../support/until.ts';
  * the job long before its wait could end was woken.
  */
 const db = useTestDatabase();
-let a: RegistryProcess;
-let b: RegistryProcess;
-let sql: postgres.Sql;
 const fast = { MESH_REPLICA_HEARTBEAT: '200ms', MESH_SWEEP_INTERVAL: '200ms', MESH_OUTAGE_GRACE: '0' };
-
-beforeAll(async () => {
-  [a, b] = await Promise.all([
-    spawnRegistry({ databaseUrl: db.url, replicaId: 'lp-a', env: fast }),
-    spawnRegistry({ databaseUrl: db.url, replicaId: 'lp-b', env: fast }),
-  ]);
-  sql = postgres(db.url, { max: 2, onnotice: () => {} });
-}, 60_000);
-afterAll(async () => {
-  await Promise.all([a?.stop(), b?.stop()]);
-  await sql?.end();
-});
-
-/** Long enough that an answer with a job cannot be the wait's end (each test's timeout is shorter). */
-const longWait = 60_000;
-let n = 0;
-const capability = () => `lp-${++n}`;
-
-const submit = (r: RegistryProcess, cap: string) =>
-  call(r.url, 'POST', '/jobs', { capability: cap, submitted_by: 't', submitted_payload: {} }).then((x) => {
-    expect(x.status).toBe(201);
-    return x.body.id as string;
-  });
-
-/** A raw claim, with the response's headers (for `X-Mesh-Draining`). */
-async function claim(r: RegistryProcess, body: Record<string, unknown>, signal?: AbortSignal) {
-  const res = await fetch(`${r.url}/jobs/claim`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-    signal,
-  });
-  return {
-    status: res.status,
-    draining: res.headers.get(headers.draining),
-    // biome-ignore lint/suspicious/noExplicitAny: wire bodies
-    body: (await res.json()) as any,
-  };
-}
-
-/** `mesh_parked_claims` of a replica. */
-async function parked(r: RegistryProcess): Promise<number> {
-  const text = await (await fetch(`${r.url}/metrics`)).text();
-  return Number(/^mesh_parked_claims (\d+)$/m.exec(text)?.[1] ?? Number.NaN);
-}
-const untilParked = (r: RegistryProcess, count: number) =>
-  until(`${count} claim(s) parked on ${r.replicaId}`, async () => (await parked(r)) === count);
-
-const row = async (id: string) =>
-  (
-    await sql<{ owner_instance_id: string | null; attempt_count: number; status: string }[]>`
-      select owner_instance_id, attempt_count, status from jobs where id = ${id}`
-  )[0];
+const replicas = useReplicaPair(db, 'lp', fast);
+const { a, b, row, capability } = replicas;
 
 describe('long-poll claims', () => {
   it('are advertised, and wait_ms is validated', async () => {
@@ -178,7 +124,7 @@ describe('long-poll claims', () => {
     const id = await submit(b, cap);
     expect((await stays).body.claimed[0].id).toBe(id);
     expect(await row(id)).toMatchObject({ owner_instance_id: 'w-stays', attempt_count: 1 });
-    const [gone_] = await sql`select 1 from jobs where owner_instance_id = 'w-gone'`;
+    const [gone_] = await replicas.sql`select 1 from jobs where owner_instance_id = 'w-gone'`;
     expect(gone_).toBeUndefined();
   }, 30_000);
 });

@@ -1,9 +1,8 @@
-import { headers } from '@mesh/protocol';
-import { type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
-import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnRegistry, useTestDatabase } from '@mesh/testkit';
+import { describe, expect, it } from 'vitest';
 import { meshctl } from '../meshctl/support.ts';
 import { call } from '../support/http.ts';
+import { claim, longWait, submit, untilParked, useReplicaPair } from '../support/long-poll.ts';
 import { until } from '../support/until.ts';
 
 /**
@@ -13,56 +12,8 @@ import { until } from '../support/until.ts';
  * draining replica claims nothing for them. Real processes, real database.
  */
 const db = useTestDatabase();
-let a: RegistryProcess;
-let b: RegistryProcess;
-let sql: postgres.Sql;
 const fast = { MESH_REPLICA_HEARTBEAT: '200ms' };
-
-beforeAll(async () => {
-  [a, b] = await Promise.all([
-    spawnRegistry({ databaseUrl: db.url, replicaId: 'lpd-a', env: fast }),
-    spawnRegistry({ databaseUrl: db.url, replicaId: 'lpd-b', env: fast }),
-  ]);
-  sql = postgres(db.url, { max: 2, onnotice: () => {} });
-}, 60_000);
-afterAll(async () => {
-  await Promise.all([a?.stop(), b?.stop()]);
-  await sql?.end();
-});
-
-/** Long enough that no answer in these tests can be the wait's end. */
-const longWait = 60_000;
-let n = 0;
-const capability = () => `lpd-${++n}`;
-
-const submit = (r: RegistryProcess, cap: string) =>
-  call(r.url, 'POST', '/jobs', { capability: cap, submitted_by: 't', submitted_payload: {} }).then((x) => {
-    expect(x.status).toBe(201);
-    return x.body.id as string;
-  });
-
-async function claim(r: RegistryProcess, body: Record<string, unknown>) {
-  const res = await fetch(`${r.url}/jobs/claim`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  // biome-ignore lint/suspicious/noExplicitAny: wire bodies
-  return { status: res.status, draining: res.headers.get(headers.draining), body: (await res.json()) as any };
-}
-
-async function parked(r: RegistryProcess): Promise<number> {
-  const text = await (await fetch(`${r.url}/metrics`)).text();
-  return Number(/^mesh_parked_claims (\d+)$/m.exec(text)?.[1] ?? Number.NaN);
-}
-const untilParked = (r: RegistryProcess, count: number) =>
-  until(`${count} claim(s) parked on ${r.replicaId}`, async () => (await parked(r)) === count);
-
-const row = async (id: string) =>
-  (
-    await sql<{ owner_instance_id: string | null; attempt_count: number }[]>`
-      select owner_instance_id, attempt_count from jobs where id = ${id}`
-  )[0];
+const { a, b, row, capability } = useReplicaPair(db, 'lpd', fast);
 
 describe('drain and shutdown with parked claims', () => {
   it('drain answers parked claims at once, claims nothing on the draining replica, and drain --wait ends', async () => {

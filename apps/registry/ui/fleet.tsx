@@ -10,6 +10,24 @@ interface Pending {
 
 const label = (t: DrainTarget) => (t.kind === 'fleet' ? 'the whole fleet' : `replica ${t.id}`);
 
+/**
+ * The drain and resume buttons of a replica ("Drain", "Resume") or of the
+ * fleet ("Drain fleet", "Resume fleet"): each asks for a confirmation first.
+ */
+function DrainResumeButtons(props: { target: DrainTarget; ask: (p: Pending) => void }) {
+  const { target, ask } = props;
+  const suffix = target.kind === 'fleet' ? ' fleet' : '';
+  return (
+    <>
+      {(['drain', 'resume'] as const).map((action) => (
+        <button key={action} type="button" data-action={action} onClick={() => ask({ action, target })}>
+          {`${action === 'drain' ? 'Drain' : 'Resume'}${suffix}`}
+        </button>
+      ))}
+    </>
+  );
+}
+
 /** Replicas, their drain state and live claims, and the drain / resume buttons. */
 export function FleetPage(props: { snap: DashboardSnapshot }) {
   const { snap } = props;
@@ -57,15 +75,7 @@ export function FleetPage(props: { snap: DashboardSnapshot }) {
           <span class="v">{fleet.draining ? `draining since ${ago(fleet.since)}` : 'off'}</span>
         </div>
         <div class="card actions">
-          <button type="button" onClick={() => setConfirming({ action: 'drain', target: { kind: 'fleet' } })}>
-            Drain fleet
-          </button>
-          <button
-            type="button"
-            onClick={() => setConfirming({ action: 'resume', target: { kind: 'fleet' } })}
-          >
-            Resume fleet
-          </button>
+          <DrainResumeButtons target={{ kind: 'fleet' }} ask={setConfirming} />
         </div>
       </div>
       {confirming ? (
@@ -124,26 +134,7 @@ export function FleetPage(props: { snap: DashboardSnapshot }) {
               <td class="mono">{shortId(r.boot_id)}</td>
               <td>
                 {r.state === 'live' ? (
-                  <>
-                    <button
-                      type="button"
-                      data-action="drain"
-                      onClick={() =>
-                        setConfirming({ action: 'drain', target: { kind: 'replica', id: r.replica_id } })
-                      }
-                    >
-                      Drain
-                    </button>
-                    <button
-                      type="button"
-                      data-action="resume"
-                      onClick={() =>
-                        setConfirming({ action: 'resume', target: { kind: 'replica', id: r.replica_id } })
-                      }
-                    >
-                      Resume
-                    </button>
-                  </>
+                  <DrainResumeButtons target={{ kind: 'replica', id: r.replica_id }} ask={setConfirming} />
                 ) : null}
               </td>
             </tr>
