@@ -37,6 +37,8 @@ export interface RegistryConfig {
   maxQueueWaitMs: number;
   /** Long-polls (job signals, event reads with wait) held at once. */
   maxLongPolls: number;
+  /** Open connections on the main port; 0 = no bound. */
+  maxConnections: number;
   migrationLockTimeoutMs: number;
   shutdownTimeoutMs: number;
   /** Lease window of a job without max_duration. */
@@ -362,6 +364,15 @@ const settings: Setting<keyof RegistryConfig>[] = [
       'Long-polls held at once (POST /jobs/signals, GET /jobs/{id}/events with wait); beyond, 503 overloaded (default 4096)',
     parse: integer(1, 1_000_000, 'a number of requests'),
     fallback: () => 4_096,
+  },
+  {
+    key: 'maxConnections',
+    flag: 'max-connections',
+    env: ['MESH_MAX_CONNECTIONS'],
+    describe:
+      'Open connections on the main port; beyond, a new connection is closed on arrival (the client sees a reset and retries), so a connection flood cannot stall the admin port. Count 2 per agent (heartbeats, long-poll claim) plus clients; 0 = no bound (default 0)',
+    parse: integer(0, 10_000_000, 'a number of connections'),
+    fallback: () => 0,
   },
   {
     key: 'migrationLockTimeoutMs',

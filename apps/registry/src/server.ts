@@ -469,6 +469,12 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     const app = createApp(deps, config.adminPort === undefined ? 'all' : 'main');
     const main = createAdaptorServer({ fetch: app.fetch }) as Server;
     answerClientErrors(main);
+    // A connection flood is bounded before any request is parsed: each ready
+    // socket costs the one event loop the admin listener shares (issue 16).
+    if (config.maxConnections > 0) {
+      main.maxConnections = config.maxConnections;
+      main.on('drop', () => metrics?.connectionsDropped.inc());
+    }
     const mainRequests = trackConnections(main);
     const port = await listen(main, config.port, config.host).catch((err: NodeJS.ErrnoException) => {
       throw new StartupError(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`);

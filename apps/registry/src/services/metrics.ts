@@ -176,6 +176,11 @@ export function createMetrics(collect: {
     help: 'Requests answered 503 because the database did not answer within --db-request-timeout',
     registers: [registry],
   });
+  const connectionsDropped = new Counter({
+    name: 'mesh_connections_dropped_total',
+    help: 'Main-port connections closed on arrival because --max-connections were open',
+    registers: [registry],
+  });
   if (collect.admission) {
     const admission = collect.admission;
     new Gauge({
@@ -203,6 +208,7 @@ export function createMetrics(collect: {
     jobFinished,
     shed,
     databaseTimeouts,
+    connectionsDropped,
   };
 }
 
