@@ -215,17 +215,25 @@ export async function spawnRegistry(options: SpawnRegistryOptions = {}): Promise
   const early = exited.then((e) => {
     throw fail(`exited before it was ready (code ${e.code}, signal ${e.signal})`);
   });
-  const timeout = <T>(p: Promise<T>) =>
-    Promise.race([
-      p,
-      early,
-      new Promise<never>((_, reject) =>
-        setTimeout(
-          () => reject(fail(`was not ready within ${timeoutMs} ms`)),
-          Math.max(0, deadline - Date.now()),
-        ),
-      ),
-    ]);
+  // The timer is cleared once the race is decided: a pending one kept every
+  // benchmark process alive for up to a minute after its last registry stopped.
+  const timeout = async <T>(p: Promise<T>) => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        p,
+        early,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(fail(`was not ready within ${timeoutMs} ms`)),
+            Math.max(0, deadline - Date.now()),
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   try {
     const { port, adminPort } = await timeout(listening);
     handle.port = port;
@@ -233,7 +241,7 @@ export async function spawnRegistry(options: SpawnRegistryOptions = {}): Promise
     handle.adminUrl = adminPort ? `http://127.0.0.1:${adminPort}` : undefined;
     await timeout(
       (async () => {
-        for (;;) {
+        while (Date.now() < deadline) {
           const res = await fetch(`${handle.url}/ready`).catch(() => undefined);
           if (res?.status === 200) return;
           await new Promise((r) => setTimeout(r, 50));
