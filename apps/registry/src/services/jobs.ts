@@ -1,28 +1,52 @@
+/**
+ * JobStore, every state change of a job: submission (with idempotency keys),
+ * release, cancel, force reclaim, events, executor reads and lease renewal
+ * here; the claim path in job-claims.ts, owner deltas in job-deltas.ts, reads
+ * in job-reads.ts, shared types and SQL fragments in job-common.ts.
+ */
 import { createHash } from 'node:crypto';
 import type { Sql } from '@mesh/db';
 import {
   type BatchResponse,
   type ClaimedJob,
-  type DeltaRejection,
   isTerminal,
   type Job,
   type JobDelta,
   type JobEvent,
   type JobSignal,
   type JobStatus,
-  jobStatuses,
   type LeaseOutcome,
   limits,
   type ReclaimResponse,
   type ReleaseResponse,
 } from '@mesh/protocol';
-import postgres from 'postgres';
-import { ApiError, isDatabaseUnavailable } from '../errors.ts';
+import { ApiError } from '../errors.ts';
 import { ClaimableNotifier, claimableChannel } from './claimable-notifier.ts';
-import { Coalescer } from './coalescer.ts';
+import { JobClaims } from './job-claims.ts';
+import {
+  isUuid,
+  type JobFence,
+  type JobSettings,
+  jobChannel,
+  jobNotFound,
+  jobTerminal,
+  leaseExpiry,
+  requeueOrFail,
+  seconds,
+} from './job-common.ts';
+import { type FinishedRow, JobDeltas } from './job-deltas.ts';
+import { JobReads, type ListFilter } from './job-reads.ts';
 
-/** Channel on which every replica hears "something happened to job X". */
-export const jobChannel = 'mesh_jobs';
+export {
+  isUuid,
+  type JobSettings,
+  jobChannel,
+  jobNotFound,
+  jobTerminal,
+  requeueOrFail,
+  toJob,
+} from './job-common.ts';
+export type { ListFilter } from './job-reads.ts';
 
 /**
  * Parked long-poll claims wake on any replica through `claimableChannel`
@@ -31,162 +55,6 @@ export const jobChannel = 'mesh_jobs';
  * force reclaims through the ClaimableNotifier, after they commit (it says why).
  */
 export { claimableChannel };
-
-export interface JobSettings {
-  /** Lease window for a job without max_duration, in seconds. */
-  defaultLeaseSeconds: number;
-  /** Refuse epoch-less owner writes. */
-  requireClaimEpoch: boolean;
-  /** This replica's id, recorded on the claims it hands out. */
-  replicaId: string;
-}
-
-interface JobRow {
-  id: string;
-  capability: string;
-  status: JobStatus;
-  owner_instance_id: string | null;
-  claim_epoch: number;
-  attempt_count: number;
-  max_retries: number;
-  max_duration: number | null;
-  total_deadline: Date | null;
-  lease_expires_at: Date | null;
-  last_heartbeat_at: Date | null;
-  submitted_at: Date;
-  submitted_by: string;
-  submitted_payload: Record<string, unknown>;
-  progress: number | null;
-  progress_message: string | null;
-  result: unknown;
-  error: string | null;
-  recv_cursor: Record<string, number> | null;
-}
-
-const seconds = (d: Date | null): number | null => (d ? Math.floor(d.getTime() / 1000) : null);
-const cursorOrNull = (c: Record<string, number> | null) => (c && Object.keys(c).length > 0 ? c : null);
-
-/** A row as the 3.7 wire's Job object. */
-export function toJob(r: JobRow): Job {
-  return {
-    id: r.id,
-    capability: r.capability,
-    owner_instance_id: r.owner_instance_id,
-    claim_epoch: r.claim_epoch,
-    recv_cursor: cursorOrNull(r.recv_cursor),
-    status: r.status,
-    progress: r.progress,
-    progress_message: r.progress_message,
-    result: r.result ?? null,
-    error: r.error,
-    submitted_payload: r.submitted_payload,
-    attempt_count: r.attempt_count,
-    max_retries: r.max_retries,
-    max_duration: r.max_duration,
-    total_deadline: seconds(r.total_deadline),
-    lease_expires_at: seconds(r.lease_expires_at),
-    last_heartbeat_at: seconds(r.last_heartbeat_at),
-    submitted_at: seconds(r.submitted_at) as number,
-    submitted_by: r.submitted_by,
-  };
-}
-
-/**
- * The retry-budget rule (DESIGN.md §4.5), written once for every path that
- * takes a job from its owner (release, force reclaim, lease expiry, orphan
- * sweep): within budget the job is queued again as `working` (also from
- * `input_required`), past it the job fails with `exhaustedError`. A SET list
- * for `update jobs`.
- */
-export const requeueOrFail = (sql: Sql, exhaustedError: string, heartbeat: 'clear' | 'now' = 'clear') => sql`
-  owner_instance_id = null, lease_expires_at = null, claimed_by_replica = null,
-  status = case when attempt_count > max_retries then 'failed' else 'working' end,
-  error = case when attempt_count > max_retries then ${exhaustedError}::text else error end,
-  finished_at = case when attempt_count > max_retries then now() else null end,
-  last_heartbeat_at = ${heartbeat === 'now' ? sql`now()` : sql`case when attempt_count > max_retries then now() else null end`}`;
-
-interface ClaimAsk {
-  instanceId: string;
-  max: number;
-}
-interface DeltaAsk {
-  instanceId: string;
-  deltas: JobDelta[];
-}
-type DeltaOutcome = { response: BatchResponse } | { error: unknown };
-type ClaimOutcome = { claimed: ClaimedJob[] } | { error: unknown };
-
-/**
- * How far concurrent requests are coalesced. Fewer statements in flight make
- * bigger statements under load; more lower the wait of a request that arrives
- * while one runs. Measured with `pnpm bench:jobs` (docs/benchmarks.md): one
- * claim statement per capability and two delta statements at a time did best.
- */
-const coalescing = { claimsInFlight: 1, deltasInFlight: 2, maxDeltasPerStatement: 200 };
-
-/**
- * A shared statement failed without committing anything, so its requests can
- * be re-run one by one: PostgreSQL refused it (it was rolled back), or it
- * never left this process (e.g. a value JSON.stringify could not serialise).
- * Not after a lost connection, when the statement may have committed.
- */
-const retryAlone = (err: unknown): boolean =>
-  !isDatabaseUnavailable(err) &&
-  (err instanceof postgres.PostgresError || !(err as { code?: unknown })?.code);
-
-/** What a refused owner write is judged by: the row as it is now. */
-interface JobFence {
-  owner_instance_id: string | null;
-  claim_epoch: number;
-  status: string;
-}
-
-/** Which precondition of a fenced delta failed, given the row as it is now (`undefined`: no such job). */
-function refusal(
-  row: JobFence | undefined,
-  instanceId: string,
-  epoch: number | null,
-  validStatus: boolean,
-): DeltaRejection {
-  if (!row) return 'not_found';
-  if (epoch !== null && (row.owner_instance_id !== instanceId || row.claim_epoch !== epoch))
-    return 'claim_superseded';
-  if (epoch === null && row.owner_instance_id !== instanceId) return 'not_owner';
-  if (isTerminal(row.status)) return 'already_terminal';
-  if (!validStatus) return 'invalid_status';
-  // The row changed between the write and this read and now matches again:
-  // report the conservative outcome rather than guessing.
-  return epoch !== null ? 'claim_superseded' : 'not_owner';
-}
-
-/**
- * The owner's terminal write again, after the first one committed but its
- * answer was lost (a connection cut after the commit, a request bound that
- * answered 503 first): the row already holds that very outcome, by this
- * owner at this epoch. Only the owner at that epoch could have written it
- * (sweeps, deadlines and cancels clear the owner or set another status), so
- * it is answered as accepted, and nothing is written twice. Without this the
- * agent is told its completion failed although it was applied (issue 16).
- */
-function isReplay(
-  row: JobFence | undefined,
-  instanceId: string,
-  epoch: number | null,
-  status: string | null | undefined,
-): boolean {
-  return (
-    row !== undefined &&
-    (status === 'completed' || status === 'failed') &&
-    row.status === status &&
-    row.owner_instance_id === instanceId &&
-    // Fenced writes only: the epoch-less legacy path keeps 3.7's answer.
-    epoch !== null &&
-    row.claim_epoch === epoch
-  );
-}
-
-export const jobNotFound = (id: string) => new ApiError('not_found', `job not found: ${id}`);
-export const jobTerminal = () => new ApiError('already_terminal', 'job is already in a terminal state');
 
 export interface NewJob {
   capability: string;
@@ -224,15 +92,6 @@ function fingerprint(job: NewJob): string {
   return createHash('sha256').update(canonical(fields)).digest('base64url');
 }
 
-export interface ListFilter {
-  statuses: string[];
-  owner: string | undefined;
-  capability: string | undefined;
-  submittedSince: number | undefined;
-  limit: number;
-  after: { micros: bigint; id: string } | undefined;
-}
-
 /**
  * Every state change of a job, each one SQL statement whose WHERE clause holds
  * all of its preconditions (DESIGN.md §4.2): zero rows changed means a
@@ -245,12 +104,10 @@ export class JobStore {
     claim: { requests: 0, statements: 0 },
     delta: { requests: 0, statements: 0 },
   };
-  private readonly claimers = new Map<string, Coalescer<ClaimAsk, ClaimOutcome>>();
   /** Delta statements running and delta requests waiting for one (tests, debugging). */
   get deltaQueue(): { inFlight: number; waiting: number } {
     return this.deltas.state;
   }
-  private readonly deltas: Coalescer<DeltaAsk, DeltaOutcome>;
   /** Wakes parked long-poll claims, fleet-wide, once submissions committed. */
   readonly notifier: ClaimableNotifier;
 
@@ -264,28 +121,26 @@ export class JobStore {
    * histogram. Set by the server; unset in tests that need no metrics.
    */
   onFinished?: (capability: string, outcome: string, seconds: number) => void;
+  private readonly claims: JobClaims;
+  private readonly deltas: JobDeltas;
+  private readonly reads: JobReads;
 
   constructor(
     private readonly sql: Sql,
     private readonly settings: JobSettings,
-    private readonly shared: Sql = sql,
+    shared: Sql = sql,
   ) {
     this.notifier = new ClaimableNotifier(sql);
-    this.deltas = new Coalescer((asks) => this.deltaStatement(asks), {
-      maxInFlight: coalescing.deltasInFlight,
-      maxWeight: coalescing.maxDeltasPerStatement,
-      weight: (ask) => ask.deltas.length,
-      keys: (ask) => ask.deltas.map((d) => d.id as string),
-    });
+    this.claims = new JobClaims(shared, settings, this.statementStats.claim);
+    this.deltas = new JobDeltas(sql, shared, settings, this.statementStats.delta, (rows) =>
+      this.finished(rows),
+    );
+    this.reads = new JobReads(sql, settings);
   }
 
-  /**
-   * The lease a (re)newed claim gets: now + max_duration (or the default
-   * window), never past total_deadline (DESIGN.md §4.1).
-   */
-  private lease(sql: Sql = this.sql) {
-    return sql`least(now() + make_interval(secs => coalesce(max_duration, ${this.settings.defaultLeaseSeconds}::int)),
-                          coalesce(total_deadline, 'infinity'::timestamptz))`;
+  /** The lease a (re)newed claim gets (job-common.ts). */
+  private lease() {
+    return leaseExpiry(this.sql, this.settings.defaultLeaseSeconds);
   }
 
   /**
@@ -342,385 +197,37 @@ export class JobStore {
     return row;
   }
 
-  /**
-   * Live claims (reference §5): live jobs with an owner, fleet-wide, and how
-   * many of them this replica handed out.
-   */
-  async liveClaims(): Promise<{ total: number; mine: number }> {
-    const [row] = await this.sql<{ total: number; mine: number }[]>`
-      select count(*)::int as total,
-             count(*) filter (where claimed_by_replica = ${this.settings.replicaId})::int as mine
-      from jobs where owner_instance_id is not null and status in ('working', 'input_required')`;
-    return row ?? { total: 0, mine: 0 };
+  /** Live claims (reference §5), fleet-wide and handed out by this replica (job-reads.ts). */
+  liveClaims(): Promise<{ total: number; mine: number }> {
+    return this.reads.liveClaims();
   }
 
-  async get(id: string): Promise<Job> {
-    const [row] = await this.sql<JobRow[]>`select * from jobs where id = ${id}`;
-    if (!row) throw jobNotFound(id);
-    return toJob(row);
+  get(id: string): Promise<Job> {
+    return this.reads.get(id);
   }
 
-  /** GET /jobs: newest first, keyset pagination on (submitted_at, id). */
-  async list(
+  /** GET /jobs: newest first, keyset pagination on (submitted_at, id) (job-reads.ts). */
+  list(
     f: ListFilter,
   ): Promise<{ rows: Job[]; last: { micros: bigint; id: string } | undefined; more: boolean }> {
-    const s = this.sql;
-    // `desc nulls last` as jobs_list_idx is declared (both columns are NOT NULL,
-    // so the order is the same): plain `desc` means nulls first, which the index
-    // cannot give, and every page sorted the whole table (issue 17, plans.test.ts).
-    // The page ends early past limits.maxResponseBytes of payloads and results
-    // (the first row always comes): the cursor continues from the last row sent.
-    const rows = await s<(JobRow & { micros: string; n: string; fetched: string })[]>`
-      select * from (
-        select j.*, row_number() over w as n, count(*) over () as fetched,
-               sum(octet_length(submitted_payload::text) + coalesce(octet_length(result::text), 0)) over w as running
-        from (
-          select *, (extract(epoch from submitted_at) * 1000000)::bigint::text as micros from jobs
-          where true
-            ${f.statuses.length ? s`and status = any(${f.statuses})` : s``}
-            ${f.owner ? s`and owner_instance_id = ${f.owner}` : s``}
-            ${f.capability ? s`and capability = ${f.capability}` : s``}
-            ${f.submittedSince ? s`and submitted_at >= to_timestamp(${f.submittedSince})` : s``}
-            ${
-              f.after
-                ? s`and (submitted_at, id) < ('epoch'::timestamptz + ${f.after.micros.toString()}::bigint * interval '1 microsecond', ${f.after.id}::uuid)`
-                : s``
-            }
-          order by submitted_at desc nulls last, id desc nulls last
-          -- A literal (the route allows 1..200), so that the generic plan is
-          -- made for the page's size.
-          limit ${s.unsafe(String(Math.trunc(f.limit) + 1))}) as j
-        window w as (order by submitted_at desc nulls last, id desc nulls last)) as budgeted
-      where n = 1 or running <= ${limits.maxResponseBytes}
-      order by submitted_at desc nulls last, id desc nulls last`;
-    const cut = rows.length < Number(rows[0]?.fetched ?? 0);
-    const more = cut || rows.length > f.limit;
-    const kept = cut ? rows : rows.slice(0, f.limit);
-    const tail = kept.at(-1);
-    return {
-      rows: kept.map(toJob),
-      last: tail ? { micros: BigInt(tail.micros), id: tail.id } : undefined,
-      more,
-    };
+    return this.reads.list(f);
   }
 
-  /**
-   * Claims up to `max` queued jobs of a capability for `instanceId`, oldest
-   * first. Concurrent claims of one capability share a statement
-   * (`claimStatement`): under load the database plans and commits once for
-   * many claimers; alone, a claim runs at once.
-   */
-  async claim(capability: string, instanceId: string, max: number): Promise<ClaimedJob[]> {
-    let claimer = this.claimers.get(capability);
-    if (!claimer) {
-      claimer = new Coalescer<ClaimAsk, ClaimOutcome>((asks) => this.claimShared(capability, asks), {
-        maxInFlight: coalescing.claimsInFlight,
-        maxWeight: limits.maxClaimBatch,
-        weight: (ask) => ask.max,
-      });
-      this.claimers.set(capability, claimer);
-    }
-    try {
-      const outcome = await claimer.submit({ instanceId, max: Math.trunc(max) });
-      if ('error' in outcome) throw outcome.error;
-      return outcome.claimed;
-    } finally {
-      // Capabilities are the callers' strings: keep no state for idle ones.
-      const { inFlight, waiting } = claimer.state;
-      if (inFlight === 0 && waiting === 0 && this.claimers.get(capability) === claimer)
-        this.claimers.delete(capability);
-    }
+  /** Claims up to `max` queued jobs of a capability for `instanceId`, oldest first (job-claims.ts). */
+  claim(capability: string, instanceId: string, max: number): Promise<ClaimedJob[]> {
+    return this.claims.claim(capability, instanceId, max);
   }
 
-  /**
-   * Runs the shared claim statement; if it fails without committing, each ask
-   * runs alone, in arrival order (still one statement at a time for the
-   * capability), so the failure answers only the request that caused it, as
-   * for deltas (issue 18).
-   */
-  private async claimShared(capability: string, asks: ClaimAsk[]): Promise<ClaimOutcome[]> {
-    try {
-      return (await this.claimStatement(capability, asks)).map((claimed) => ({ claimed }));
-    } catch (err) {
-      if (asks.length === 1 || !retryAlone(err)) throw err;
-      const out: ClaimOutcome[] = [];
-      for (const ask of asks) {
-        out.push(
-          await this.claimStatement(capability, [ask]).then(
-            ([claimed]) => ({ claimed: claimed ?? [] }),
-            (error: unknown) => ({ error }),
-          ),
-        );
-      }
-      return out;
-    }
+  /** Applies owner deltas; each is independent, 3.7 semantics (job-deltas.ts). */
+  applyDeltas(instanceId: string, deltas: JobDelta[]): Promise<BatchResponse> {
+    return this.deltas.applyDeltas(instanceId, deltas);
   }
 
-  /**
-   * One claim statement for several claimers of a capability (DESIGN.md §4.4):
-   * over the partial index of claimable rows, oldest first, skipping rows other
-   * claimers hold locked, so concurrent claimers never wait on or collide with
-   * one another, and never answer "no work" while unlocked claimable rows
-   * remain. The picked rows are dealt out in FIFO order: the first ask gets the
-   * oldest. Each claim bumps attempt_count and claim_epoch (the fencing token)
-   * and sets the lease from the database clock. Queued rows whose retry budget
-   * is spent are not claimable (not in the index) and are retired here, so
-   * they never block the rows behind them (§11 item 1).
-   */
-  private async claimStatement(capability: string, asks: ClaimAsk[]): Promise<ClaimedJob[][]> {
-    // One slot per job asked for; slot n goes to the nth oldest picked row.
-    const slotOwners = asks.flatMap((ask) => Array<string>(ask.max).fill(ask.instanceId));
-    const slotAsk = asks.flatMap((ask, i) => Array<number>(ask.max).fill(i));
-    this.statementStats.claim.statements += 1;
-    this.statementStats.claim.requests += asks.length;
-    const rows = await this.shared<
-      (ClaimedJob & { lease: Date | null; deadline: Date | null; slot: number })[]
-    >`
-      with retired as (
-        -- any(array(…)): by primary key. As \`id in (select …)\`, the cached plan
-        -- hash-joins the locked rows against a sequential scan of all jobs.
-        update jobs set status = 'failed', error = 'exhausted: max retries exceeded', finished_at = now(),
-                        last_heartbeat_at = now()
-        where id = any(array(select id from jobs
-                             where capability = ${capability} and status = 'working' and owner_instance_id is null
-                               and attempt_count > max_retries
-                             for update skip locked))
-        returning id
-      ), picked as (
-        select id, row_number() over (order by submitted_at, id) as slot
-        from (select id, submitted_at from jobs
-              where capability = ${capability} and status = 'working' and owner_instance_id is null
-                and attempt_count <= max_retries
-              order by submitted_at, id
-              limit ${this.shared.unsafe(String(slotOwners.length))} -- a literal (1..100): the plan is made for it
-              for update skip locked) as head
-      ), slots as (
-        select owner, slot from unnest(${slotOwners}::text[]) with ordinality as s(owner, slot)
-      ), claimed as (
-        update jobs j set owner_instance_id = slots.owner, attempt_count = j.attempt_count + 1,
-                          claim_epoch = j.claim_epoch + 1, lease_expires_at = ${this.lease(this.shared)},
-                          last_heartbeat_at = now(), claimed_by_replica = ${this.settings.replicaId}
-        from picked join slots on slots.slot = picked.slot
-        where j.id = picked.id
-        returning j.id, j.submitted_payload, j.attempt_count, j.claim_epoch, j.lease_expires_at as lease,
-                  j.max_duration, j.recv_cursor, j.total_deadline as deadline, picked.slot
-      )
-      select * from claimed order by slot`;
-    const out = asks.map((): ClaimedJob[] => []);
-    for (const r of rows) {
-      out[slotAsk[r.slot - 1] as number]?.push({
-        id: r.id,
-        submitted_payload: r.submitted_payload,
-        attempt_count: r.attempt_count,
-        claim_epoch: r.claim_epoch,
-        lease_expires_at: seconds(r.lease),
-        max_duration: r.max_duration,
-        recv_cursor: r.recv_cursor,
-        total_deadline: seconds(r.deadline),
-      });
-    }
-    return out;
-  }
-
-  /**
-   * Applies owner deltas; each is independent (3.7 semantics). Concurrent
-   * requests whose deltas are plain (a job id, a known or no status, no
-   * recv_cursor) share one fenced statement (`deltaStatement`); any other
-   * request is applied delta by delta, in order.
-   */
-  async applyDeltas(instanceId: string, deltas: JobDelta[]): Promise<BatchResponse> {
-    const ids = new Set(deltas.map((d) => d.id as string));
-    if (ids.size === deltas.length && deltas.every((d) => this.plainDelta(d))) {
-      const outcome = await this.deltas.submit({ instanceId, deltas });
-      if ('error' in outcome) throw outcome.error;
-      return outcome.response;
-    }
-    return this.applyDeltasInOrder(instanceId, deltas);
-  }
-
-  private plainDelta(d: JobDelta): boolean {
-    if (!isUuid(d.id as string) || d.recv_cursor) return false;
-    if ((d.claim_epoch ?? null) === null && this.settings.requireClaimEpoch) return false;
-    return (
-      d.status === undefined || d.status === null || (jobStatuses as readonly string[]).includes(d.status)
-    );
-  }
-
-  private async applyDeltasInOrder(instanceId: string, deltas: JobDelta[]): Promise<BatchResponse> {
-    const rejected: BatchResponse['rejected'] = [];
-    let accepted = 0;
-    for (const delta of deltas) {
-      const id = delta.id as string;
-      const reason = await this.applyDelta(instanceId, id, delta);
-      if (reason) rejected.push({ id, reason });
-      else accepted += 1;
-    }
-    return { accepted, rejected };
-  }
-
-  /**
-   * The fenced write of `applyDelta` for the plain deltas of several requests
-   * in one statement (DESIGN.md §4.3): a row changes only for its current
-   * owner, at the current epoch when one is given, while it is live; a
-   * terminal row is never touched (§11 item 7). The coalescer gives it
-   * distinct job ids only. Rows are listed in id order so that concurrent
-   * statements tend to lock in one order. If PostgreSQL refuses the statement (a value
-   * it cannot store, a deadlock), nothing of it was committed and each request
-   * is applied on its own, so the failure stays with the request that caused it.
-   */
-  private async deltaStatement(asks: DeltaAsk[]): Promise<DeltaOutcome[]> {
-    const rows = asks
-      .flatMap((ask) =>
-        ask.deltas.map((d) => ({
-          job_id: d.id as string,
-          owner: ask.instanceId,
-          epoch: d.claim_epoch ?? null,
-          new_status: d.status ?? null,
-          new_progress: d.progress ?? null,
-          new_message: d.progress_message ?? null,
-          new_result:
-            d.status === 'completed' && d.result !== undefined && d.result !== null ? d.result : null,
-          new_error: d.status === 'failed' ? (d.error ?? null) : null,
-        })),
-      )
-      .sort((a, b) => (a.job_id < b.job_id ? -1 : a.job_id > b.job_id ? 1 : 0));
-    this.statementStats.delta.statements += 1;
-    this.statementStats.delta.requests += asks.length;
-    let updated: Set<string>;
-    try {
-      const done = await this.shared<{ id: string; capability: string; status: string; age: number }[]>`
-        update jobs j set
-          last_heartbeat_at = now(),
-          lease_expires_at = case when d.new_status in ('completed', 'failed', 'cancelled') then j.lease_expires_at
-                             else ${this.lease(this.shared)} end,
-          progress = coalesce(d.new_progress, j.progress),
-          progress_message = coalesce(d.new_message, j.progress_message),
-          status = coalesce(d.new_status, j.status),
-          result = coalesce(d.new_result, j.result),
-          error = coalesce(d.new_error, j.error),
-          finished_at = case when d.new_status in ('completed', 'failed', 'cancelled') then now() else j.finished_at end
-        from (select * from jsonb_to_recordset(${this.shared.json(rows as never)}) as r(
-                job_id uuid, owner text, epoch bigint, new_status text, new_progress float8, new_message text,
-                new_result jsonb, new_error text)
-              -- A literal (the exact row count; one statement text, so one cached plan,
-              -- per count): it tells the planner how few rows there are, so it looks
-              -- them up by primary key, and no parameter changes the estimate, so the
-              -- connection keeps one generic plan instead of planning at every call
-              -- (test/jobs/plans.test.ts checks both).
-              limit ${this.shared.unsafe(String(rows.length))}) as d
-        where j.id = d.job_id and j.owner_instance_id = d.owner
-          -- "live", spelled so that no partial index of live rows matches (a plan made
-          -- for a larger recordset would rather scan all live claims; the CHECK
-          -- constraint allows five statuses).
-          and j.status not in ('completed', 'failed', 'cancelled')
-          and (d.epoch is null or j.claim_epoch = d.epoch)
-        returning j.id, j.capability, j.status, extract(epoch from now() - j.submitted_at)::float8 as age`;
-      updated = new Set(done.map((r) => r.id));
-      this.finished(done);
-    } catch (err) {
-      if (!retryAlone(err)) throw err;
-      return Promise.all(
-        asks.map((ask) =>
-          this.applyDeltasInOrder(ask.instanceId, ask.deltas).then(
-            (response) => ({ response }),
-            (error: unknown) => ({ error }),
-          ),
-        ),
-      );
-    }
-    const refusedIds = rows.map((r) => r.job_id).filter((id) => !updated.has(id));
-    const current = new Map(
-      refusedIds.length
-        ? (
-            await this.sql<(JobFence & { id: string })[]>`
-              select id, owner_instance_id, claim_epoch, status from jobs where id = any(${refusedIds}::uuid[])`
-          ).map((r) => [r.id, r])
-        : [],
-    );
-    return asks.map((ask) => {
-      const rejected: BatchResponse['rejected'] = [];
-      let accepted = 0;
-      for (const d of ask.deltas) {
-        const id = d.id as string;
-        if (updated.has(id) || isReplay(current.get(id), ask.instanceId, d.claim_epoch ?? null, d.status))
-          accepted += 1;
-        else
-          rejected.push({
-            id,
-            reason: refusal(current.get(id), ask.instanceId, d.claim_epoch ?? null, true),
-          });
-      }
-      return { response: { accepted, rejected } };
-    });
-  }
-
-  private async applyDelta(instanceId: string, id: string, d: JobDelta): Promise<DeltaRejection | undefined> {
-    const epoch = d.claim_epoch ?? null;
-    if (epoch === null && this.settings.requireClaimEpoch) return 'epoch_required';
-    if (!isUuid(id)) return 'not_found';
-    const status = d.status ?? null;
-    const validStatus = status === null || (jobStatuses as readonly string[]).includes(status);
-    if (validStatus) {
-      const terminal = status !== null && isTerminal(status);
-      const hasResult = status === 'completed' && d.result !== undefined && d.result !== null;
-      const cursor = d.recv_cursor ? this.sql.json(d.recv_cursor) : null;
-      // Fenced write (DESIGN.md §4.3): only the current owner, at the current
-      // epoch when one is given, of a live job. A terminal row is never touched
-      // (§11 item 7): terminal states are final.
-      const updated = await this.sql<{ id: string; capability: string; status: string; age: number }[]>`
-        update jobs set
-          last_heartbeat_at = now(),
-          lease_expires_at = case when ${terminal}::boolean then lease_expires_at else ${this.lease()} end,
-          progress = coalesce(${d.progress ?? null}::float8, progress),
-          progress_message = coalesce(${d.progress_message ?? null}::text, progress_message),
-          ${
-            // Only deltas that carry a cursor get the merge: a statement without the
-            // subquery gets a generic plan, so PostgreSQL does not re-plan every call.
-            cursor
-              ? this.sql`recv_cursor = (
-                  select jsonb_object_agg(key, v) from (
-                    select key, max(value::bigint) as v
-                    from (select * from jsonb_each_text(coalesce(recv_cursor, '{}'::jsonb))
-                          union all select * from jsonb_each_text(${cursor}::jsonb)) as both_maps
-                    group by key) as merged),`
-              : this.sql``
-          }
-          status = coalesce(${status}::text, status),
-          result = case when ${hasResult}::boolean then ${hasResult ? this.sql.json(d.result as never) : null}::jsonb
-                   else result end,
-          error = case when ${status}::text = 'failed' and ${d.error ?? null}::text is not null then ${d.error ?? null}::text
-                  else error end,
-          finished_at = case when ${terminal}::boolean then now() else finished_at end
-        where id = ${id} and owner_instance_id = ${instanceId} and status in ('working', 'input_required')
-          and (${epoch}::bigint is null or claim_epoch = ${epoch}::bigint)
-        returning id, capability, status, extract(epoch from now() - submitted_at)::float8 as age`;
-      if (updated.length === 1) {
-        this.finished(updated);
-        return undefined;
-      }
-    }
-    return this.whyRefused(instanceId, id, epoch, validStatus, d.status);
-  }
-
-  private finished(rows: readonly { capability: string; status: string; age: number }[]): void {
+  private finished(rows: readonly FinishedRow[]): void {
     if (!this.onFinished) return;
     for (const r of rows) {
       if (r.status === 'completed' || r.status === 'failed') this.onFinished(r.capability, r.status, r.age);
     }
-  }
-
-  /** After a fenced write changed nothing: reads the row, and `refusal` says which precondition failed. */
-  private async whyRefused(
-    instanceId: string,
-    id: string,
-    epoch: number | null,
-    validStatus: boolean,
-    status?: string | null,
-  ): Promise<DeltaRejection | undefined> {
-    const [row] = await this.sql<JobFence[]>`
-      select owner_instance_id, claim_epoch, status from jobs where id = ${id}`;
-    if (isReplay(row, instanceId, epoch, status)) return undefined;
-    return refusal(row, instanceId, epoch, validStatus);
   }
 
   /**
@@ -859,32 +366,14 @@ export class JobStore {
     );
   }
 
-  /**
-   * Up to `limit` events after `after`, and no more than limits.maxResponseBytes
-   * of them (the first always): the caller continues from the last seq returned.
-   * One statement, a read: seqs are dense per job (§4.2), so resuming from the
-   * last one returned loses and repeats nothing.
-   */
-  async readEvents(id: string, after: number, types: string[], limit: number): Promise<JobEvent[]> {
-    const rows = await this.sql<(Omit<JobEvent, 'created_at'> & { created_at: Date })[]>`
-      select job_id, seq, type, payload, trace_context, posted_by, created_at from (
-        select e.*, row_number() over w as n,
-               sum(octet_length(type) + coalesce(octet_length(payload::text), 0)
-                   + coalesce(octet_length(trace_context::text), 0)) over w as running
-        from (select job_id, seq, type, payload, trace_context, posted_by, created_at from job_events
-              where job_id = ${id} and seq > ${after} ${types.length ? this.sql`and type = any(${types})` : this.sql``}
-              order by seq limit ${limit}) as e
-        window w as (order by seq)) as budgeted
-      where n = 1 or running <= ${limits.maxResponseBytes}
-      order by seq`;
-    return rows.map((r) => ({ ...r, created_at: seconds(r.created_at) as number }));
+  /** Up to `limit` events after `after`, within limits.maxResponseBytes (job-reads.ts). */
+  readEvents(id: string, after: number, types: string[], limit: number): Promise<JobEvent[]> {
+    return this.reads.readEvents(id, after, types, limit);
   }
 
   /** `live`, `terminal` or `missing`: what an observer read needs to know. */
-  async jobState(id: string): Promise<'live' | 'terminal' | 'missing'> {
-    const [row] = await this.sql<{ status: string }[]>`select status from jobs where id = ${id}`;
-    if (!row) return 'missing';
-    return isTerminal(row.status) ? 'terminal' : 'live';
+  jobState(id: string): Promise<'live' | 'terminal' | 'missing'> {
+    return this.reads.jobState(id);
   }
 
   /**
@@ -966,39 +455,9 @@ export class JobStore {
       return { id: l.id, outcome, status: r.status, lease_expires_at: null };
     });
   }
-  /**
-   * Which of an instance's claims are no longer its live claim (`POST
-   * /jobs/signals`): one read of the rows as committed now. Every statement
-   * that takes a job from its owner (cancel, force reclaim, lease and orphan
-   * sweeps, deadline, staleness) calls pg_notify in that same statement, so a
-   * waiter re-reads as soon as the change commits, on any replica.
-   */
-  async claimSignals(instanceId: string, claims: { id: string; epoch: number }[]): Promise<JobSignal[]> {
-    const valid = claims.filter((c) => isUuid(c.id));
-    const rows = valid.length
-      ? await this.sql<(JobFence & { id: string; status: JobStatus })[]>`
-          select id, owner_instance_id, claim_epoch, status from jobs
-          where id = any(${[...new Set(valid.map((c) => c.id))]}::uuid[])`
-      : [];
-    const byId = new Map(rows.map((r) => [r.id, r]));
-    const out: JobSignal[] = [];
-    for (const c of claims) {
-      const r = byId.get(c.id);
-      if (!r) {
-        out.push({ id: c.id, claim_epoch: c.epoch, signal: 'not_found', status: null });
-        continue;
-      }
-      // The classification of renewLeases: another owner or epoch means superseded,
-      // whatever became of the job since; cancelled/terminal only for this claim.
-      const mine = r.owner_instance_id === instanceId && Number(r.claim_epoch) === c.epoch;
-      if (mine && !isTerminal(r.status)) continue;
-      const signal = !mine ? 'superseded' : r.status === 'cancelled' ? 'cancelled' : 'terminal';
-      out.push({ id: c.id, claim_epoch: c.epoch, signal, status: r.status });
-    }
-    return out;
+
+  /** Which of an instance's claims are no longer its live claim: `POST /jobs/signals` (job-reads.ts). */
+  claimSignals(instanceId: string, claims: { id: string; epoch: number }[]): Promise<JobSignal[]> {
+    return this.reads.claimSignals(instanceId, claims);
   }
 }
-
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-/** Job ids are UUIDs; anything else cannot name a job (and must not reach a uuid column). */
-export const isUuid = (id: string): boolean => uuidPattern.test(id);
