@@ -249,7 +249,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         settings: statementTimeout,
       }).sql,
     );
-    // The shared claim and completion statements (a few at a time, services/jobs.ts)
+    // The shared claim and completion statements (a few at a time, services/job-claims.ts and job-deltas.ts)
     // keep connections of their own: the pool hands out its least recently used
     // connection, so on the pool they would run on a different, cold backend each
     // time (measured: PostgreSQL CPU per job about a fifth higher, docs/benchmarks.md).
