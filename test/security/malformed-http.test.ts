@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type RawRequest, sendRaw } from './fuzz/raw-http.ts';
@@ -62,4 +63,46 @@ describe('malformed HTTP gets the wire error body (issue 16, found by the fuzzer
       expect(res).toEqual({ status: 413, type: 'application/json', body: wire('payload_too_large') });
     }
   });
+  it('a refused request whose 1 MB body arrives slowly (3 s, pauses under 2 s): the client still reads the answer (was a reset)', async () => {
+    // Found by the fuzzer under full-suite load (seed 942745081). Two causes,
+    // both a close with data still arriving, whose reset discards the answer
+    // the client has not read yet: Node's failed parser reported each further
+    // chunk as another client error, and that handler closed the socket; and a
+    // refused body was dropped for a fixed 2 s only. This client reads nothing
+    // until it has written everything.
+    const body = Buffer.alloc(1_048_000, 'a');
+    for (const [headers, status] of [
+      [[['X-Bad', '\u007f']], 400], // refused by Node's parser
+      [[['Content-Type', 'application/json']], 413], // past the body limit (1 MiB + 1 KiB below)
+    ] as const) {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = connect(r.port, '127.0.0.1');
+        const received: Buffer[] = [];
+        socket.on('error', (err) => reject(err));
+        socket.on('data', (d) => received.push(d));
+        socket.on('close', () => resolve(Buffer.concat(received).toString('latin1')));
+        socket.pause();
+        const size = status === 413 ? body.length + 2_000 : body.length;
+        socket.write(
+          `POST /heartbeat HTTP/1.1\r\nHost: x\r\n${headers.map(([k, v]) => `${k}: ${v}\r\n`).join('')}Content-Length: ${size}\r\nConnection: close\r\n\r\n`,
+        );
+        const chunks = 8;
+        let sent = 0;
+        const next = () => {
+          if (sent === chunks) {
+            if (status === 413) socket.write(Buffer.alloc(2_000, 'a'));
+            socket.resume();
+            return;
+          }
+          const part = body.subarray((sent * body.length) / chunks, ((sent + 1) * body.length) / chunks);
+          sent += 1;
+          socket.write(part, () => setTimeout(next, 400));
+        };
+        next();
+      });
+      expect(answer).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      const json = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
+      expect(json).toEqual(wire(status === 413 ? 'payload_too_large' : 'bad_request'));
+    }
+  }, 30_000);
 });

@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import type { Feature } from '@mesh/protocol';
 import { headers } from '@mesh/protocol';
 import { Hono } from 'hono';
@@ -5,6 +6,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { requestId } from 'hono/request-id';
 import { bearerChallenge, mainPortAccess } from './access.ts';
+import { drainThenClose } from './client-error.ts';
 import { ApiError, errorBody, fromDatabaseError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -119,8 +121,8 @@ export interface AppEnv {
 export type Surface = 'all' | 'main' | 'admin';
 
 /**
- * Reads and drops a refused body (up to `budget` bytes, for at most 2 s)
- * before the 413 goes out. Answering and closing while the client is still
+ * Reads and drops a refused body (up to `budget` bytes, while it keeps
+ * coming: client-error.ts `drainThenClose`) before the 413 goes out. Answering and closing while the client is still
  * sending makes the kernel reset the connection, and the client never reads
  * the answer (a 4 MB body saw ECONNRESET, not 413: found by issue 16's fuzzer).
  */
@@ -128,16 +130,9 @@ async function discardBody(env: unknown, declared: number, budget: number): Prom
   const incoming = (env as { incoming?: NodeJS.ReadableStream & { complete?: boolean } } | undefined)
     ?.incoming;
   if (!incoming || incoming.complete || declared > budget) return;
-  await new Promise<void>((done) => {
-    const timer = setTimeout(finish, 2_000);
-    function finish() {
-      clearTimeout(timer);
-      incoming?.off('end', finish).off('error', finish).off('close', finish);
-      done();
-    }
-    incoming.on('end', finish).on('error', finish).on('close', finish);
-    incoming.resume();
-  });
+  const socket = (incoming as { socket?: Duplex }).socket;
+  if (!socket) return;
+  await new Promise<void>((done) => drainThenClose(incoming, socket, done));
 }
 
 /**
