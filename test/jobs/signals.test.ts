@@ -1,3 +1,4 @@
+import { limits } from '@mesh/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestRegistry, type TestRegistry, useTestRegistry } from '../support/registry-app.ts';
 
@@ -134,5 +135,14 @@ describe('POST /jobs/signals', () => {
       expect(res.status, JSON.stringify(body)).toBe(400);
       expect(res.body.error).toBeTypeOf('string');
     }
+    const many = Array.from({ length: limits.maxLeaseRenewals + 1 }, (_, i) => ({
+      id: `j${i}`,
+      claim_epoch: 1,
+    }));
+    const res = await a.call('POST', '/jobs/signals', { instance_id: 'w', jobs: many });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toBe(
+      `at most ${limits.maxLeaseRenewals} jobs per call, got ${limits.maxLeaseRenewals + 1}`,
+    );
   });
 });

@@ -17,8 +17,10 @@ export async function readJson<T extends z.ZodType>(
      * Bounds on arrays that are members of the top-level object, by key: the
      * most items and what one item is called (`{ tools: [256, 'tools per
      * agent'] }`). Counted by the scan that bounds nesting, before the text is
-     * parsed: 300,000 empty tools cost ~60 ms of JSON.parse on the event loop
-     * shared with every other caller (issue 18), the scan ~3 ms.
+     * parsed (300,000 empty tools cost ~60 ms of JSON.parse on the event loop
+     * shared with every other caller, issue 18); the scan stops at 10× the
+     * bound. The count is exact (keys spelled with escapes included), so the
+     * route needs no second check after the parse.
      */
     maxItems?: Record<string, readonly [max: number, what: string]>;
   } = {},
@@ -97,7 +99,7 @@ export function scanJson(
       else if (ch === 34 /* " */) {
         inString = false;
         // Only short keys can name a bound; a long one is never decoded.
-        if (depth === 1) key = i - stringStart <= 64 ? latin1.decode(text.subarray(stringStart, i)) : '';
+        if (depth === 1) key = i - stringStart <= 64 ? memberKey(text.subarray(stringStart, i)) : '';
       }
       continue;
     }
@@ -139,6 +141,19 @@ export function scanJson(
 
 const utf8 = new TextDecoder();
 const latin1 = new TextDecoder('latin1');
+
+/**
+ * A top-level member's key as JSON.parse will see it: `"too\u006cs"` names
+ * `tools` too, and must be counted against its bound.
+ */
+function memberKey(raw: Uint8Array): string {
+  if (!raw.includes(92 /* \ */)) return latin1.decode(raw);
+  try {
+    return JSON.parse(`"${utf8.decode(raw)}"`) as string;
+  } catch {
+    return ''; // not a JSON string: JSON.parse refuses the body anyway
+  }
+}
 const isJsonSpace = (ch: number) => ch === 32 || ch === 10 || ch === 13 || ch === 9;
 
 /** How far past its bound an array is still counted, so that a near miss says by how much. */

@@ -50,4 +50,12 @@ describe('scanJson', () => {
       ),
     ).toEqual({ tools: 2, b: 1 });
   });
+
+  it('names a key spelled with escapes as JSON.parse will, so its bound still holds', () => {
+    const text = `{"too\\u006cs":[${Array(300).fill('{}').join(',')}],"\\"x":[1]}`;
+    expect(JSON.parse(text).tools).toHaveLength(300);
+    const r = scanJson(text, { maxItems: { tools: [2, 'tools'] } });
+    expect(r.topArrays.get('tools')).toBe(21);
+    expect(Object.fromEntries(scanJson('{"\\"x":[1],"\\q":[2]}').topArrays)).toEqual({ '"x': 1, '': 1 });
+  });
 });

@@ -13,12 +13,11 @@ import { identifier, readJson, required } from './input.ts';
  * lease renewal. It renews nothing: leases keep their own path.
  */
 export const jobSignalRoutes = new Hono<AppEnv>().post('/jobs/signals', async (c) => {
-  const body = await readJson(c, jobSignalsRequest);
+  const body = await readJson(c, jobSignalsRequest, {
+    maxItems: { jobs: [limits.maxLeaseRenewals, 'jobs per call'] },
+  });
   const instanceId = identifier(required(body.instance_id, 'instance_id'), 'instance_id');
   const held = body.jobs ?? [];
-  if (held.length > limits.maxLeaseRenewals) {
-    throw new ApiError('bad_request', `at most ${limits.maxLeaseRenewals} jobs per call, got ${held.length}`);
-  }
   const claims = held.map((j) => {
     const id = j.id?.trim();
     if (!id) throw new ApiError('bad_request', 'every job requires a non-empty id');

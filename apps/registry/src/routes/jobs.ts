@@ -164,12 +164,6 @@ export const jobRoutes = new Hono<AppEnv>()
     const instanceId = identifier(required(body.instance_id, 'instance_id'), 'instance_id');
     if (!body.deltas || body.deltas.length === 0)
       throw new ApiError('bad_request', 'deltas must not be empty');
-    if (body.deltas.length > limits.maxDeltas) {
-      throw new ApiError(
-        'bad_request',
-        `at most ${limits.maxDeltas} deltas per batch, got ${body.deltas.length}`,
-      );
-    }
     if (body.deltas.some((d) => !d.id?.trim()))
       throw new ApiError('bad_request', 'every delta requires a non-empty id');
     const { jobs, metrics } = c.get('deps');
@@ -193,12 +187,6 @@ export const jobRoutes = new Hono<AppEnv>()
     const instanceId = identifier(required(body.instance_id, 'instance_id'), 'instance_id');
     const leases = body.leases ?? [];
     if (leases.length === 0) throw new ApiError('bad_request', 'leases must not be empty');
-    if (leases.length > limits.maxLeaseRenewals) {
-      throw new ApiError(
-        'bad_request',
-        `at most ${limits.maxLeaseRenewals} leases per call, got ${leases.length}`,
-      );
-    }
     const pairs = leases.map((l) => {
       const id = l.id?.trim();
       if (!id) throw new ApiError('bad_request', 'every lease requires a non-empty id');
