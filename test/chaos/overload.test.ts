@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { fileURLToPath } from 'node:url';
@@ -6,7 +5,7 @@ import { errorBodySchema } from '@mesh/protocol';
 import { freePort, type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import postgres from 'postgres';
 import { afterAll, describe, expect, it } from 'vitest';
-import { until } from '../support/until.ts';
+import { startSideProcess } from '../support/side-process.ts';
 
 /**
  * Issue 16 item 3: more load than one replica can take (500 concurrent
@@ -123,15 +122,10 @@ describe('overload: one replica beyond its capacity', () => {
     // The admin answers are timed from a process of its own: this one's event
     // loop is busy with 4,000 sockets of load. A figure, not an assertion
     // (tests do not assert speed); a timed-out answer is counted.
-    const sampler = spawn(process.execPath, ['--import', 'tsx', adminSampler, r.adminUrl as string], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    let samplerOut = '';
-    sampler.stdout.setEncoding('utf8').on('data', (d: string) => {
-      samplerOut += d;
-    });
-    const samplerExit = new Promise<number | null>((x) => sampler.on('exit', x));
-    await until('the admin sampler to start', () => samplerOut.includes('sampling\n') || undefined, 30_000);
+    const sampler = startSideProcess<{ ms: number[]; timeouts: number }>(adminSampler, [
+      r.adminUrl as string,
+    ]);
+    await sampler.started;
 
     // 500 claimers, each claiming in a loop (no backoff: the worst client).
     const started = Date.now();
@@ -159,12 +153,7 @@ describe('overload: one replica beyond its capacity', () => {
     await Promise.all(claimers);
     loaded = false;
     await rss;
-    sampler.stdin.end();
-    expect(await samplerExit, samplerOut).toBe(0);
-    const { ms: admin, timeouts: adminTimeouts } = JSON.parse(samplerOut.trim().split('\n').at(-1) ?? '') as {
-      ms: number[];
-      timeouts: number;
-    };
+    const { ms: admin, timeouts: adminTimeouts } = await sampler.stop();
 
     const shed = [...statuses].filter(([k]) => k.endsWith(' 503')).reduce((n, [, v]) => n + v, 0);
     const total = [...statuses.values()].reduce((a, b) => a + b, 0);

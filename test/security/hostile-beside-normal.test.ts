@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
+import { startSideProcess } from '../support/side-process.ts';
 
 /**
  * Issue 18's closing check: with the bounds in place, the hostile requests of
@@ -70,28 +70,11 @@ async function normalStream(base: string, capability: string, perWorker: number)
  * the count of each status it was answered (0: no answer).
  */
 function hostile(base: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', flood, base], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-  });
-  const exited = new Promise<number | null>((r) => child.on('exit', r));
-  const started = new Promise<void>((resolve) => {
-    const check = () => (out.includes('flooding\n') ? resolve() : undefined);
-    child.stdout.on('data', check);
-  });
+  const child = startSideProcess<Record<string, number>>(flood, [base]);
   return {
-    started,
+    started: child.started,
     async stop() {
-      child.stdin.end();
-      const code = await exited;
-      expect(code, out).toBe(0);
-      const last = out.trim().split('\n').at(-1) ?? '{}';
-      return new Map(
-        Object.entries(JSON.parse(last) as Record<string, number>).map(([s, n]) => [Number(s), n]),
-      );
+      return new Map(Object.entries(await child.stop()).map(([s, n]) => [Number(s), n]));
     },
   };
 }

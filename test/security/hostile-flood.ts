@@ -1,8 +1,10 @@
+import { runSideProcess } from '../support/side-process.ts';
+
 /**
  * The requests of issue 18's findings, sent over and over to the registry at
- * argv[2] until stdin closes; then one JSON line: how many answers of each
- * status (0: no answer). Run by `hostile-beside-normal.test.ts` as a process
- * of its own: `node --import tsx hostile-flood.ts http://127.0.0.1:PORT`.
+ * argv[2] until stdin closes; its result: how many answers of each status (0:
+ * no answer). Run by `hostile-beside-normal.test.ts` as a process of its own
+ * (test/support/side-process.ts): `node --import tsx hostile-flood.ts URL`.
  */
 const base = process.argv[2];
 if (!base) throw new Error('usage: hostile-flood.ts <registry url>');
@@ -39,8 +41,6 @@ const bodies: [path: string, body: string][] = [
   ],
 ];
 
-let running = true;
-const statuses: Record<number, number> = {};
 const send = async (path: string, body: string) => {
   const res = await fetch(`${base}${path}`, {
     method: 'POST',
@@ -50,16 +50,15 @@ const send = async (path: string, body: string) => {
   await res.arrayBuffer();
   return res.status;
 };
-const loops = bodies.map(async ([path, body]) => {
-  while (running) {
-    const status = await send(path, body).catch(() => 0);
-    statuses[status] = (statuses[status] ?? 0) + 1;
-  }
+await runSideProcess(async (running) => {
+  const statuses: Record<number, number> = {};
+  await Promise.all(
+    bodies.map(async ([path, body]) => {
+      while (running()) {
+        const status = await send(path, body).catch(() => 0);
+        statuses[status] = (statuses[status] ?? 0) + 1;
+      }
+    }),
+  );
+  return statuses;
 });
-process.stdin.on('end', () => {
-  running = false;
-});
-process.stdin.resume();
-process.stdout.write('flooding\n');
-await Promise.all(loops);
-process.stdout.write(`${JSON.stringify(statuses)}\n`);
