@@ -16,7 +16,7 @@ import type { Logger } from '../logger.ts';
 import { isHostOnly } from './cancel-forward.ts';
 import { Heartbeats, topologyKey } from './heartbeats.ts';
 import { canonical } from './jobs.ts';
-import { type ProviderRow, ProviderSnapshot, toProvider } from './provider-snapshot.ts';
+import { ProviderSnapshot, readProviders, toProvider } from './provider-snapshot.ts';
 import { endpointOf, type Provider, Resolver } from './resolution.ts';
 
 /** registry_settings keys (the topology clock's is in heartbeats.ts). */
@@ -150,8 +150,8 @@ export class AgentStore {
   /**
    * The providers dependency resolution needs: those of `capabilities`, then
    * those of their own required dependencies, and so on (availability is
-   * transitive). Read by capability, over agent_capabilities_capability_idx,
-   * so the cost follows the dependencies asked about, not the whole registry.
+   * transitive). Read by capability, not from the listings' snapshot: the
+   * cost follows the dependencies asked about, not the whole registry.
    */
   private async providers(capabilities: Iterable<string>): Promise<Provider[]> {
     const out: Provider[] = [];
@@ -159,11 +159,7 @@ export class AgentStore {
     let next = [...new Set(capabilities)].filter((c) => c !== '');
     while (next.length > 0) {
       for (const c of next) seen.add(c);
-      const rows = await this.sql<ProviderRow[]>`
-        select a.agent_id, a.status, a.http_host, a.http_port, c.capability, c.function_name, c.version, c.tags,
-               c.kwargs, c.dependencies
-        from agent_capabilities c join agents a on a.agent_id = c.agent_id
-        where c.capability = any(${next}::text[])`;
+      const rows = await readProviders(this.sql, next);
       const more = new Set<string>();
       for (const r of rows) {
         const provider = toProvider(r);

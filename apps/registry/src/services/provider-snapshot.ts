@@ -28,6 +28,21 @@ export const toProvider = (r: ProviderRow): Provider => ({
   dependencies: Array.isArray(r.dependencies) ? r.dependencies : [],
 });
 
+/**
+ * The providers of `capabilities`, or every provider. The one reader of
+ * providers: registration asks by capability (over
+ * agent_capabilities_capability_idx, so its cost follows the dependencies it
+ * resolves, and it needs no fingerprint scan of the whole registry), listings
+ * take every provider through the snapshot below.
+ */
+export function readProviders(sql: Sql, capabilities?: string[]) {
+  return sql<ProviderRow[]>`
+    select a.agent_id, a.status, a.http_host, a.http_port, c.capability, c.function_name, c.version, c.tags,
+           c.kwargs, c.dependencies
+    from agent_capabilities c join agents a on a.agent_id = c.agent_id
+    ${capabilities ? sql`where c.capability = any(${capabilities}::text[])` : sql``}`;
+}
+
 export interface Snapshot {
   /** Every provider, by agent. */
   byAgent: Map<string, Provider[]>;
@@ -68,11 +83,7 @@ export class ProviderSnapshot {
                 from agents) as fingerprint`;
     const fingerprint = row?.fingerprint ?? '';
     if (this.current?.fingerprint === fingerprint) return this.current;
-    const rows = await this.sql<ProviderRow[]>`
-      select a.agent_id, a.status, a.http_host, a.http_port, c.capability, c.function_name, c.version, c.tags,
-             c.kwargs, c.dependencies
-      from agent_capabilities c join agents a on a.agent_id = c.agent_id`;
-    const providers = rows.map(toProvider);
+    const providers = (await readProviders(this.sql)).map(toProvider);
     const byAgent = new Map<string, Provider[]>();
     for (const p of providers) {
       const list = byAgent.get(p.agentId);
