@@ -18,6 +18,7 @@ import {
   type ReleaseResponse,
   type RenewLeasesResponse,
 } from '@mesh/protocol';
+import { DeltaBatcher, type DeltaOutcome } from './delta-batcher.ts';
 import { tokenFromEnv } from './token.ts';
 import { sdkVersion } from './version.ts';
 
@@ -151,6 +152,8 @@ export class RegistryClient {
   // Shared with the clients `forInstance()` derives: one failover position and
   // one `/health` read for all of them.
   private readonly shared: { current: number; info: Promise<RegistryInfo> | undefined };
+  /** Coalesces each instance's terminal writes (`delta()`), by instance id. */
+  private readonly batchers = new Map<string, DeltaBatcher>();
   private readonly timeoutMs: number;
   private readonly attempts: number;
   private readonly authorization: { authorization?: string };
@@ -404,6 +407,30 @@ export class RegistryClient {
       jobs: Array.isArray(answer?.claimed) ? answer.claimed : [],
       draining: res.headers.get(headers.draining) === 'true',
     };
+  }
+
+  /**
+   * One owner delta of `instanceId`, answered on its own. With `coalesce`, on
+   * a registry that fences and answers each delta apart (feature
+   * `batch-claim`: ours), deltas made in the same turn of the event loop share
+   * one `POST /jobs/batch` (delta-batcher.ts); elsewhere (MCP Mesh 3.7 refuses
+   * a whole batch for one bad delta) and without an epoch it goes alone.
+   */
+  async delta(instanceId: string, delta: JobDelta, coalesce = false): Promise<DeltaOutcome> {
+    if (coalesce && delta.claim_epoch !== undefined && delta.claim_epoch !== null) {
+      const info = await this.info();
+      if (info.features.has(featureNames.batchClaim)) {
+        let batcher = this.batchers.get(instanceId);
+        if (!batcher) {
+          batcher = new DeltaBatcher((deltas) => this.deltas(instanceId, deltas));
+          this.batchers.set(instanceId, batcher);
+        }
+        return batcher.write(delta);
+      }
+    }
+    const res = await this.deltas(instanceId, [delta]);
+    const rejected = res.rejected?.[0];
+    return rejected ? { accepted: false, rejected } : { accepted: res.accepted === 1 };
   }
 
   /** Owner deltas (`POST /jobs/batch`); a delta carrying `claim_epoch` is fenced by it. */

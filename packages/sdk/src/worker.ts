@@ -368,8 +368,13 @@ class Execution {
    */
   async write(kind: WriteKind, delta: Omit<JobDelta, 'id' | 'claim_epoch'>): Promise<boolean> {
     if (this.signal.aborted) return false;
-    const res = await this.client.deltas(this.instanceId, [{ id: this.job.id, ...this.fenced(), ...delta }]);
-    const rejected = res.rejected[0];
+    // Terminal writes of jobs that end together share one request (delta-batcher.ts).
+    const terminal = kind === 'complete' || kind === 'fail';
+    const { accepted, rejected } = await this.client.delta(
+      this.instanceId,
+      { id: this.job.id, ...this.fenced(), ...delta },
+      terminal,
+    );
     if (rejected) {
       // Our own terminal write sent again after its answer was lost (settle()
       // resends on a cut or a 503 whose commit landed): a registry without
@@ -388,7 +393,7 @@ class Execution {
       return false;
     }
     this.nextRenewAt = Date.now() + this.renewEveryMs;
-    return res.accepted === 1;
+    return accepted;
   }
 
   /** Whether the job ended as `kind` says, by this instance at this epoch (fenced claims only). */
