@@ -10,9 +10,12 @@
  *   pnpm bench:jobs --client node-http      the same over plain node:http clients
  *   pnpm bench:jobs --mode db               ours over HTTP and the registry's own statements
  *                                           run from this process (no HTTP), in the same run
- *   pnpm bench:jobs --batch 8               ours: SDK-like workers, each claiming max_jobs = its
- *                                           free slots of 8 and completing them concurrently,
- *                                           W/8 of them; MCP Mesh: W single-claim workers
+ *   pnpm bench:jobs --batch 8               ours: SDK-like workers of concurrency 8, each claiming
+ *                                           max_jobs = 8 and completing them in one request (as
+ *                                           the SDK does for jobs that end together), W/8 of them
+ *                                           (as many jobs in flight as MCP Mesh has); MCP Mesh: W
+ *                                           single-claim workers
+ *   pnpm bench:jobs --batch 8 --batch-workers 8   ours: 8 such workers (64 jobs in flight)
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -37,6 +40,7 @@ const { values: args } = parseArgs({
     client: { type: 'string', default: 'http1' },
     mode: { type: 'string', default: 'http' },
     batch: { type: 'string' },
+    'batch-workers': { type: 'string' },
   },
 });
 const clientKind = args.client as ClientKind;
@@ -182,32 +186,33 @@ async function workload(
       const instance = `bench-worker-${w}`;
       const conn = connection();
       if (batch && name !== 'mcp-mesh-3.7.1') {
-        // As the SDK's worker: claim as many as there are free slots, run each
-        // on a slot (its own connection), claim again when one frees.
-        const free = Array.from({ length: batch }, () => connection());
-        const running = new Set<Promise<void>>();
+        // As the SDK's worker with `concurrency: batch` and a handler that
+        // returns at once: it claims as many jobs as it has free slots
+        // (max_jobs), they all end in the same turn of the event loop, so the
+        // SDK sends their completions in one POST /jobs/batch (its
+        // DeltaBatcher), each fenced by its own epoch; then it claims again.
         while (completed < n) {
-          if (free.length === 0) {
-            await Promise.race(running);
-            continue;
-          }
-          const got = await claimOnce(conn, instance, free.length);
+          const got = await claimOnce(conn, instance, batch);
           if (got.length === 0) {
             if (completed >= n) break;
-            if (running.size > 0) await Promise.race(running);
-            else await sleep(1 + Math.random() * 49);
+            await sleep(1 + Math.random() * 49);
             continue;
           }
-          for (const job of got) {
-            const slot = free.pop() as BenchConnection;
-            const p: Promise<void> = complete(slot, instance, job).finally(() => {
-              free.push(slot);
-              running.delete(p);
-            });
-            running.add(p);
-          }
+          const t2 = performance.now();
+          const done = await conn.request('POST', '/jobs/batch', {
+            instance_id: instance,
+            deltas: got.map((job) => ({
+              id: job.id,
+              claim_epoch: job.claim_epoch,
+              status: 'completed',
+              result: { ok: true },
+            })),
+          });
+          completeLat.push(performance.now() - t2);
+          if (done.json?.accepted !== got.length)
+            throw new Error(`${name}: completion refused: ${JSON.stringify(done.json)}`);
+          completed += got.length;
         }
-        await Promise.all(running);
         return;
       }
       while (completed < n) {
@@ -269,8 +274,13 @@ async function main() {
   const workers = Number(args.workers);
   // With --batch K, ours (and db-direct) run ceil(W/K) SDK-like workers of K
   // slots each, so as many jobs are in flight as MCP Mesh's W single-claim
-  // workers have (MCP Mesh always claims one at a time: its baseline).
-  const ourWorkers = batch ? Math.max(1, Math.ceil(workers / batch)) : workers;
+  // workers have (MCP Mesh always claims one at a time: its baseline);
+  // --batch-workers sets how many instead.
+  const ourWorkers = args['batch-workers']
+    ? Number(args['batch-workers'])
+    : batch
+      ? Math.max(1, Math.ceil(workers / batch))
+      : workers;
   const sizes = args.n ? [Number(args.n)] : [2000];
   const bigN = Number(args['big-n']);
   const only = args.only;
