@@ -1,3 +1,4 @@
+import { Agent, request } from 'node:http';
 import { runSideProcess } from '../support/side-process.ts';
 
 /**
@@ -9,7 +10,9 @@ import { runSideProcess } from '../support/side-process.ts';
 const base = process.argv[2];
 if (!base) throw new Error('usage: hostile-flood.ts <registry url>');
 
-// Bodies built once: the flood's cost should be the registry's, not ours.
+// Bodies built and encoded once, sent over kept-alive node:http connections:
+// the flood's cost should be the registry's, not ours (on this machine the
+// attacker's CPU is taken from the registry's cores; a real one's is not).
 const nested = `${'{"a":'.repeat(5_000)}1${'}'.repeat(5_000)}`;
 const bodies: [path: string, body: string][] = [
   // 300,000 empty tools (about 900 KB).
@@ -41,24 +44,36 @@ const bodies: [path: string, body: string][] = [
   ],
 ];
 
-const send = async (path: string, body: string) => {
-  const res = await fetch(`${base}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body,
+const agent = new Agent({ keepAlive: true, maxSockets: bodies.length });
+const encoded = bodies.map(([path, body]) => [path, Buffer.from(body)] as const);
+const send = (path: string, body: Buffer) =>
+  new Promise<number>((resolve, reject) => {
+    const req = request(
+      `${base}${path}`,
+      {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': body.length },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
   });
-  await res.arrayBuffer();
-  return res.status;
-};
 await runSideProcess(async (running) => {
   const statuses: Record<number, number> = {};
   await Promise.all(
-    bodies.map(async ([path, body]) => {
+    encoded.map(async ([path, body]) => {
       while (running()) {
         const status = await send(path, body).catch(() => 0);
         statuses[status] = (statuses[status] ?? 0) + 1;
       }
     }),
   );
+  agent.destroy();
   return statuses;
 });

@@ -28,6 +28,10 @@ export async function readJson<T extends z.ZodType>(
   // Scanned as bytes (UTF-8 multi-byte sequences never hold an ASCII byte):
   // a body refused by the scan is never decoded.
   const bytes = new Uint8Array(await c.req.arrayBuffer());
+  // A large body is scanned and parsed after what else is ready on the event
+  // loop (small requests, database answers): a flood of big bodies then costs
+  // the other callers a turn, not its parse each (issue 18).
+  if (bytes.length > largeBody) await new Promise(setImmediate);
   if (options.optional && bytes.every(isJsonSpace)) return schema.parse({});
   const shape = scanJson(bytes, { maxDepth: limits.maxJsonDepth, maxItems: options.maxItems });
   if (shape.depth > limits.maxJsonDepth) {
@@ -93,16 +97,25 @@ export function scanJson(
   let itemsCap = Number.POSITIVE_INFINITY;
   let topIsObject = false;
   for (let i = 0; i < text.length; i++) {
-    const ch = text[i] as number;
     if (inString) {
-      if (ch === 92 /* \ */) i += 1;
-      else if (ch === 34 /* " */) {
-        inString = false;
-        // Only short keys can name a bound; a long one is never decoded.
-        if (depth === 1) key = i - stringStart <= 64 ? memberKey(text.subarray(stringStart, i)) : '';
+      // To the string's closing quote in one native search (most of a body's
+      // bytes are in strings): a quote after an odd run of backslashes is
+      // escaped, and the search goes on past it.
+      let end = text.indexOf(34 /* " */, i);
+      while (end > 0) {
+        let slashes = 0;
+        while (text[end - 1 - slashes] === 92 /* \ */) slashes += 1;
+        if (slashes % 2 === 0) break;
+        end = text.indexOf(34, end + 1);
       }
+      if (end < 0) break; // unterminated: JSON.parse says so
+      i = end;
+      inString = false;
+      // Only short keys can name a bound; a long one is never decoded.
+      if (depth === 1) key = i - stringStart <= 64 ? memberKey(text.subarray(stringStart, i)) : '';
       continue;
     }
+    const ch = text[i] as number;
     if (isJsonSpace(ch)) continue;
     if (items >= 0 && depth === 2 && !itemOpen && ch !== 93 /* ] */ && ch !== 44 /* , */) {
       items += 1;
@@ -140,6 +153,8 @@ export function scanJson(
 }
 
 const utf8 = new TextDecoder();
+/** Bytes past which a body waits for the event loop's next turn before it is scanned. */
+const largeBody = 8 * 1024;
 const latin1 = new TextDecoder('latin1');
 
 /**

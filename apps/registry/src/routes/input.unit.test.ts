@@ -58,4 +58,11 @@ describe('scanJson', () => {
     expect(r.topArrays.get('tools')).toBe(21);
     expect(Object.fromEntries(scanJson('{"\\"x":[1],"\\q":[2]}').topArrays)).toEqual({ '"x': 1, '': 1 });
   });
+
+  it('finds a string’s end past escaped quotes and runs of backslashes', () => {
+    const text = String.raw`{"a":"x\\","b":"q\"[{","c":"\\\"],","tools":[1,"\\",2],"d":"${'z'.repeat(20_000)}"}`;
+    expect(Object.keys(JSON.parse(text))).toEqual(['a', 'b', 'c', 'tools', 'd']);
+    expect(scanJson(text)).toEqual({ depth: 2, topArrays: new Map([['tools', 3]]) });
+    expect(scanJson('{"tools":[1,"unterminated')).toEqual({ depth: 2, topArrays: new Map() });
+  });
 });
