@@ -9,23 +9,18 @@ export type {
   StandardSchemaV1,
 } from './input-schema.ts';
 export { InputValidationError, inputRejectedEventType } from './input-schema.ts';
-export { sdkVersion } from './version.ts';
-export type { WaitForJobOptions } from './wait-for-job.ts';
-export { JobWaitTimeoutError, waitForJob } from './wait-for-job.ts';
 export type {
-  JobAbortReason,
   JobContext,
   JobHandler,
-  JobWorkerOptions,
   RequestInputOptions,
   WaitForEventOptions,
   WorkerNotice,
   WriteKind,
-} from './worker.ts';
-export {
-  JobAbortedError,
-  JobWorker,
-  NonRetryableError,
-  RetryableError,
-  retryUnlessNonRetryable,
-} from './worker.ts';
+} from './job-context.ts';
+export type { JobAbortReason } from './job-errors.ts';
+export { JobAbortedError, NonRetryableError, RetryableError, retryUnlessNonRetryable } from './job-errors.ts';
+export { sdkVersion } from './version.ts';
+export type { WaitForJobOptions } from './wait-for-job.ts';
+export { JobWaitTimeoutError, waitForJob } from './wait-for-job.ts';
+export type { JobWorkerOptions } from './worker.ts';
+export { JobWorker } from './worker.ts';
