@@ -318,6 +318,8 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         })
       : undefined;
     await claimWaiters?.start();
+    // A submission here hands its job to a claim parked here (one commit for both).
+    if (claimWaiters) jobs.handoff = claimWaiters;
     const agents = new AgentStore(
       sql,
       { timeoutThresholdSeconds: Math.ceil(config.agentTimeoutMs / 1000) },
@@ -344,7 +346,9 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       poolSize: config.dbPoolSize + config.dbJobPoolSize + 2,
       statements: () => ({ ...jobs.statementStats, ...agents.heartbeats.statementStats }),
       pools,
-      ...(claimWaiters ? { parkedClaims: () => claimWaiters.parkedCount } : {}),
+      ...(claimWaiters
+        ? { parkedClaims: () => claimWaiters.parkedCount, claimHandoffs: () => claimWaiters.handoffs }
+        : {}),
     });
     jobs.onFinished = metrics.jobFinished;
     admission.onShed = (cls, reason) => metrics.shed.inc({ class: cls, reason });

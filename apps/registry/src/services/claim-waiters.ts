@@ -2,7 +2,7 @@ import type { Sql } from '@mesh/db';
 import type { ClaimedJob } from '@mesh/protocol';
 import type { Logger } from '../logger.ts';
 import type { DrainGate } from './drain.ts';
-import { claimableChannel, type JobStore } from './jobs.ts';
+import { claimableChannel, type Handoff, type HandoffTaker, type JobStore } from './jobs.ts';
 
 export interface ClaimWaitersOptions {
   /**
@@ -22,13 +22,17 @@ export interface ClaimWaitersOptions {
   silentFleetRecheckMs?: number;
 }
 
-/** How a parked claim stopped waiting. */
-type Wake = 'wake' | 'timeout' | 'abort' | 'drain';
+/** How a parked claim stopped waiting; `handoff`: a submission here gave it its job (`handed`). */
+type Wake = 'wake' | 'timeout' | 'abort' | 'drain' | 'handoff';
 
 interface Waiter {
   capability: string;
+  instanceId: string;
   /** Told that work was queued: claim (again) before parking. */
   woken: boolean;
+  /** A submission on this replica is inserting a job claimed for it. */
+  reserved: boolean;
+  handed: ClaimedJob | undefined;
   /** Set while parked: ends the park. */
   resolve: ((how: Wake) => void) | undefined;
 }
@@ -52,23 +56,38 @@ interface Waiter {
  * 1,000 parked claims cost no statement until work comes, and a job costs
  * about one claim statement per replica, not one per waiter.
  *
+ * A job submitted on this replica while a claim of its capability is parked
+ * here is handed to it (`reserve`, JobStore.insertClaimed): inserted already
+ * claimed, so pickup costs one commit, not a commit, a notification and a
+ * claim statement. Only while the capability is known empty (a claim found
+ * its queue empty and no notification for it came since), so a handoff never
+ * passes over an older queued job that this replica has heard of. A job
+ * queued on another replica whose notification is still on its way may start
+ * after a job handed off here: order across replicas is not promised. (Unlike
+ * `knownEmptyMs`, the mark does not age for this: what a stale mark can cost
+ * is order, never a job, as the passed-over job is claimed by the next claim.)
+ *
  * Drain stays a barrier: when the replica starts draining (any reason,
  * shutdown included) every parked claim answers at once as a draining claim,
- * and a woken claim goes through the drain gate like any other. Parked
- * claims hold nothing, so `drain --wait` does not count them.
+ * and a woken claim or a handoff goes through the drain gate like any other
+ * claim. Parked claims hold nothing, so `drain --wait` does not count them.
  */
-export class ClaimWaiters {
+export class ClaimWaiters implements Handoff {
   private readonly parked = new Map<string, Set<Waiter>>();
-  /** Notifications heard and listener (re)connects, in order. */
+  /** Listener (re)connects: notifications may have been missed. */
   private seq = 0;
-  /** Capability → when (seq, ms) a claim found its queue empty with no notification during it. */
-  private readonly empty = new Map<string, { seq: number; at: number }>();
+  /** Notifications heard per capability that has claims here (kept while it has). */
+  private readonly heardFor = new Map<string, number>();
+  /** Capability → when (ms) a claim found its queue empty with no notification for it during it. */
+  private readonly empty = new Map<string, number>();
   private unlisten: (() => Promise<void>) | undefined;
   private readonly stopDrainWatch: () => void;
   private readonly knownEmptyMs: number;
   private readonly fleetNotifies: () => boolean;
   private readonly silentFleetRecheckMs: number;
   private stopped = false;
+  /** Submissions handed to a parked claim (`mesh_claim_handoffs_total`). */
+  handoffs = 0;
 
   constructor(
     private readonly sql: Sql,
@@ -130,7 +149,14 @@ export class ClaimWaiters {
   ): Promise<ClaimedJob[] | null> {
     const deadline = Date.now() + waitMs;
     // Registered before the first claim: work queued while it runs wakes it.
-    const waiter: Waiter = { capability, woken: false, resolve: undefined };
+    const waiter: Waiter = {
+      capability,
+      instanceId,
+      woken: false,
+      reserved: false,
+      handed: undefined,
+      resolve: undefined,
+    };
     let set = this.parked.get(capability);
     if (!set) {
       set = new Set();
@@ -146,28 +172,70 @@ export class ClaimWaiters {
           claimedAfterWake = false;
           waiter.woken = false;
           const before = this.seq;
+          const heard = this.heardFor.get(capability) ?? 0;
           const got = await this.gate.claim(() => this.jobs.claim(capability, instanceId, max), null);
           claimedAfterWake = true;
           if (got === null || got.length > 0) return got;
-          if (this.seq === before) this.markEmpty(capability, before);
+          if (this.seq === before && (this.heardFor.get(capability) ?? 0) === heard)
+            this.markEmpty(capability);
         }
         skip = false;
         const left = deadline - Date.now();
         const recheck = !this.fleetNotifies() && left > this.silentFleetRecheckMs;
         const how = await this.park(waiter, recheck ? this.silentFleetRecheckMs : left, signal);
+        if (how === 'handoff' && waiter.handed) return [waiter.handed];
         if (how === 'drain') return null;
         if (how === 'timeout' && recheck) continue;
         if (how !== 'wake') return [];
       }
     } finally {
       set.delete(waiter);
-      if (set.size === 0 && this.parked.get(capability) === set) this.parked.delete(capability);
+      if (set.size === 0 && this.parked.get(capability) === set) {
+        this.parked.delete(capability);
+        this.heardFor.delete(capability);
+      }
       // A wake this claim did not use (or used in a claim that failed) goes to the next waiter.
       if (waiter.woken || !claimedAfterWake) {
         const rest = this.parked.get(capability);
         if (rest) this.wake(rest, 1);
       }
     }
+  }
+
+  /**
+   * For a job being submitted on this replica: the oldest claim of the
+   * capability parked here, reserved for it, if the queue is known empty and
+   * the replica is not draining (the insert passes the drain gate as well).
+   */
+  reserve(capability: string): HandoffTaker | undefined {
+    if (this.stopped || this.gate.draining || !this.fleetNotifies() || !this.empty.has(capability)) return;
+    const set = this.parked.get(capability);
+    if (!set) return;
+    let waiter: Waiter | undefined;
+    for (const w of set) {
+      if (w.resolve && !w.woken && !w.reserved) {
+        waiter = w;
+        break;
+      }
+    }
+    if (!waiter) return;
+    const taken = waiter;
+    taken.reserved = true;
+    return {
+      instanceId: taken.instanceId,
+      gated: (insert) => this.gate.claim(insert, null),
+      deliver: (job) => {
+        taken.reserved = false;
+        if (!taken.resolve) return false;
+        taken.handed = job;
+        this.handoffs += 1;
+        taken.resolve('handoff');
+        return true;
+      },
+      cancel: () => {
+        taken.reserved = false;
+      },
+    };
   }
 
   private park(waiter: Waiter, ms: number, signal: AbortSignal): Promise<Wake> {
@@ -191,13 +259,14 @@ export class ClaimWaiters {
 
   /** A `n:capability` notification: n jobs of the capability were queued. */
   private heard(payload: string): void {
-    this.seq += 1;
     const colon = payload.indexOf(':');
     const n = Number(payload.slice(0, colon));
     const capability = payload.slice(colon + 1);
     this.empty.delete(capability);
     const set = this.parked.get(capability);
-    if (set) this.wake(set, Number.isSafeInteger(n) && n > 0 ? n : set.size);
+    if (!set) return;
+    this.heardFor.set(capability, (this.heardFor.get(capability) ?? 0) + 1);
+    this.wake(set, Number.isSafeInteger(n) && n > 0 ? n : set.size);
   }
 
   /** Wakes the `n` oldest waiters of a set not yet woken (a Set iterates in insertion order). */
@@ -205,7 +274,7 @@ export class ClaimWaiters {
     let left = n;
     for (const waiter of set) {
       if (left <= 0) break;
-      if (waiter.woken) continue;
+      if (waiter.woken || waiter.reserved) continue;
       waiter.woken = true;
       left -= 1;
       waiter.resolve?.('wake');
@@ -218,16 +287,16 @@ export class ClaimWaiters {
 
   private knownEmpty(capability: string): boolean {
     if (!this.fleetNotifies()) return false;
-    const mark = this.empty.get(capability);
-    if (!mark) return false;
-    if (Date.now() - mark.at < this.knownEmptyMs) return true;
+    const at = this.empty.get(capability);
+    if (at === undefined) return false;
+    if (Date.now() - at < this.knownEmptyMs) return true;
     this.empty.delete(capability);
     return false;
   }
 
-  private markEmpty(capability: string, seq: number): void {
+  private markEmpty(capability: string): void {
     // Capabilities are the callers' strings: a bounded memory, forgetting is safe (a claim runs).
     if (this.empty.size >= 10_000) this.empty.clear();
-    this.empty.set(capability, { seq, at: Date.now() });
+    this.empty.set(capability, Date.now());
   }
 }

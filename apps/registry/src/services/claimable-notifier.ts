@@ -30,6 +30,11 @@ export class ClaimableNotifier {
 
   constructor(private readonly sql: Sql) {}
 
+  /** Nothing pending and no statement running. */
+  get idle(): boolean {
+    return !this.running && this.pending.size === 0;
+  }
+
   /** `n` jobs of `capability` were committed as claimable. Never throws, never waits. */
   queued(capability: string, n = 1): void {
     this.pending.set(capability, (this.pending.get(capability) ?? 0) + n);

@@ -70,6 +70,26 @@ export interface NewJob {
 
 type Created = { id: string; status: JobStatus; owner_instance_id: string | null };
 
+/**
+ * A long-poll claim parked on this replica that may take a job submitted here
+ * at once (services/claim-waiters.ts): the submission is then inserted
+ * already claimed, one statement and one commit for both.
+ */
+export interface Handoff {
+  /** Reserves a parked claim of the capability; undefined when none may take a new job. */
+  reserve(capability: string): HandoffTaker | undefined;
+}
+
+export interface HandoffTaker {
+  readonly instanceId: string;
+  /** Runs the claiming insert through the drain gate; null (not run) when draining. */
+  gated<T>(insert: () => Promise<T>): Promise<T | null>;
+  /** Answers the parked claim with the job; false when it stopped waiting meanwhile. */
+  deliver(job: ClaimedJob): boolean;
+  /** The job was not inserted claimed: the parked claim goes on waiting. */
+  cancel(): void;
+}
+
 /** Canonical JSON (object keys sorted): equal values, equal text, whatever the key order sent. */
 export function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
@@ -121,6 +141,10 @@ export class JobStore {
    * histogram. Set by the server; unset in tests that need no metrics.
    */
   onFinished?: (capability: string, outcome: string, seconds: number) => void;
+  /** Parked long-poll claims a submission may hand its job to; set by the server when long-poll is on. */
+  handoff?: Handoff;
+  /** Submissions running their insert now (inline notification only when alone). */
+  private submitting = 0;
   private readonly claims: JobClaims;
   private readonly deltas: JobDeltas;
   private readonly reads: JobReads;
@@ -177,10 +201,15 @@ export class JobStore {
     idempotency: { key: string; digest: string } | null,
   ): Promise<Created | undefined> {
     const id = crypto.randomUUID();
+    const taker = job.owner === null ? this.handoff?.reserve(job.capability) : undefined;
+    if (taker) {
+      const handed = await this.insertClaimed(id, job, idempotency, taker);
+      if (handed !== 'draining') return handed;
+    }
     // A pushed job is running from the start: it counts as the first attempt, so
     // it gets exactly max_retries retries like a claimed one (MCP Mesh gives push
     // mode one more; reference §11 item 15).
-    const [row] = await this.sql<Created[]>`
+    const insert = this.sql<Created[]>`
       insert into jobs (id, capability, submitted_by, submitted_payload, max_retries, max_duration, total_deadline,
                         owner_instance_id, attempt_count, idempotency_key, idempotency_fingerprint)
       values (${id}, ${job.capability}, ${job.submittedBy}, ${this.sql.json(job.payload as never)}, ${job.maxRetries},
@@ -192,9 +221,110 @@ export class JobStore {
       -- back means the key names a job already, and a read finds it.
       on conflict (idempotency_key) where idempotency_key is not null do nothing
       returning id, status, owner_instance_id`;
-    // A queued job wakes parked claims of its capability on every replica (a pushed one has its owner).
-    if (row && row.owner_instance_id === null) this.notifier.queued(job.capability);
-    return row;
+    // A queued job wakes parked claims of its capability on every replica (a
+    // pushed one has its owner). A submission alone on this replica (none
+    // other running, no notification waiting to be sent) notifies in its own
+    // transaction: other replicas hear of it one round trip sooner. Concurrent
+    // ones go through the notifier, so that their commits still share WAL
+    // flushes (claimable-notifier.ts says why).
+    const inline = job.owner === null && this.submitting === 0 && this.notifier.idle;
+    this.submitting += 1;
+    let row: Created | undefined;
+    try {
+      [row] = inline
+        ? await this.sql<Created[]>`
+            with inserted as (${insert})
+            select id, status, owner_instance_id, pg_notify(${claimableChannel}, '1:' || ${job.capability}::text)
+            from inserted`
+        : await insert;
+    } finally {
+      this.submitting -= 1;
+    }
+    if (row && row.owner_instance_id === null && !inline) this.notifier.queued(job.capability);
+    return row ? { id: row.id, status: row.status, owner_instance_id: row.owner_instance_id } : undefined;
+  }
+
+  /**
+   * A submission handed to a long-poll claim parked on this replica (pickup
+   * without a notification and a second commit): the job is inserted already
+   * claimed by it, as the claim statement would leave it (first attempt,
+   * epoch 1, lease from the database clock), through the drain gate like any
+   * claim. The submitter is answered as for a queued job (`working`, no
+   * owner: it did not push). If the parked claim stopped waiting while the
+   * insert ran (client gone, timeout, drain), the claim is undone in a fenced
+   * statement that gives the attempt back, and the job is queued as usual.
+   * `'draining'`: nothing was inserted, the caller queues the job.
+   */
+  private async insertClaimed(
+    id: string,
+    job: NewJob,
+    idempotency: { key: string; digest: string } | null,
+    taker: HandoffTaker,
+  ): Promise<Created | undefined | 'draining'> {
+    let rows: (ClaimedJob & { lease: Date | null; deadline: Date | null })[] | null;
+    try {
+      const deadline = job.totalDeadline === null ? null : new Date(job.totalDeadline * 1000);
+      rows = await taker.gated(
+        () => this.sql<(ClaimedJob & { lease: Date | null; deadline: Date | null })[]>`
+          insert into jobs (id, capability, submitted_by, submitted_payload, max_retries, max_duration, total_deadline,
+                            idempotency_key, idempotency_fingerprint, owner_instance_id, attempt_count, claim_epoch,
+                            lease_expires_at, last_heartbeat_at, claimed_by_replica)
+          values (${id}, ${job.capability}, ${job.submittedBy}, ${this.sql.json(job.payload as never)}, ${job.maxRetries},
+                  ${job.maxDuration}, ${deadline}, ${idempotency?.key ?? null}, ${idempotency?.digest ?? null},
+                  ${taker.instanceId}, 1, 1,
+                  -- leaseExpiry (job-common.ts) over the values, as no row exists yet to read them from
+                  least(now() + make_interval(secs => coalesce(${job.maxDuration}::int, ${this.settings.defaultLeaseSeconds}::int)),
+                        coalesce(${deadline}::timestamptz, 'infinity'::timestamptz)),
+                  now(), ${this.settings.replicaId})
+          -- One job per key across replicas (as insert above): no row back, nothing claimed.
+          on conflict (idempotency_key) where idempotency_key is not null do nothing
+          returning id, submitted_payload, attempt_count, claim_epoch, lease_expires_at as lease, max_duration,
+                    recv_cursor, total_deadline as deadline`,
+      );
+    } catch (err) {
+      taker.cancel();
+      throw err;
+    }
+    if (rows === null) {
+      taker.cancel();
+      return 'draining';
+    }
+    const [r] = rows;
+    if (!r) {
+      taker.cancel();
+      return undefined;
+    }
+    const claimed: ClaimedJob = {
+      id: r.id,
+      submitted_payload: r.submitted_payload,
+      attempt_count: r.attempt_count,
+      claim_epoch: r.claim_epoch,
+      lease_expires_at: seconds(r.lease),
+      max_duration: r.max_duration,
+      recv_cursor: r.recv_cursor,
+      total_deadline: seconds(r.deadline),
+    };
+    if (!taker.deliver(claimed)) await this.unclaimUndelivered(id, job.capability, taker.instanceId);
+    return { id, status: 'working', owner_instance_id: null };
+  }
+
+  /**
+   * Undoes a handed-off claim nobody received (DESIGN.md §4.2, fenced by the
+   * owner and epoch 1 it was inserted with): queued again with its attempt
+   * given back (none was made); the epoch stays spent, so epochs only grow.
+   * If this fails, the lease sweep requeues the job when its lease expires.
+   */
+  private async unclaimUndelivered(id: string, capability: string, instanceId: string): Promise<void> {
+    try {
+      const [row] = await this.sql<{ id: string }[]>`
+        update jobs set owner_instance_id = null, attempt_count = attempt_count - 1, lease_expires_at = null,
+                        claimed_by_replica = null, last_heartbeat_at = null
+        where id = ${id} and owner_instance_id = ${instanceId} and claim_epoch = 1 and status = 'working'
+        returning id`;
+      if (row) this.notifier.queued(capability);
+    } catch {
+      // The lease sweep requeues it (an attempt is counted then).
+    }
   }
 
   /** Live claims (reference §5), fleet-wide and handed out by this replica (job-reads.ts). */

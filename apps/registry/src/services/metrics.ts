@@ -39,6 +39,8 @@ export function createMetrics(collect: {
   admission?: Admission;
   /** Long-poll claims parked now (ClaimWaiters.parkedCount); absent when the feature is off. */
   parkedClaims?: () => number;
+  /** Submissions handed to a parked claim (ClaimWaiters.handoffs). */
+  claimHandoffs?: () => number;
 }) {
   const registry = new Registry();
   const requests = new Counter({
@@ -162,6 +164,18 @@ export function createMetrics(collect: {
       registers: [registry],
       collect() {
         this.set(read());
+      },
+    });
+  }
+  if (collect.claimHandoffs) {
+    const read = collect.claimHandoffs;
+    new Counter({
+      name: 'mesh_claim_handoffs_total',
+      help: 'Jobs submitted on this replica and handed at once to a long-poll claim parked here (inserted claimed)',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
       },
     });
   }
