@@ -260,6 +260,12 @@ const supersession: Scenario = async (cell) => {
       'stale-a',
       {
         capability,
+        // One job at a time: with a free slot, A would also have a claim parked
+        // on the registry when the partition begins (sent just before it); that
+        // claim, still open on the registry's side, would be woken first when the
+        // lease sweep requeues the job, and its answer lost in the partition:
+        // an attempt burned, not the scenario this cell is about.
+        concurrency: 1,
         handler: async ({ claimEpoch }) => {
           aStarted.resolve(claimEpoch);
           await finishA.promise;

@@ -20,6 +20,7 @@ import {
 } from '@mesh/protocol';
 import { DeltaBatcher, type DeltaOutcome } from './delta-batcher.ts';
 import { tokenFromEnv } from './token.ts';
+import { httpRequest } from './transport.ts';
 import { sdkVersion } from './version.ts';
 
 /** A registry answered with an error status; `code`/`body` are what it said. */
@@ -65,9 +66,14 @@ export class RegistryUnreachableError extends Error {
 }
 
 function describeCause(cause: unknown): string {
-  const e = cause as { name?: string; message?: string; cause?: { code?: string; message?: string } } | null;
+  const e = cause as {
+    name?: string;
+    code?: string;
+    message?: string;
+    cause?: { code?: string; message?: string };
+  } | null;
   if (e?.name === 'TimeoutError') return 'timed out';
-  return e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(cause);
+  return e?.code ?? e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(cause);
 }
 
 export interface RegistryClientOptions {
@@ -213,7 +219,7 @@ export class RegistryClient {
       const url = `${base}${path}`;
       const timeout = AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs);
       try {
-        const res = await fetch(url, {
+        const res = await httpRequest(url, {
           method,
           headers: {
             ...(body === undefined ? {} : { 'content-type': 'application/json' }),
@@ -225,7 +231,7 @@ export class RegistryClient {
           body: body === undefined ? undefined : JSON.stringify(body),
           signal: options.signal ? AbortSignal.any([timeout, options.signal]) : timeout,
         });
-        const text = await res.text();
+        const { text } = res;
         let parsed: unknown;
         try {
           parsed = text ? JSON.parse(text) : undefined;
@@ -240,7 +246,7 @@ export class RegistryClient {
       } catch (err) {
         // The caller gave up: not a failure of the registry.
         if (options.signal?.aborted) throw options.signal.reason;
-        const refused = (err as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED';
+        const refused = (err as { code?: string }).code === 'ECONNREFUSED';
         const unreachable = new RegistryUnreachableError(url, err, method);
         if (!refused && !options.retry) throw unreachable;
         lastError = unreachable;
