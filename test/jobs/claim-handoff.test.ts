@@ -183,7 +183,7 @@ describe('a handoff whose claim stopped waiting while the job was inserted', () 
   });
 
   /** Parks a claim, then starts a submission whose handoff insert is held inside the gate. */
-  async function heldHandoff(cap: string, signal: AbortSignal) {
+  async function heldHandoff(cap: string, signal: AbortSignal, idempotencyKey?: string) {
     const parked = waiters.claim(cap, 'w-held', 1, longWait, signal);
     while (waiters.parkedCount < 1) await new Promise((r) => setTimeout(r, 5));
     let release: () => void = () => {};
@@ -197,7 +197,8 @@ describe('a handoff whose claim stopped waiting while the job was inserted', () 
         release = res;
       });
     };
-    const created = store.create(newJob(cap));
+    const created = store.create({ ...newJob(cap), idempotencyKey });
+    created.catch(() => {}); // awaited by the test
     await inside;
     gate.beforeClaim = undefined;
     return { parked, created, release };
@@ -224,6 +225,18 @@ describe('a handoff whose claim stopped waiting while the job was inserted', () 
     const [next] = await store.claim(cap, 'w-next', 1);
     expect(next).toMatchObject({ id, attempt_count: 1, claim_epoch: 2 });
   });
+
+  it('a handoff that does not happen (a key already used) lets the parked claim take a job queued meanwhile', async () => {
+    const cap = capability();
+    const key = `ho-${crypto.randomUUID()}`;
+    await store.create({ ...newJob(`${cap}-other`), idempotencyKey: key });
+    const { parked, created, release } = await heldHandoff(cap, new AbortController().signal, key);
+    // Queued while the parked claim is reserved: its notification wakes nobody.
+    const queued = await store.create(newJob(cap));
+    release();
+    await expect(created).rejects.toMatchObject({ code: 'idempotency_key_reused' });
+    expect((await parked)?.map((j) => j.id)).toEqual([queued.id]);
+  }, 20_000);
 
   it('a drain meanwhile: the drain answers after the insert, the parked claim answers as draining, nothing stays claimed', async () => {
     const cap = capability();

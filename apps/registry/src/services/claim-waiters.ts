@@ -234,6 +234,13 @@ export class ClaimWaiters implements Handoff {
       },
       cancel: () => {
         taken.reserved = false;
+        // A notification heard while it was reserved skipped it: it claims
+        // once more before parking again (rare: a failed insert, a replayed
+        // idempotency key, a drain).
+        if (taken.resolve) {
+          taken.woken = true;
+          taken.resolve('wake');
+        }
       },
     };
   }

@@ -86,7 +86,7 @@ export interface HandoffTaker {
   gated<T>(insert: () => Promise<T>): Promise<T | null>;
   /** Answers the parked claim with the job; false when it stopped waiting meanwhile. */
   deliver(job: ClaimedJob): boolean;
-  /** The job was not inserted claimed: the parked claim goes on waiting. */
+  /** The job was not inserted claimed: the parked claim claims again (a notification may have skipped it), then waits on. */
   cancel(): void;
 }
 
