@@ -6,7 +6,14 @@
 import type { Sql } from '@mesh/db';
 import { type ClaimedJob, limits } from '@mesh/protocol';
 import { Coalescer } from './coalescer.ts';
-import { coalescing, type JobSettings, leaseExpiry, retryAlone, seconds } from './job-common.ts';
+import {
+  type ClaimedRow,
+  coalescing,
+  type JobSettings,
+  leaseExpiry,
+  retryAlone,
+  toClaimedJob,
+} from './job-common.ts';
 
 interface ClaimAsk {
   instanceId: string;
@@ -93,9 +100,7 @@ export class JobClaims {
     const slotAsk = asks.flatMap((ask, i) => Array<number>(ask.max).fill(i));
     this.stats.statements += 1;
     this.stats.requests += asks.length;
-    const rows = await this.shared<
-      (ClaimedJob & { lease: Date | null; deadline: Date | null; slot: number })[]
-    >`
+    const rows = await this.shared<(ClaimedRow & { slot: number })[]>`
       with retired as (
         -- any(array(…)): by primary key. As \`id in (select …)\`, the cached plan
         -- hash-joins the locked rows against a sequential scan of all jobs.
@@ -128,16 +133,7 @@ export class JobClaims {
       select * from claimed order by slot`;
     const out = asks.map((): ClaimedJob[] => []);
     for (const r of rows) {
-      out[slotAsk[r.slot - 1] as number]?.push({
-        id: r.id,
-        submitted_payload: r.submitted_payload,
-        attempt_count: r.attempt_count,
-        claim_epoch: r.claim_epoch,
-        lease_expires_at: seconds(r.lease),
-        max_duration: r.max_duration,
-        recv_cursor: r.recv_cursor,
-        total_deadline: seconds(r.deadline),
-      });
+      out[slotAsk[r.slot - 1] as number]?.push(toClaimedJob(r));
     }
     return out;
   }

@@ -5,7 +5,7 @@
  * JobStore (jobs.ts) composes job-claims.ts, job-deltas.ts and job-reads.ts.
  */
 import type { Sql } from '@mesh/db';
-import type { Job, JobStatus } from '@mesh/protocol';
+import type { ClaimedJob, Job, JobStatus } from '@mesh/protocol';
 import postgres from 'postgres';
 import { ApiError, isDatabaseUnavailable } from '../errors.ts';
 
@@ -44,6 +44,24 @@ export interface JobRow {
 }
 
 export const seconds = (d: Date | null): number | null => (d ? Math.floor(d.getTime() / 1000) : null);
+
+/** A claimed row as the claim statement and the handoff insert return it (lease and deadline as dates). */
+export type ClaimedRow = Omit<ClaimedJob, 'lease_expires_at' | 'total_deadline'> & {
+  lease: Date | null;
+  deadline: Date | null;
+};
+
+/** The claim answer's job from a claimed row. */
+export const toClaimedJob = (r: ClaimedRow): ClaimedJob => ({
+  id: r.id,
+  submitted_payload: r.submitted_payload,
+  attempt_count: r.attempt_count,
+  claim_epoch: r.claim_epoch,
+  lease_expires_at: seconds(r.lease),
+  max_duration: r.max_duration,
+  recv_cursor: r.recv_cursor,
+  total_deadline: seconds(r.deadline),
+});
 const cursorOrNull = (c: Record<string, number> | null) => (c && Object.keys(c).length > 0 ? c : null);
 
 /** A row as the 3.7 wire's Job object. */

@@ -24,6 +24,7 @@ import { ApiError } from '../errors.ts';
 import { ClaimableNotifier, claimableChannel } from './claimable-notifier.ts';
 import { JobClaims } from './job-claims.ts';
 import {
+  type ClaimedRow,
   isUuid,
   type JobFence,
   type JobSettings,
@@ -33,6 +34,7 @@ import {
   leaseExpiry,
   requeueOrFail,
   seconds,
+  toClaimedJob,
 } from './job-common.ts';
 import { type FinishedRow, JobDeltas } from './job-deltas.ts';
 import { JobReads, type ListFilter } from './job-reads.ts';
@@ -261,11 +263,11 @@ export class JobStore {
     idempotency: { key: string; digest: string } | null,
     taker: HandoffTaker,
   ): Promise<Created | undefined | 'draining'> {
-    let rows: (ClaimedJob & { lease: Date | null; deadline: Date | null })[] | null;
+    let rows: ClaimedRow[] | null;
     try {
       const deadline = job.totalDeadline === null ? null : new Date(job.totalDeadline * 1000);
       rows = await taker.gated(
-        () => this.sql<(ClaimedJob & { lease: Date | null; deadline: Date | null })[]>`
+        () => this.sql<ClaimedRow[]>`
           insert into jobs (id, capability, submitted_by, submitted_payload, max_retries, max_duration, total_deadline,
                             idempotency_key, idempotency_fingerprint, owner_instance_id, attempt_count, claim_epoch,
                             lease_expires_at, last_heartbeat_at, claimed_by_replica)
@@ -294,17 +296,7 @@ export class JobStore {
       taker.cancel();
       return undefined;
     }
-    const claimed: ClaimedJob = {
-      id: r.id,
-      submitted_payload: r.submitted_payload,
-      attempt_count: r.attempt_count,
-      claim_epoch: r.claim_epoch,
-      lease_expires_at: seconds(r.lease),
-      max_duration: r.max_duration,
-      recv_cursor: r.recv_cursor,
-      total_deadline: seconds(r.deadline),
-    };
-    if (!taker.deliver(claimed)) await this.unclaimUndelivered(id, job.capability, taker.instanceId);
+    if (!taker.deliver(toClaimedJob(r))) await this.unclaimUndelivered(id, job.capability, taker.instanceId);
     return { id, status: 'working', owner_instance_id: null };
   }
 
