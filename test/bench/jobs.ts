@@ -188,31 +188,52 @@ async function workload(
       if (batch && name !== 'mcp-mesh-3.7.1') {
         // As the SDK's worker with `concurrency: batch` and a handler that
         // returns at once: it claims as many jobs as it has free slots
-        // (max_jobs), they all end in the same turn of the event loop, so the
+        // (max_jobs); they all end in the same turn of the event loop, so the
         // SDK sends their completions in one POST /jobs/batch (its
-        // DeltaBatcher), each fenced by its own epoch; then it claims again.
+        // DeltaBatcher), each fenced by its own epoch. A slot frees when its
+        // handler returns, so the next claim goes out while that completion
+        // is in flight (on a second connection), with at most 2 × `batch`
+        // jobs held (the SDK's bound: slots plus jobs awaiting their answer).
+        const completer = connection();
+        let awaiting = 0;
+        let sending: Promise<void> = Promise.resolve();
+        let freed: () => void = () => {};
         while (completed < n) {
-          const got = await claimOnce(conn, instance, batch);
+          const free = Math.min(batch, 2 * batch - awaiting);
+          if (free <= 0) {
+            await new Promise<void>((resolve) => {
+              freed = resolve;
+            });
+            continue;
+          }
+          const got = await claimOnce(conn, instance, free);
           if (got.length === 0) {
             if (completed >= n) break;
             await sleep(1 + Math.random() * 49);
             continue;
           }
-          const t2 = performance.now();
-          const done = await conn.request('POST', '/jobs/batch', {
-            instance_id: instance,
-            deltas: got.map((job) => ({
-              id: job.id,
-              claim_epoch: job.claim_epoch,
-              status: 'completed',
-              result: { ok: true },
-            })),
+          awaiting += got.length;
+          sending = sending.then(async () => {
+            const t2 = performance.now();
+            const done = await completer.request('POST', '/jobs/batch', {
+              instance_id: instance,
+              deltas: got.map((job) => ({
+                id: job.id,
+                claim_epoch: job.claim_epoch,
+                status: 'completed',
+                result: { ok: true },
+              })),
+            });
+            completeLat.push(performance.now() - t2);
+            if (done.json?.accepted !== got.length)
+              throw new Error(`${name}: completion refused: ${JSON.stringify(done.json)}`);
+            completed += got.length;
+            awaiting -= got.length;
+            freed();
           });
-          completeLat.push(performance.now() - t2);
-          if (done.json?.accepted !== got.length)
-            throw new Error(`${name}: completion refused: ${JSON.stringify(done.json)}`);
-          completed += got.length;
+          sending.catch(() => freed());
         }
+        await sending;
         return;
       }
       while (completed < n) {

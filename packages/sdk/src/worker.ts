@@ -17,7 +17,12 @@ export interface JobWorkerOptions<P = Record<string, unknown>, R = unknown> {
   instanceId: string;
   capability: string;
   handler: JobHandler<P, R>;
-  /** Jobs run at once. */
+  /**
+   * Handlers run at once (default 4). A slot frees when its handler returns:
+   * the job's completion is sent while the next claim is made (each one is
+   * still tracked, renewed and waited for by `stop()`), with at most as many
+   * completions in flight as handlers.
+   */
   concurrency?: number;
   /**
    * Longest time between lease renewals of a running job (default 5 s); a job
@@ -62,6 +67,10 @@ export interface JobWorkerOptions<P = Record<string, unknown>, R = unknown> {
  */
 export class JobWorker<P = Record<string, unknown>, R = unknown> {
   private readonly running = new Map<string, Execution>();
+  /** Handlers running now (`running` also holds jobs whose outcome is being sent). */
+  private handlers = 0;
+  /** Resolves the claim loop's wait for a free slot. */
+  private slotFreed: () => void = () => {};
   private readonly client: RegistryClient;
   private stopping = false;
   private loop: Promise<void> | undefined;
@@ -150,9 +159,16 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
     const limit = this.o.concurrency ?? 4;
     const maxIdle = this.o.maxIdleMs ?? 2_000;
     while (!this.stopping) {
-      const free = limit - this.running.size;
+      // A slot per handler; jobs whose outcome is still being sent count
+      // beyond `limit` only, so a slow registry cannot pile them up.
+      const free = Math.min(limit - this.handlers, 2 * limit - this.running.size);
       if (free <= 0) {
-        await Promise.race([...[...this.running.values()].map((r) => r.done), this.pause(maxIdle)]);
+        await Promise.race([
+          new Promise<void>((resolve) => {
+            this.slotFreed = resolve;
+          }),
+          this.pause(maxIdle),
+        ]);
         continue;
       }
       let claimed: ClaimedJob[] = [];
@@ -225,6 +241,7 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
     this.watcher.add(exec);
     this.notify({ type: 'claimed', jobId: job.id, claimEpoch: exec.epoch, attempt: job.attempt_count });
     const retryOn = this.o.retryOn ?? retryUnlessNonRetryable;
+    this.handlers += 1;
     exec.done = (async () => {
       void exec.watchDeadline();
       let outcome: { ok: true; result: unknown } | { ok: false; error: unknown };
@@ -232,6 +249,10 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
         outcome = { ok: true, result: await this.o.handler(exec.context() as unknown as JobContext<P>) };
       } catch (error) {
         outcome = { ok: false, error };
+      } finally {
+        // The slot is free: the next claim goes out beside this job's outcome.
+        this.handlers -= 1;
+        this.slotFreed();
       }
       try {
         if (!exec.settled && !exec.signal.aborted) {
@@ -249,6 +270,7 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
         this.watcher.remove(exec);
         exec.dispose();
         if (this.running.get(job.id) === exec) this.running.delete(job.id);
+        this.slotFreed();
         this.notify({
           type: 'settled',
           jobId: job.id,
