@@ -198,7 +198,9 @@ async function workload(
         let awaiting = 0;
         let sending: Promise<void> = Promise.resolve();
         let freed: () => void = () => {};
+        let failed: unknown;
         while (completed < n) {
+          if (failed) throw failed;
           const free = Math.min(batch, 2 * batch - awaiting);
           if (free <= 0) {
             await new Promise<void>((resolve) => {
@@ -231,7 +233,10 @@ async function workload(
             awaiting -= got.length;
             freed();
           });
-          sending.catch(() => freed());
+          sending.catch((err: unknown) => {
+            failed = err;
+            freed();
+          });
         }
         await sending;
         return;

@@ -69,8 +69,6 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
   private readonly running = new Map<string, Execution>();
   /** Handlers running now (`running` also holds jobs whose outcome is being sent). */
   private handlers = 0;
-  /** Resolves the claim loop's wait for a free slot. */
-  private slotFreed: () => void = () => {};
   private readonly client: RegistryClient;
   private stopping = false;
   private loop: Promise<void> | undefined;
@@ -163,12 +161,7 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
       // beyond `limit` only, so a slow registry cannot pile them up.
       const free = Math.min(limit - this.handlers, 2 * limit - this.running.size);
       if (free <= 0) {
-        await Promise.race([
-          new Promise<void>((resolve) => {
-            this.slotFreed = resolve;
-          }),
-          this.pause(maxIdle),
-        ]);
+        await this.pause(maxIdle); // until a slot frees (wake)
         continue;
       }
       let claimed: ClaimedJob[] = [];
@@ -252,7 +245,7 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
       } finally {
         // The slot is free: the next claim goes out beside this job's outcome.
         this.handlers -= 1;
-        this.slotFreed();
+        this.wakeUp();
       }
       try {
         if (!exec.settled && !exec.signal.aborted) {
@@ -270,7 +263,7 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
         this.watcher.remove(exec);
         exec.dispose();
         if (this.running.get(job.id) === exec) this.running.delete(job.id);
-        this.slotFreed();
+        this.wakeUp();
         this.notify({
           type: 'settled',
           jobId: job.id,

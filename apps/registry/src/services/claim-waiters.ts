@@ -74,9 +74,10 @@ interface Waiter {
  */
 export class ClaimWaiters implements Handoff {
   private readonly parked = new Map<string, Set<Waiter>>();
-  /** Listener (re)connects: notifications may have been missed. */
-  private seq = 0;
-  /** Notifications heard per capability that has claims here (kept while it has). */
+  /**
+   * Notifications heard per capability that has claims here (kept while it
+   * has), and listener reconnects (which count for every such capability).
+   */
   private readonly heardFor = new Map<string, number>();
   /** Capability → when (ms) a claim found its queue empty with no notification for it during it. */
   private readonly empty = new Map<string, number>();
@@ -116,7 +117,7 @@ export class ClaimWaiters implements Handoff {
       // Also after a reconnect of the listening connection: what was queued
       // meanwhile sent no notification here, so every parked claim looks again.
       () => {
-        this.seq += 1;
+        for (const capability of this.parked.keys()) this.bumpHeard(capability);
         this.empty.clear();
         for (const set of this.parked.values()) this.wake(set, set.size);
         this.logger.debug({ channel: claimableChannel }, 'listening for claimable work');
@@ -171,13 +172,11 @@ export class ClaimWaiters implements Handoff {
           if (signal.aborted) return [];
           claimedAfterWake = false;
           waiter.woken = false;
-          const before = this.seq;
           const heard = this.heardFor.get(capability) ?? 0;
           const got = await this.gate.claim(() => this.jobs.claim(capability, instanceId, max), null);
           claimedAfterWake = true;
           if (got === null || got.length > 0) return got;
-          if (this.seq === before && (this.heardFor.get(capability) ?? 0) === heard)
-            this.markEmpty(capability);
+          if ((this.heardFor.get(capability) ?? 0) === heard) this.markEmpty(capability);
         }
         skip = false;
         const left = deadline - Date.now();
@@ -272,8 +271,12 @@ export class ClaimWaiters implements Handoff {
     this.empty.delete(capability);
     const set = this.parked.get(capability);
     if (!set) return;
-    this.heardFor.set(capability, (this.heardFor.get(capability) ?? 0) + 1);
+    this.bumpHeard(capability);
     this.wake(set, Number.isSafeInteger(n) && n > 0 ? n : set.size);
+  }
+
+  private bumpHeard(capability: string): void {
+    this.heardFor.set(capability, (this.heardFor.get(capability) ?? 0) + 1);
   }
 
   /** Wakes the `n` oldest waiters of a set not yet woken (a Set iterates in insertion order). */

@@ -107,9 +107,16 @@ export const requeueOrFail = (sql: Sql, exhaustedError: string, heartbeat: 'clea
  * The lease a (re)newed claim gets: now + max_duration (or the default
  * window), never past total_deadline (DESIGN.md §4.1).
  */
-export function leaseExpiry(sql: Sql, defaultLeaseSeconds: number) {
-  return sql`least(now() + make_interval(secs => coalesce(max_duration, ${defaultLeaseSeconds}::int)),
-                          coalesce(total_deadline, 'infinity'::timestamptz))`;
+export function leaseExpiry(
+  sql: Sql,
+  defaultLeaseSeconds: number,
+  /** The job's own values, for a row being inserted (default: its columns). */
+  of: { maxDuration: number | null; totalDeadline: Date | null } | null = null,
+) {
+  const maxDuration = of ? sql`${of.maxDuration}::int` : sql`max_duration`;
+  const totalDeadline = of ? sql`${of.totalDeadline}::timestamptz` : sql`total_deadline`;
+  return sql`least(now() + make_interval(secs => coalesce(${maxDuration}, ${defaultLeaseSeconds}::int)),
+                          coalesce(${totalDeadline}, 'infinity'::timestamptz))`;
 }
 
 /**

@@ -208,21 +208,7 @@ export class JobStore {
       const handed = await this.insertClaimed(id, job, idempotency, taker);
       if (handed !== 'draining') return handed;
     }
-    // A pushed job is running from the start: it counts as the first attempt, so
-    // it gets exactly max_retries retries like a claimed one (MCP Mesh gives push
-    // mode one more; reference §11 item 15).
-    const insert = this.sql<Created[]>`
-      insert into jobs (id, capability, submitted_by, submitted_payload, max_retries, max_duration, total_deadline,
-                        owner_instance_id, attempt_count, idempotency_key, idempotency_fingerprint)
-      values (${id}, ${job.capability}, ${job.submittedBy}, ${this.sql.json(job.payload as never)}, ${job.maxRetries},
-              ${job.maxDuration}, ${job.totalDeadline === null ? null : new Date(job.totalDeadline * 1000)},
-              ${job.owner}, ${job.owner ? 1 : 0}, ${idempotency?.key ?? null}, ${idempotency?.digest ?? null})
-      -- One job per key across replicas (DESIGN.md §4.2, one conditional
-      -- statement): jobs_idempotency_key_idx decides. A concurrent insert of the
-      -- same key waits for the first to commit, then inserts nothing; no row
-      -- back means the key names a job already, and a read finds it.
-      on conflict (idempotency_key) where idempotency_key is not null do nothing
-      returning id, status, owner_instance_id`;
+    const insert = this.insertStatement<Created>(id, job, idempotency, null);
     // A queued job wakes parked claims of its capability on every replica (a
     // pushed one has its owner). A submission alone on this replica (none
     // other running, no notification waiting to be sent) notifies in its own
@@ -243,18 +229,63 @@ export class JobStore {
       this.submitting -= 1;
     }
     if (row && row.owner_instance_id === null && !inline) this.notifier.queued(job.capability);
+    // Not the row itself: the inline form adds the pg_notify column.
     return row ? { id: row.id, status: row.status, owner_instance_id: row.owner_instance_id } : undefined;
+  }
+
+  /**
+   * The INSERT of a submission: queued, pushed to its `owner` (running from
+   * the start: it counts as the first attempt, so it gets exactly max_retries
+   * retries like a claimed one; MCP Mesh gives push mode one more, reference
+   * §11 item 15), or, `claimedBy`, handed to a parked claim: left as the claim
+   * statement leaves a job (first attempt, epoch 1, the claim's lease from the
+   * database clock, claimed by this replica).
+   */
+  private insertStatement<Row extends object>(
+    id: string,
+    job: NewJob,
+    idempotency: { key: string; digest: string } | null,
+    claimedBy: string | null,
+  ) {
+    const totalDeadline = job.totalDeadline === null ? null : new Date(job.totalDeadline * 1000);
+    const owner = claimedBy ?? job.owner;
+    const lease = claimedBy
+      ? leaseExpiry(this.sql, this.settings.defaultLeaseSeconds, {
+          maxDuration: job.maxDuration,
+          totalDeadline,
+        })
+      : null;
+    return this.sql<Row[]>`
+      insert into jobs (id, capability, submitted_by, submitted_payload, max_retries, max_duration, total_deadline,
+                        owner_instance_id, attempt_count, idempotency_key, idempotency_fingerprint,
+                        claim_epoch, lease_expires_at, last_heartbeat_at, claimed_by_replica)
+      values (${id}, ${job.capability}, ${job.submittedBy}, ${this.sql.json(job.payload as never)}, ${job.maxRetries},
+              ${job.maxDuration}, ${totalDeadline}, ${owner}, ${owner ? 1 : 0}, ${idempotency?.key ?? null},
+              ${idempotency?.digest ?? null}, ${claimedBy ? 1 : 0}, ${lease ?? null},
+              ${claimedBy ? this.sql`now()` : null}, ${claimedBy ? this.settings.replicaId : null})
+      -- One job per key across replicas (DESIGN.md §4.2, one conditional
+      -- statement): jobs_idempotency_key_idx decides. A concurrent insert of the
+      -- same key waits for the first to commit, then inserts nothing; no row
+      -- back means the key names a job already, and a read finds it (and a
+      -- handed-off insert claims nothing).
+      on conflict (idempotency_key) where idempotency_key is not null do nothing
+      returning ${
+        claimedBy
+          ? this
+              .sql`id, submitted_payload, attempt_count, claim_epoch, lease_expires_at as lease, max_duration,
+                     recv_cursor, total_deadline as deadline`
+          : this.sql`id, status, owner_instance_id`
+      }`;
   }
 
   /**
    * A submission handed to a long-poll claim parked on this replica (pickup
    * without a notification and a second commit): the job is inserted already
-   * claimed by it, as the claim statement would leave it (first attempt,
-   * epoch 1, lease from the database clock), through the drain gate like any
-   * claim. The submitter is answered as for a queued job (`working`, no
-   * owner: it did not push). If the parked claim stopped waiting while the
-   * insert ran (client gone, timeout, drain), the claim is undone in a fenced
-   * statement that gives the attempt back, and the job is queued as usual.
+   * claimed by it (insertStatement), through the drain gate like any claim.
+   * The submitter is answered as for a queued job (`working`, no owner: it
+   * did not push). If the parked claim stopped waiting while the insert ran
+   * (client gone, timeout, drain), the claim is undone in a fenced statement
+   * that gives the attempt back, and the job is queued as usual.
    * `'draining'`: nothing was inserted, the caller queues the job.
    */
   private async insertClaimed(
@@ -265,23 +296,8 @@ export class JobStore {
   ): Promise<Created | undefined | 'draining'> {
     let rows: ClaimedRow[] | null;
     try {
-      const deadline = job.totalDeadline === null ? null : new Date(job.totalDeadline * 1000);
-      rows = await taker.gated(
-        () => this.sql<ClaimedRow[]>`
-          insert into jobs (id, capability, submitted_by, submitted_payload, max_retries, max_duration, total_deadline,
-                            idempotency_key, idempotency_fingerprint, owner_instance_id, attempt_count, claim_epoch,
-                            lease_expires_at, last_heartbeat_at, claimed_by_replica)
-          values (${id}, ${job.capability}, ${job.submittedBy}, ${this.sql.json(job.payload as never)}, ${job.maxRetries},
-                  ${job.maxDuration}, ${deadline}, ${idempotency?.key ?? null}, ${idempotency?.digest ?? null},
-                  ${taker.instanceId}, 1, 1,
-                  -- leaseExpiry (job-common.ts) over the values, as no row exists yet to read them from
-                  least(now() + make_interval(secs => coalesce(${job.maxDuration}::int, ${this.settings.defaultLeaseSeconds}::int)),
-                        coalesce(${deadline}::timestamptz, 'infinity'::timestamptz)),
-                  now(), ${this.settings.replicaId})
-          -- One job per key across replicas (as insert above): no row back, nothing claimed.
-          on conflict (idempotency_key) where idempotency_key is not null do nothing
-          returning id, submitted_payload, attempt_count, claim_epoch, lease_expires_at as lease, max_duration,
-                    recv_cursor, total_deadline as deadline`,
+      rows = await taker.gated(() =>
+        this.insertStatement<ClaimedRow>(id, job, idempotency, taker.instanceId),
       );
     } catch (err) {
       taker.cancel();
