@@ -112,7 +112,13 @@ export function directStore(databaseUrl: string, poolSize = 20, jobPoolSize = 3)
         return { status: 200, json: { claimed } };
       }
       if (path === '/jobs/batch') {
-        return { status: 200, json: await store.applyDeltas(b.instance_id as string, b.deltas as never) };
+        // With `claim` (--beside): the deltas and the claim side by side, as the route runs them.
+        const claim = b.claim as { capability: string; max_jobs?: number } | undefined;
+        const [applied, claimed] = await Promise.all([
+          store.applyDeltas(b.instance_id as string, b.deltas as never),
+          claim ? store.claim(claim.capability, b.instance_id as string, claim.max_jobs ?? 1) : undefined,
+        ]);
+        return { status: 200, json: claimed ? { ...applied, claimed } : applied };
       }
       throw new Error(`db mode: no ${method} ${path}`);
     },

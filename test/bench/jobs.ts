@@ -16,6 +16,11 @@
  *                                           (as many jobs in flight as MCP Mesh has); MCP Mesh: W
  *                                           single-claim workers
  *   pnpm bench:jobs --batch 8 --batch-workers 8   ours: 8 such workers (64 jobs in flight)
+ *   pnpm bench:jobs --beside                ours: each completion carries the worker's next claim
+ *                                           (POST /jobs/batch with `claim`, feature
+ *                                           claim-beside-deltas, as the SDK sends them); with
+ *                                           --batch, a worker's K completions and its next claim of
+ *                                           K share one request. MCP Mesh as without it
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -41,6 +46,7 @@ const { values: args } = parseArgs({
     mode: { type: 'string', default: 'http' },
     batch: { type: 'string' },
     'batch-workers': { type: 'string' },
+    beside: { type: 'boolean', default: false },
   },
 });
 const clientKind = args.client as ClientKind;
@@ -48,6 +54,8 @@ if (!['http1', 'node-http'].includes(clientKind)) throw new Error('--client is h
 if (!['http', 'db'].includes(args.mode ?? '')) throw new Error('--mode is http or db');
 /** Slots per worker with --batch (SDK-like batch claims); undefined: single claims. */
 const batch = args.batch ? Number(args.batch) : undefined;
+/** Ours: completions carry the next claim (feature claim-beside-deltas). */
+const beside = args.beside === true;
 
 interface Result {
   registry: string;
@@ -185,6 +193,49 @@ async function workload(
     Array.from({ length: workers }, async (_, w) => {
       const instance = `bench-worker-${w}`;
       const conn = connection();
+      if (beside && name !== 'mcp-mesh-3.7.1') {
+        // As the SDK's worker against a registry offering claim-beside-deltas:
+        // the outcomes of the jobs it holds (all its handlers return in the
+        // same turn) go in one POST /jobs/batch that also claims its next
+        // jobs; a claim alone only when it holds none.
+        const slots = batch ?? 1;
+        let held: { id: string; claim_epoch: number }[] = [];
+        while (completed < n) {
+          if (held.length === 0) {
+            held = await claimOnce(conn, instance, slots);
+            if (held.length === 0) {
+              if (completed >= n) break;
+              await sleep(1 + Math.random() * 49);
+            }
+            continue;
+          }
+          const t = performance.now();
+          const res = await conn.request('POST', '/jobs/batch', {
+            instance_id: instance,
+            deltas: held.map((job) => ({
+              id: job.id,
+              claim_epoch: job.claim_epoch,
+              status: 'completed',
+              result: { ok: true },
+            })),
+            claim: slots === 1 ? { capability } : { capability, max_jobs: slots },
+          });
+          const spent = performance.now() - t;
+          completeLat.push(spent);
+          claimLat.push(spent);
+          claims += 1;
+          if (res.json?.accepted !== held.length)
+            throw new Error(`${name}: completion refused: ${JSON.stringify(res.json)}`);
+          completed += held.length;
+          held = (res.json?.claimed ?? []) as { id: string; claim_epoch: number }[];
+          if (held.length === 0) {
+            empty += 1;
+            if (claimed < n) emptyWhileQueued += 1;
+          }
+          claimed += held.length;
+        }
+        return;
+      }
       if (batch && name !== 'mcp-mesh-3.7.1') {
         // As the SDK's worker with `concurrency: batch` and a handler that
         // returns at once: it claims as many jobs as it has free slots
@@ -318,7 +369,7 @@ async function main() {
 
   const pg = await startBenchPostgres();
   console.log(
-    `client: ${args.mode === 'db' ? 'ours over HTTP and db-direct (no HTTP)' : 'HTTP'}, ${clientKind}${batch ? `, batch claims: ${batch} slots per worker` : ', single claims'}`,
+    `client: ${args.mode === 'db' ? 'ours over HTTP and db-direct (no HTTP)' : 'HTTP'}, ${clientKind}${batch ? `, batch claims: ${batch} slots per worker` : ', single claims'}${beside ? ', ours: completions carry the next claim' : ''}`,
   );
   postmasterPid = pg.postmaster;
   const results: Result[] = [];

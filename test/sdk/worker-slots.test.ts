@@ -12,6 +12,10 @@ import { until } from '../support/until.ts';
  * still on its way, every job is still committed, `stop()` waits for the
  * completions in flight, and at most twice `concurrency` jobs are held.
  * A proxy in front of a real registry holds each completion's answer.
+ * The registry runs with `--claim-beside-deltas=false`: this is the worker
+ * against a registry where its claim cannot ride in its completion's request
+ * (0.1.0, or a registry with the feature off; the riding path is
+ * test/sdk/claim-beside-deltas.test.ts).
  */
 const db = useTestDatabase();
 const holdMs = 600;
@@ -55,7 +59,11 @@ async function slowCompletions(target: string) {
 
 describe('worker slots', () => {
   it('free when the handler returns: the next job starts while the last completion is in flight', async () => {
-    const r = await spawnRegistry({ databaseUrl: db.url, replicaId: 'slots' });
+    const r = await spawnRegistry({
+      databaseUrl: db.url,
+      replicaId: 'slots',
+      env: { MESH_CLAIM_BESIDE_DELTAS: 'false' },
+    });
     const proxy = await slowCompletions(r.url);
     const sql = postgres(db.url, { max: 1, onnotice: () => {} });
     try {

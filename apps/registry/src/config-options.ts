@@ -382,6 +382,15 @@ export const settings: Setting<keyof RegistryConfig>[] = [
     fallback: () => true,
   },
   {
+    key: 'claimBesideDeltas',
+    flag: 'claim-beside-deltas',
+    env: ['MESH_CLAIM_BESIDE_DELTAS'],
+    describe:
+      'Let POST /jobs/batch claim beside its deltas (feature claim-beside-deltas; default true; false: the claim field is ignored, as by older registries, and SDK workers claim on their own)',
+    parse: flag,
+    fallback: () => true,
+  },
+  {
     key: 'maxBodyBytes',
     flag: 'max-body-bytes',
     env: ['MESH_MAX_BODY_BYTES'],

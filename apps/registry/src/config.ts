@@ -57,6 +57,8 @@ export interface RegistryConfig {
   advertiseAdminPort: boolean;
   /** Serve `wait_ms` on `POST /jobs/claim` (feature `long-poll-claim`). */
   longPollClaim: boolean;
+  /** POST /jobs/batch honours `claim` (feature claim-beside-deltas). */
+  claimBesideDeltas: boolean;
   maxBodyBytes: number;
   /** When any is set, admin routes, force reclaim and GET /jobs require one of these bearer tokens. */
   adminTokens: string[];

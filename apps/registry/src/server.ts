@@ -432,6 +432,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         features.deadlineEvents,
         features.idempotentSubmit,
         features.jobSignals,
+        ...(config.claimBesideDeltas ? [features.claimBesideDeltas] : []),
         ...(claimWaiters ? [features.longPollClaim] : []),
       ],
       logger,

@@ -37,6 +37,13 @@ export const features = {
    * claims empty at once, with `X-Mesh-Draining: true`.
    */
   longPollClaim: 'long-poll-claim',
+  /**
+   * `POST /jobs/batch` accepts `claim` (since 0.2.0): beside the deltas, the
+   * same instance claims up to `max_jobs` jobs of a capability (through the
+   * drain barrier, like `POST /jobs/claim` without a wait), answered in
+   * `claimed`: a worker's outcome and its next claim share one exchange.
+   */
+  claimBesideDeltas: 'claim-beside-deltas',
 } as const;
 
 export type Feature = (typeof features)[keyof typeof features];

@@ -103,9 +103,23 @@ export const jobDelta = z.object({
   recv_cursor: opt(z.record(z.string(), z.number().int())),
 });
 export type JobDelta = z.infer<typeof jobDelta>;
+/**
+ * `POST /jobs/batch`. `claim` is ours (feature `claim-beside-deltas`, since
+ * 0.2.0): beside the deltas, the same instance claims up to `max_jobs`
+ * (default 1) queued jobs of `capability`, answered in `claimed`, so a
+ * worker whose handler just returned sends its outcome and asks for its next
+ * job in one exchange. It never waits (no `wait_ms`). Registries without the
+ * feature (0.1.0, MCP Mesh 3.7) ignore it.
+ */
 export const batchRequest = z.object({
   instance_id: opt(z.string()),
   deltas: opt(z.array(jobDelta)),
+  claim: opt(
+    z.object({
+      capability: opt(z.string()),
+      max_jobs: opt(z.number().int()),
+    }),
+  ),
 });
 
 /** Why a delta was refused. Stable strings; the first five are MCP Mesh 3.7's. */
@@ -121,6 +135,11 @@ export type DeltaRejection = (typeof deltaRejections)[number];
 export interface BatchResponse {
   accepted: number;
   rejected: { id: string; reason: DeltaRejection }[];
+  /**
+   * With `claim` (feature `claim-beside-deltas`): the jobs it claimed, empty
+   * when none was queued or the replica drains (then `X-Mesh-Draining: true`).
+   */
+  claimed?: ClaimedJob[];
 }
 
 /** `POST /jobs/{id}/release`. `claim_epoch` is ours: when sent, the release is fenced by it. */

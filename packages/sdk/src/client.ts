@@ -426,12 +426,7 @@ export class RegistryClient {
     if (coalesce && delta.claim_epoch !== undefined && delta.claim_epoch !== null) {
       const info = await this.info();
       if (info.features.has(featureNames.batchClaim)) {
-        let batcher = this.batchers.get(instanceId);
-        if (!batcher) {
-          batcher = new DeltaBatcher((deltas) => this.deltas(instanceId, deltas));
-          this.batchers.set(instanceId, batcher);
-        }
-        return batcher.write(delta);
+        return this.batcher(instanceId, info).write(delta);
       }
     }
     const res = await this.deltas(instanceId, [delta]);
@@ -439,14 +434,80 @@ export class RegistryClient {
     return rejected ? { accepted: false, rejected } : { accepted: res.accepted === 1 };
   }
 
-  /** Owner deltas (`POST /jobs/batch`); a delta carrying `claim_epoch` is fenced by it. */
-  deltas(instanceId: string, deltas: JobDelta[]): Promise<BatchResponse> {
+  private batcher(instanceId: string, info: RegistryInfo): DeltaBatcher {
+    let batcher = this.batchers.get(instanceId);
+    if (!batcher) {
+      batcher = new DeltaBatcher(
+        (deltas, claim) => this.deltas(instanceId, deltas, claim),
+        info.features.has(featureNames.claimBesideDeltas),
+      );
+      this.batchers.set(instanceId, batcher);
+    }
+    return batcher;
+  }
+
+  /**
+   * Claims up to `max` jobs beside the owner deltas `instanceId` makes in
+   * this turn of the event loop (with `delta(…, coalesce)`): one `POST
+   * /jobs/batch` carries the outcomes and the claim, on a registry that
+   * offers `claim-beside-deltas`. `undefined` when it could not ride (no
+   * delta this turn, an older registry): claim on your own. Never waits for
+   * work to be queued.
+   */
+  async claimBeside(
+    instanceId: string,
+    capability: string,
+    max: number,
+  ): Promise<{ jobs: ClaimedJob[]; draining: boolean } | undefined> {
+    const info = await this.info();
+    if (!info.features.has(featureNames.claimBesideDeltas) || !info.features.has(featureNames.batchClaim))
+      return undefined;
+    return this.batcher(instanceId, info).claim({ capability, max });
+  }
+
+  /**
+   * Owner deltas (`POST /jobs/batch`); a delta carrying `claim_epoch` is fenced
+   * by it. With `claim` (feature `claim-beside-deltas`) the same request
+   * claims beside them: sent once (a claim is not safe to repeat), and if it
+   * gets no answer or is shed the deltas are sent again alone, as usual, and
+   * nothing is claimed (a claim made by the lost request waits for its lease).
+   */
+  async deltas(
+    instanceId: string,
+    deltas: JobDelta[],
+    claim?: { capability: string; max: number },
+  ): Promise<BatchResponse & { draining?: boolean; claimRefused?: RegistryError }> {
     const only = deltas.length === 1 ? deltas[0] : undefined;
+    const options = { headers: epochHeader(only?.claim_epoch) };
+    if (claim) {
+      const body = {
+        instance_id: instanceId,
+        deltas,
+        claim: { capability: claim.capability, ...(claim.max > 1 ? { max_jobs: claim.max } : {}) },
+      };
+      const res = await this.send('POST', '/jobs/batch', body, options).catch(() => undefined);
+      if (res && res.status >= 200 && res.status < 300) {
+        return {
+          ...(res.body as BatchResponse),
+          draining: res.headers.get(headers.draining) === 'true',
+        };
+      }
+      // Refused (say, a bad capability): the claim fails with that answer, the deltas go alone.
+      const claimRefused =
+        res && res.status !== 503 && res.status !== 429 ? this.error('POST', '/jobs/batch', res) : undefined;
+      const alone: BatchResponse = await this.request(
+        'POST',
+        '/jobs/batch',
+        { instance_id: instanceId, deltas },
+        { retry: true, ...options },
+      );
+      return { ...alone, claimed: [], claimRefused };
+    }
     return this.request(
       'POST',
       '/jobs/batch',
       { instance_id: instanceId, deltas },
-      { retry: true, headers: epochHeader(only?.claim_epoch) },
+      { retry: true, ...options },
     );
   }
 

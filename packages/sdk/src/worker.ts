@@ -196,6 +196,11 @@ export class JobWorker<P = Record<string, unknown>, R = unknown> {
    * (0.1.0, MCP Mesh 3.7), after which the loop pauses with backoff.
    */
   private async claimNext(free: number): Promise<{ claimed: ClaimedJob[]; waited: boolean }> {
+    // A handler that just returned sends its outcome in this turn: the claim
+    // rides beside it (one exchange) where the registry offers that. Empty
+    // (nothing queued, or draining): claim on its own, below.
+    const beside = await this.client.claimBeside(this.o.instanceId, this.o.capability, free);
+    if (beside && beside.jobs.length > 0) return { claimed: beside.jobs, waited: false };
     const waitMs = this.o.longPollMs ?? 25_000;
     if (waitMs > 0) {
       const started = Date.now();

@@ -1,4 +1,5 @@
 import {
+  type BatchResponse,
   batchRequest,
   type CancelResponse,
   type ClaimResponse,
@@ -7,6 +8,7 @@ import {
   claimRequest,
   createJobRequest,
   type EventsResponse,
+  features,
   headers,
   jobStatuses,
   type ListJobsResponse,
@@ -166,8 +168,46 @@ export const jobRoutes = new Hono<AppEnv>()
       throw new ApiError('bad_request', 'deltas must not be empty');
     if (body.deltas.some((d) => !d.id?.trim()))
       throw new ApiError('bad_request', 'every delta requires a non-empty id');
-    const { jobs, metrics } = c.get('deps');
-    const result = await jobs.applyDeltas(instanceId, body.deltas);
+    const { jobs, metrics, gate, features: offered } = c.get('deps');
+    // A claim beside the deltas (ours, feature claim-beside-deltas; ignored
+    // when off, as an older registry would): checked before anything runs.
+    const ask = body.claim && offered.includes(features.claimBesideDeltas) ? body.claim : undefined;
+    const claimAsk = ask && {
+      capability: identifier(required(ask.capability, 'claim.capability'), 'claim.capability'),
+      max: ask.max_jobs ?? 1,
+    };
+    if (claimAsk && (claimAsk.max < 1 || claimAsk.max > limits.maxClaimBatch)) {
+      throw new ApiError(
+        'bad_request',
+        `claim.max_jobs must be in [1, ${limits.maxClaimBatch}], got ${claimAsk.max}`,
+      );
+    }
+    // The deltas and the claim run side by side (different rows; each in the
+    // statements it would share alone). The claim passes the drain barrier
+    // like POST /jobs/claim. Claimed jobs whose answer cannot be sent (the
+    // deltas failed) are given back at once, their attempt uncounted.
+    const [applied, claim] = await Promise.allSettled([
+      jobs.applyDeltas(instanceId, body.deltas),
+      claimAsk ? gate.claim(() => jobs.claim(claimAsk.capability, instanceId, claimAsk.max), null) : null,
+    ]);
+    if (applied.status === 'rejected') {
+      if (claimAsk && claim.status === 'fulfilled' && claim.value)
+        await jobs.unclaimUnanswered(claimAsk.capability, instanceId, claim.value);
+      throw applied.reason;
+    }
+    const result: BatchResponse = applied.value;
+    if (claimAsk) {
+      // A failed claim beside committed deltas answers them with nothing
+      // claimed; the worker's next claim on its own meets the failure.
+      if (claim.status === 'rejected')
+        c.get('deps').logger.warn({ err: claim.reason }, 'claim beside deltas failed; deltas answered');
+      const claimed = claim.status === 'fulfilled' ? claim.value : [];
+      if (claimed === null) c.header(headers.draining, 'true');
+      result.claimed = claimed ?? [];
+      if (claimed === null) metrics?.claims.inc({ outcome: 'draining' });
+      else if (claimed.length === 0) metrics?.claims.inc({ outcome: 'empty' });
+      else metrics?.claims.inc({ outcome: 'claimed' }, claimed.length);
+    }
     if (metrics) {
       if (result.accepted) metrics.deltas.inc({ outcome: 'accepted' }, result.accepted);
       for (const r of result.rejected) metrics.deltas.inc({ outcome: r.reason });

@@ -312,26 +312,36 @@ export class JobStore {
       taker.cancel();
       return undefined;
     }
-    if (!taker.deliver(toClaimedJob(r))) await this.unclaimUndelivered(id, job.capability, taker.instanceId);
+    const claimed = toClaimedJob(r);
+    if (!taker.deliver(claimed)) await this.unclaimUnanswered(job.capability, taker.instanceId, [claimed]);
     return { id, status: 'working', owner_instance_id: null };
   }
 
   /**
-   * Undoes a handed-off claim nobody received (DESIGN.md §4.2, fenced by the
-   * owner and epoch 1 it was inserted with): queued again with its attempt
-   * given back (none was made); the epoch stays spent, so epochs only grow.
-   * If this fails, the lease sweep requeues the job when its lease expires.
+   * Undoes claims whose answer was never sent (a handoff whose parked claim
+   * had left, or a claim beside deltas whose deltas failed): queued again
+   * with their attempt given back (none was made), fenced by the owner and
+   * the epoch each was claimed at (DESIGN.md §4.2); the epochs stay spent, so
+   * epochs only grow. If this fails, the lease sweep requeues them when their
+   * leases expire (an attempt is counted then).
    */
-  private async unclaimUndelivered(id: string, capability: string, instanceId: string): Promise<void> {
+  async unclaimUnanswered(
+    capability: string,
+    instanceId: string,
+    claimed: readonly { id: string; claim_epoch: number }[],
+  ): Promise<void> {
+    if (claimed.length === 0) return;
     try {
-      const [row] = await this.sql<{ id: string }[]>`
+      const rows = await this.sql<{ id: string }[]>`
         update jobs set owner_instance_id = null, attempt_count = attempt_count - 1, lease_expires_at = null,
                         claimed_by_replica = null, last_heartbeat_at = null
-        where id = ${id} and owner_instance_id = ${instanceId} and claim_epoch = 1 and status = 'working'
-        returning id`;
-      if (row) this.notifier.queued(capability);
+        from unnest(${claimed.map((c) => c.id)}::uuid[], ${claimed.map((c) => c.claim_epoch)}::bigint[]) as g(id, epoch)
+        where jobs.id = g.id and jobs.claim_epoch = g.epoch and owner_instance_id = ${instanceId}
+          and status = 'working'
+        returning jobs.id`;
+      if (rows.length > 0) this.notifier.queued(capability, rows.length);
     } catch {
-      // The lease sweep requeues it (an attempt is counted then).
+      // The lease sweep requeues them.
     }
   }
 

@@ -1,0 +1,129 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { JobWorker, RegistryClient } from '@mesh/sdk';
+import { spawnRegistry, useTestDatabase } from '@mesh/testkit';
+import postgres from 'postgres';
+import { describe, expect, it } from 'vitest';
+import { until } from '../support/until.ts';
+
+/**
+ * The SDK worker's claim rides in its completion's request where the registry
+ * offers `claim-beside-deltas` (packages/sdk/src/delta-batcher.ts, issue 17):
+ * a busy worker spends one exchange per job (or per batch of jobs ending
+ * together), not two, and every job still completes once, at epoch 1.
+ * Requests are counted by a proxy in front of a real registry.
+ */
+const db = useTestDatabase();
+
+/** Forwards to `target`, noting each request's path and what its body carries. */
+async function countingProxy(target: string) {
+  const sent: { path: string; claim: boolean; deltas: number }[] = [];
+  const server: Server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString();
+    const body = text ? (JSON.parse(text) as { claim?: unknown; deltas?: unknown[] }) : undefined;
+    sent.push({ path: req.url ?? '', claim: body?.claim !== undefined, deltas: body?.deltas?.length ?? 0 });
+    const upstream = await fetch(`${target}${req.url}`, {
+      method: req.method,
+      headers: { 'content-type': 'application/json' },
+      body: text && req.method !== 'GET' && req.method !== 'HEAD' ? text : undefined,
+    });
+    const answer = await upstream.text();
+    res.writeHead(upstream.status, Object.fromEntries(upstream.headers));
+    res.end(answer);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    sent,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+async function run(concurrency: number, jobs: number, env: Record<string, string> = {}) {
+  const r = await spawnRegistry({ databaseUrl: db.url, replicaId: `ride-${concurrency}`, env });
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  const capability = `ride-${concurrency}-${Object.keys(env).length}`;
+  let proxy: Awaited<ReturnType<typeof countingProxy>> | undefined;
+  try {
+    const submitter = new RegistryClient({ urls: [r.url] });
+    for (let i = 0; i < jobs; i++)
+      await submitter.submit({ capability, submitted_by: 't', submitted_payload: { i } });
+    proxy = await countingProxy(r.url);
+    const client = new RegistryClient({ urls: [proxy.url] });
+    const ran = new Map<string, number>();
+    const worker = new JobWorker({
+      client,
+      instanceId: `ride-${concurrency}`,
+      capability,
+      concurrency,
+      longPollMs: 2_000,
+      handler: async ({ id }) => {
+        ran.set(id, (ran.get(id) ?? 0) + 1);
+        return { ok: true };
+      },
+    });
+    worker.start();
+    await until(
+      `${jobs} jobs completed`,
+      async () => {
+        const [x] =
+          await sql`select count(*)::int as n from jobs where capability = ${capability} and status = 'completed'`;
+        return x?.n === jobs;
+      },
+      20_000,
+    );
+    await worker.stop();
+    const rows =
+      await sql`select status, claim_epoch::int as epoch, attempt_count from jobs where capability = ${capability}`;
+    expect(rows).toHaveLength(jobs);
+    for (const row of rows) expect(row).toEqual({ status: 'completed', epoch: 1, attempt_count: 1 });
+    expect([...ran.values()].every((times) => times === 1)).toBe(true);
+    expect(ran.size).toBe(jobs);
+    return proxy.sent;
+  } finally {
+    await proxy?.close();
+    await sql.end();
+    await r.stop();
+  }
+}
+
+describe('claims beside completions (SDK worker)', () => {
+  it('a worker of concurrency 1 sends one request per job: its outcome and its next claim', async () => {
+    const jobs = 12;
+    const sent = await run(1, jobs);
+    const claims = sent.filter((s) => s.path === '/jobs/claim');
+    const batches = sent.filter((s) => s.path === '/jobs/batch');
+    // Every completion carried a claim; claims on their own: the first, and
+    // the long-poll after the last completion found the queue empty.
+    expect(batches).toHaveLength(jobs);
+    expect(batches.every((b) => b.claim && b.deltas === 1)).toBe(true);
+    expect(claims.length).toBeGreaterThanOrEqual(2);
+    expect(claims.length).toBeLessThanOrEqual(3);
+  });
+
+  it('a worker of concurrency 4 whose jobs end together sends their outcomes and a claim for 4 at once', async () => {
+    const jobs = 16;
+    const sent = await run(4, jobs);
+    const batches = sent.filter((s) => s.path === '/jobs/batch');
+    expect(batches.reduce((sum, b) => sum + b.deltas, 0)).toBe(jobs);
+    // Fewer requests than jobs, and (but for the last) each with a claim.
+    expect(batches.length).toBeLessThan(jobs);
+    expect(batches.filter((b) => b.claim).length).toBeGreaterThanOrEqual(batches.length - 1);
+    expect(sent.filter((s) => s.path === '/jobs/claim').length).toBeLessThanOrEqual(4);
+  });
+
+  it('claims on its own, as before, where the registry does not offer it', async () => {
+    const jobs = 6;
+    const sent = await run(1, jobs, { MESH_CLAIM_BESIDE_DELTAS: 'false' });
+    const batches = sent.filter((s) => s.path === '/jobs/batch');
+    expect(batches.some((b) => b.claim)).toBe(false);
+    expect(batches.reduce((sum, b) => sum + b.deltas, 0)).toBe(jobs);
+    expect(sent.filter((s) => s.path === '/jobs/claim').length).toBeGreaterThanOrEqual(jobs);
+  });
+});
