@@ -1,5 +1,5 @@
 import { features, headers } from '@mesh/protocol';
-import { type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
+import { installedRelease, type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call } from '../support/http.ts';
@@ -191,11 +191,19 @@ describe('claim beside deltas', () => {
     expect(after.body.claimed.map((j: { id: string }) => j.id)).toEqual([second]);
   });
 
-  it('is ignored by a registry with the feature off, as by an older one', async () => {
+  it.each([
+    ['with the feature off', 'off'],
+    [
+      'of the released 0.1.0 (where an SDK that read a newer replica’s features may send it mid-upgrade)',
+      '0.1.0',
+    ],
+  ] as const)('is ignored by a registry %s', async (_, which) => {
     const off = await spawnRegistry({
       databaseUrl: db.url,
-      replicaId: 'beside-off',
-      env: { MESH_CLAIM_BESIDE_DELTAS: 'false' },
+      replicaId: `beside-${which}`,
+      ...(which === 'off'
+        ? { env: { MESH_CLAIM_BESIDE_DELTAS: 'false' } }
+        : { bin: (await installedRelease('0.1.0')).registryBin }),
     });
     try {
       expect((await call(off.url, 'GET', '/health')).body.features).not.toContain(features.claimBesideDeltas);
