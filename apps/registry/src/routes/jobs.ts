@@ -2,6 +2,7 @@ import {
   type BatchResponse,
   batchRequest,
   type CancelResponse,
+  type ClaimedJob,
   type ClaimResponse,
   type CreateJobResponse,
   cancelRequest,
@@ -77,6 +78,29 @@ export async function listJobs(c: Context<AppEnv>) {
 }
 
 /** MCP Mesh 3.7's jobs API, plus our extensions (batch claim, fenced release, lease renewal). */
+/**
+ * Jobs claimed for a client that disconnected before its answer was written
+ * (a claim statement or handoff racing the client's timeout, abort or
+ * shutdown): the answer cannot reach it, so they are given back at once,
+ * their attempt uncounted (JobStore.unclaimUnanswered, fenced by owner and
+ * epoch), instead of held until their lease expires and counted as an
+ * attempt. True when it did so: the route answers as if nothing was claimed
+ * (to a connection that is gone). A
+ * client cut off without its connection closing (a partition) is not seen
+ * here; its claims wait for their lease.
+ */
+async function givenBackIfGone(
+  c: Context<AppEnv>,
+  capability: string,
+  instanceId: string,
+  claimed: ClaimedJob[],
+): Promise<boolean> {
+  if (claimed.length === 0 || !c.req.raw.signal.aborted) return false;
+  await c.get('deps').jobs.unclaimUnanswered(capability, instanceId, claimed);
+  c.get('deps').metrics?.claims.inc({ outcome: 'client_gone' }, claimed.length);
+  return true;
+}
+
 export const jobRoutes = new Hono<AppEnv>()
   .post('/jobs', async (c) => {
     const body = await readJson(c, createJobRequest);
@@ -147,10 +171,11 @@ export const jobRoutes = new Hono<AppEnv>()
     // the same gate when woken; a drain answers it at once.
     const parks = waitMs > 0 && claimWaiters !== undefined;
     if (parks) c.get('slot')?.toLongPoll(waitMs);
-    const claimed =
+    let claimed =
       parks && claimWaiters
         ? await claimWaiters.claim(capability, instanceId, max, waitMs, c.req.raw.signal)
         : await gate.claim(() => jobs.claim(capability, instanceId, max), null);
+    if (claimed && (await givenBackIfGone(c, capability, instanceId, claimed))) claimed = [];
     if (claimed === null) metrics?.claims.inc({ outcome: 'draining' });
     else if (claimed.length === 0) metrics?.claims.inc({ outcome: 'empty' });
     else metrics?.claims.inc({ outcome: 'claimed' }, claimed.length);
@@ -201,7 +226,8 @@ export const jobRoutes = new Hono<AppEnv>()
       // claimed; the worker's next claim on its own meets the failure.
       if (claim.status === 'rejected')
         c.get('deps').logger.warn({ err: claim.reason }, 'claim beside deltas failed; deltas answered');
-      const claimed = claim.status === 'fulfilled' ? claim.value : [];
+      let claimed = claim.status === 'fulfilled' ? claim.value : [];
+      if (claimed && (await givenBackIfGone(c, claimAsk.capability, instanceId, claimed))) claimed = [];
       if (claimed === null) c.header(headers.draining, 'true');
       result.claimed = claimed ?? [];
       if (claimed === null) metrics?.claims.inc({ outcome: 'draining' });
