@@ -365,7 +365,8 @@ export class RegistryClient {
    * several registry URLs the next one is asked before answering.
    * `undefined` against a registry without the feature (0.1.0, MCP Mesh 3.7):
    * poll with `claim` instead. Aborting `signal` gives up the request; a claim
-   * the registry made just before is lost with the answer and its lease expires.
+   * the registry commits after the connection closed is given back (0.2.0), one
+   * whose answer was already on its way is lost with it and its lease expires.
    *
    * @example
    * const got = await client.claimWait('echo', agentId, 4, { waitMs: 25_000 });
