@@ -155,6 +155,13 @@ async function workload(
   let emptyWhileQueued = 0;
   const meter = cpuMeter(registryPid, postmasterPid);
   const drainStart = performance.now();
+  /** The completion delta of a no-op job, fenced by its epoch. */
+  const completion = (job: { id: string; claim_epoch: number }) => ({
+    id: job.id,
+    claim_epoch: job.claim_epoch,
+    status: 'completed',
+    result: { ok: true },
+  });
   const complete = async (
     conn: BenchConnection,
     instance: string,
@@ -163,7 +170,7 @@ async function workload(
     const t2 = performance.now();
     const done = await conn.request('POST', '/jobs/batch', {
       instance_id: instance,
-      deltas: [{ id: job.id, claim_epoch: job.claim_epoch, status: 'completed', result: { ok: true } }],
+      deltas: [completion(job)],
     });
     completeLat.push(performance.now() - t2);
     if (done.json?.accepted !== 1)
@@ -212,12 +219,7 @@ async function workload(
           const t = performance.now();
           const res = await conn.request('POST', '/jobs/batch', {
             instance_id: instance,
-            deltas: held.map((job) => ({
-              id: job.id,
-              claim_epoch: job.claim_epoch,
-              status: 'completed',
-              result: { ok: true },
-            })),
+            deltas: held.map(completion),
             claim: slots === 1 ? { capability } : { capability, max_jobs: slots },
           });
           const spent = performance.now() - t;
@@ -270,12 +272,7 @@ async function workload(
             const t2 = performance.now();
             const done = await completer.request('POST', '/jobs/batch', {
               instance_id: instance,
-              deltas: got.map((job) => ({
-                id: job.id,
-                claim_epoch: job.claim_epoch,
-                status: 'completed',
-                result: { ok: true },
-              })),
+              deltas: got.map(completion),
             });
             completeLat.push(performance.now() - t2);
             if (done.json?.accepted !== got.length)

@@ -1,61 +1,30 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { JobWorker, RegistryClient } from '@mesh/sdk';
 import { spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { until } from '../support/until.ts';
+import { startWireTap, type WireTap } from '../support/wire-tap.ts';
 
 /**
  * The SDK worker's claim rides in its completion's request where the registry
  * offers `claim-beside-deltas` (packages/sdk/src/delta-batcher.ts, issue 17):
  * a busy worker spends one exchange per job (or per batch of jobs ending
  * together), not two, and every job still completes once, at epoch 1.
- * Requests are counted by a proxy in front of a real registry.
+ * Requests are counted by a wire tap in front of a real registry.
  */
 const db = useTestDatabase();
-
-/** Forwards to `target`, noting each request's path and what its body carries. */
-async function countingProxy(target: string) {
-  const sent: { path: string; claim: boolean; deltas: number }[] = [];
-  const server: Server = createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const text = Buffer.concat(chunks).toString();
-    const body = text ? (JSON.parse(text) as { claim?: unknown; deltas?: unknown[] }) : undefined;
-    sent.push({ path: req.url ?? '', claim: body?.claim !== undefined, deltas: body?.deltas?.length ?? 0 });
-    const upstream = await fetch(`${target}${req.url}`, {
-      method: req.method,
-      headers: { 'content-type': 'application/json' },
-      body: text && req.method !== 'GET' && req.method !== 'HEAD' ? text : undefined,
-    });
-    const answer = await upstream.text();
-    res.writeHead(upstream.status, Object.fromEntries(upstream.headers));
-    res.end(answer);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    sent,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 async function run(concurrency: number, jobs: number, env: Record<string, string> = {}) {
   const r = await spawnRegistry({ databaseUrl: db.url, replicaId: `ride-${concurrency}`, env });
   const sql = postgres(db.url, { max: 1, onnotice: () => {} });
   const capability = `ride-${concurrency}-${Object.keys(env).length}`;
-  let proxy: Awaited<ReturnType<typeof countingProxy>> | undefined;
+  let tap: WireTap | undefined;
   try {
     const submitter = new RegistryClient({ urls: [r.url] });
     for (let i = 0; i < jobs; i++)
       await submitter.submit({ capability, submitted_by: 't', submitted_payload: { i } });
-    proxy = await countingProxy(r.url);
-    const client = new RegistryClient({ urls: [proxy.url] });
+    tap = await startWireTap(r.url);
+    const client = new RegistryClient({ urls: [tap.url] });
     const ran = new Map<string, number>();
     const worker = new JobWorker({
       client,
@@ -85,9 +54,13 @@ async function run(concurrency: number, jobs: number, env: Record<string, string
     for (const row of rows) expect(row).toEqual({ status: 'completed', epoch: 1, attempt_count: 1 });
     expect([...ran.values()].every((times) => times === 1)).toBe(true);
     expect(ran.size).toBe(jobs);
-    return proxy.sent;
+    return tap.calls.map((call) => ({
+      path: call.path,
+      claim: call.body?.claim !== undefined,
+      deltas: (call.body?.deltas as unknown[] | undefined)?.length ?? 0,
+    }));
   } finally {
-    await proxy?.close();
+    await tap?.close();
     await sql.end();
     await r.stop();
   }

@@ -427,7 +427,7 @@ export class RegistryClient {
     if (coalesce && delta.claim_epoch !== undefined && delta.claim_epoch !== null) {
       const info = await this.info();
       if (info.features.has(featureNames.batchClaim)) {
-        return this.batcher(instanceId, info).write(delta);
+        return this.batcher(instanceId).write(delta);
       }
     }
     const res = await this.deltas(instanceId, [delta]);
@@ -435,13 +435,10 @@ export class RegistryClient {
     return rejected ? { accepted: false, rejected } : { accepted: res.accepted === 1 };
   }
 
-  private batcher(instanceId: string, info: RegistryInfo): DeltaBatcher {
+  private batcher(instanceId: string): DeltaBatcher {
     let batcher = this.batchers.get(instanceId);
     if (!batcher) {
-      batcher = new DeltaBatcher(
-        (deltas, claim) => this.deltas(instanceId, deltas, claim),
-        info.features.has(featureNames.claimBesideDeltas),
-      );
+      batcher = new DeltaBatcher((deltas, claim) => this.deltas(instanceId, deltas, claim));
       this.batchers.set(instanceId, batcher);
     }
     return batcher;
@@ -463,7 +460,7 @@ export class RegistryClient {
     const info = await this.info();
     if (!info.features.has(featureNames.claimBesideDeltas) || !info.features.has(featureNames.batchClaim))
       return undefined;
-    return this.batcher(instanceId, info).claim({ capability, max });
+    return this.batcher(instanceId).claim({ capability, max });
   }
 
   /**

@@ -64,11 +64,8 @@ export class DeltaBatcher {
   private claimAsk: PendingClaim | undefined;
   private scheduled = false;
 
-  constructor(
-    private readonly send: SendBatch,
-    /** Whether a claim may ride (the registry offers `claim-beside-deltas`). */
-    private readonly claimsRide = false,
-  ) {}
+  /** `send` takes a claim only where the registry offers `claim-beside-deltas` (RegistryClient.claimBeside). */
+  constructor(private readonly send: SendBatch) {}
 
   write(delta: JobDelta): Promise<DeltaOutcome> {
     return new Promise((resolve, reject) => {
@@ -79,7 +76,7 @@ export class DeltaBatcher {
 
   /** Claims beside this turn's deltas; `undefined`: it could not ride (see the class). */
   claim(claim: BesideClaim): Promise<BesideAnswer | undefined> {
-    if (!this.claimsRide || this.claimAsk) return Promise.resolve(undefined);
+    if (this.claimAsk) return Promise.resolve(undefined);
     return new Promise((resolve, reject) => {
       this.claimAsk = { claim, resolve, reject };
       this.schedule();

@@ -77,30 +77,51 @@ export async function listJobs(c: Context<AppEnv>) {
   return c.json(body);
 }
 
-/** MCP Mesh 3.7's jobs API, plus our extensions (batch claim, fenced release, lease renewal). */
+/** `max_jobs` of a claim (`field` names it in the error): 1 unless given, within [1, maxClaimBatch]. */
+function claimSize(max: number | null | undefined, field: string): number {
+  const n = max ?? 1;
+  if (n < 1 || n > limits.maxClaimBatch)
+    throw new ApiError('bad_request', `${field} must be in [1, ${limits.maxClaimBatch}], got ${n}`);
+  return n;
+}
+
 /**
- * Jobs claimed for a client that disconnected before its answer was written
- * (a claim statement or handoff racing the client's timeout, abort or
- * shutdown): the answer cannot reach it, so they are given back at once,
- * their attempt uncounted (JobStore.unclaimUnanswered, fenced by owner and
- * epoch), instead of held until their lease expires and counted as an
- * attempt. True when it did so: the route answers as if nothing was claimed
- * (to a connection that is gone). A
- * client cut off without its connection closing (a partition) is not seen
- * here; its claims wait for their lease.
+ * What a claim answers (POST /jobs/claim, or beside deltas), counted in
+ * `mesh_claims_total`; `null` (refused by a draining replica) answers empty
+ * with `X-Mesh-Draining: true`, so that clients that know several replicas
+ * claim elsewhere instead of backing off.
+ *
+ * Jobs claimed for a client that disconnected before this answer (a claim
+ * statement or handoff racing its timeout, abort or shutdown) cannot reach
+ * it: they are given back at once, their attempt uncounted
+ * (JobStore.unclaimUnanswered, fenced by owner and epoch), instead of held
+ * until their lease expires and counted as an attempt, and the answer (to a
+ * connection that is gone) is empty. A client cut off without its connection
+ * closing (a partition) is not seen here; its claims wait for their lease.
  */
-async function givenBackIfGone(
+async function claimAnswer(
   c: Context<AppEnv>,
   capability: string,
   instanceId: string,
-  claimed: ClaimedJob[],
-): Promise<boolean> {
-  if (claimed.length === 0 || !c.req.raw.signal.aborted) return false;
-  await c.get('deps').jobs.unclaimUnanswered(capability, instanceId, claimed);
-  c.get('deps').metrics?.claims.inc({ outcome: 'client_gone' }, claimed.length);
-  return true;
+  claimed: ClaimedJob[] | null,
+): Promise<ClaimedJob[]> {
+  const { jobs, metrics } = c.get('deps');
+  if (claimed === null) {
+    metrics?.claims.inc({ outcome: 'draining' });
+    c.header(headers.draining, 'true');
+    return [];
+  }
+  if (claimed.length > 0 && c.req.raw.signal.aborted) {
+    await jobs.unclaimUnanswered(capability, instanceId, claimed);
+    metrics?.claims.inc({ outcome: 'client_gone' }, claimed.length);
+    return [];
+  }
+  if (claimed.length === 0) metrics?.claims.inc({ outcome: 'empty' });
+  else metrics?.claims.inc({ outcome: 'claimed' }, claimed.length);
+  return claimed;
 }
 
+/** MCP Mesh 3.7's jobs API, plus our extensions (batch claim, fenced release, lease renewal). */
 export const jobRoutes = new Hono<AppEnv>()
   .post('/jobs', async (c) => {
     const body = await readJson(c, createJobRequest);
@@ -155,15 +176,12 @@ export const jobRoutes = new Hono<AppEnv>()
     // Checked before the claim joins a statement shared with other claimers (issue 18).
     const capability = identifier(required(body.capability, 'capability'), 'capability');
     const instanceId = identifier(required(body.instance_id, 'instance_id'), 'instance_id');
-    const max = body.max_jobs ?? 1;
-    if (max < 1 || max > limits.maxClaimBatch) {
-      throw new ApiError('bad_request', `max_jobs must be in [1, ${limits.maxClaimBatch}], got ${max}`);
-    }
+    const max = claimSize(body.max_jobs, 'max_jobs');
     const waitMs = body.wait_ms ?? 0;
     if (waitMs < 0 || waitMs > limits.maxClaimWaitMs) {
       throw new ApiError('bad_request', `wait_ms must be in [0, ${limits.maxClaimWaitMs}], got ${waitMs}`);
     }
-    const { jobs, gate, metrics, claimWaiters } = c.get('deps');
+    const { jobs, gate, claimWaiters } = c.get('deps');
     // The drain barrier: a claim either passes the gate and finishes before a
     // drain answers, or is refused (no attempt burned, no epoch minted). A
     // long-poll claim parks while there is nothing to claim (wait_ms, ignored
@@ -171,18 +189,13 @@ export const jobRoutes = new Hono<AppEnv>()
     // the same gate when woken; a drain answers it at once.
     const parks = waitMs > 0 && claimWaiters !== undefined;
     if (parks) c.get('slot')?.toLongPoll(waitMs);
-    let claimed =
+    const claimed =
       parks && claimWaiters
         ? await claimWaiters.claim(capability, instanceId, max, waitMs, c.req.raw.signal)
         : await gate.claim(() => jobs.claim(capability, instanceId, max), null);
-    if (claimed && (await givenBackIfGone(c, capability, instanceId, claimed))) claimed = [];
-    if (claimed === null) metrics?.claims.inc({ outcome: 'draining' });
-    else if (claimed.length === 0) metrics?.claims.inc({ outcome: 'empty' });
-    else metrics?.claims.inc({ outcome: 'claimed' }, claimed.length);
-    // A draining replica says so, so that clients that know several replicas
-    // claim elsewhere instead of backing off on an empty answer.
-    if (claimed === null) c.header(headers.draining, 'true');
-    return c.json({ claimed: claimed ?? [] } satisfies ClaimResponse);
+    return c.json({
+      claimed: await claimAnswer(c, capability, instanceId, claimed),
+    } satisfies ClaimResponse);
   })
   .post('/jobs/batch', async (c) => {
     const body = await readJson(c, batchRequest, {
@@ -199,14 +212,8 @@ export const jobRoutes = new Hono<AppEnv>()
     const ask = body.claim && offered.includes(features.claimBesideDeltas) ? body.claim : undefined;
     const claimAsk = ask && {
       capability: identifier(required(ask.capability, 'claim.capability'), 'claim.capability'),
-      max: ask.max_jobs ?? 1,
+      max: claimSize(ask.max_jobs, 'claim.max_jobs'),
     };
-    if (claimAsk && (claimAsk.max < 1 || claimAsk.max > limits.maxClaimBatch)) {
-      throw new ApiError(
-        'bad_request',
-        `claim.max_jobs must be in [1, ${limits.maxClaimBatch}], got ${claimAsk.max}`,
-      );
-    }
     // The deltas and the claim run side by side (different rows; each in the
     // statements it would share alone). The claim passes the drain barrier
     // like POST /jobs/claim. Claimed jobs whose answer cannot be sent (the
@@ -226,13 +233,8 @@ export const jobRoutes = new Hono<AppEnv>()
       // claimed; the worker's next claim on its own meets the failure.
       if (claim.status === 'rejected')
         c.get('deps').logger.warn({ err: claim.reason }, 'claim beside deltas failed; deltas answered');
-      let claimed = claim.status === 'fulfilled' ? claim.value : [];
-      if (claimed && (await givenBackIfGone(c, claimAsk.capability, instanceId, claimed))) claimed = [];
-      if (claimed === null) c.header(headers.draining, 'true');
-      result.claimed = claimed ?? [];
-      if (claimed === null) metrics?.claims.inc({ outcome: 'draining' });
-      else if (claimed.length === 0) metrics?.claims.inc({ outcome: 'empty' });
-      else metrics?.claims.inc({ outcome: 'claimed' }, claimed.length);
+      const claimed = claim.status === 'fulfilled' ? claim.value : [];
+      result.claimed = await claimAnswer(c, claimAsk.capability, instanceId, claimed);
     }
     if (metrics) {
       if (result.accepted) metrics.deltas.inc({ outcome: 'accepted' }, result.accepted);

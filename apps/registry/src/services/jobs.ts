@@ -319,7 +319,8 @@ export class JobStore {
 
   /**
    * Undoes claims whose answer was never sent (a handoff whose parked claim
-   * had left, or a claim beside deltas whose deltas failed): queued again
+   * had left, a claim whose client disconnected before its answer, a claim
+   * beside deltas whose deltas failed): queued again
    * with their attempt given back (none was made), fenced by the owner and
    * the epoch each was claimed at (DESIGN.md §4.2); the epochs stay spent, so
    * epochs only grow. If this fails, the lease sweep requeues them when their
