@@ -10,6 +10,11 @@
  *    long-poll claims (the default against a registry that offers them) and
  *    once with the worker polling (`longPollMs: 0`, the fallback used against
  *    0.1.0 and MCP Mesh 3.7, backoff up to `maxIdleMs` 2 s).
+ *    Beside them, in the same run and with the same gaps, this machine's
+ *    floor for those figures, without the SDK: one `GET /health` round trip
+ *    over a kept-alive plain `node:http` connection, one durable INSERT +
+ *    commit from postgres.js, and a raw long-poll claim (`node:http`, no SDK)
+ *    answered after a raw submit (the wire and the database alone).
  * 2. Idle cost: 1,000 SDK `JobWorker`s with nothing to do, on replica A;
  *    claim statements per second the replica ran (its
  *    `mesh_coalesced_statements_total{kind="claim"}`) and claim requests per
@@ -17,13 +22,15 @@
  *
  * Benchmarks print figures; they assert nothing.
  *
- *   pnpm bench:pickup                                 ≈ 2.5 min
+ *   pnpm bench:pickup                                 ≈ 4.5 min
  *   pnpm bench:pickup --jobs 20 --gap 3000            more samples, longer idle gaps
  *   pnpm bench:pickup --idle-workers 200 --window 5   a smaller idle phase
  */
+import { Agent as HttpAgent, request } from 'node:http';
 import { parseArgs } from 'node:util';
 import { Agent, JobWorker, RegistryClient } from '@mesh/sdk';
 import { createDatabase, type RegistryProcess } from '@mesh/testkit';
+import postgres from 'postgres';
 import { pct, sleep } from './proc.ts';
 import { spawnOurs, startBenchPostgres } from './support.ts';
 
@@ -96,6 +103,77 @@ async function pickup(
     await agent.stop();
   }
   return { latencies, submits };
+}
+
+/** One request over a plain kept-alive `node:http` connection; resolves with the parsed body. */
+function raw(agent: HttpAgent, url: string, method: string, body?: unknown): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = request(
+      url,
+      { method, agent, headers: data ? { 'content-type': 'application/json' } : {} },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          if ((res.statusCode ?? 0) >= 300) reject(new Error(`${method} ${url}: ${res.statusCode} ${text}`));
+          else resolve(text.startsWith('{') ? JSON.parse(text) : text);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+/**
+ * The machine's floor for the pickup figures, same gaps, no SDK: a `GET
+ * /health` round trip to `a`; a durable INSERT + commit (its own database);
+ * a raw parked claim on `a` answered after a raw submit to `to`, timed from
+ * just before the submit is sent to the claim's answer.
+ */
+async function floor(a: RegistryProcess, b: RegistryProcess, floorDbUrl: string) {
+  const agent = new HttpAgent({ keepAlive: true });
+  const sql = postgres(floorDbUrl, { max: 1, onnotice: () => {} });
+  const out = { health: [] as number[], insert: [] as number[], same: [] as number[], other: [] as number[] };
+  try {
+    await sql`create table if not exists floor_probe (id bigserial primary key, payload jsonb not null)`;
+    await raw(agent, `${a.url}/health`, 'GET'); // the connection, not in the figures
+    for (let i = 0; i < jobsPerCase; i++) {
+      await sleep(gapMs);
+      let t0 = performance.now();
+      await raw(agent, `${a.url}/health`, 'GET');
+      out.health.push(performance.now() - t0);
+      await sleep(gapMs);
+      t0 = performance.now();
+      await sql`insert into floor_probe (payload) values (${sql.json({ i })})`;
+      out.insert.push(performance.now() - t0);
+      for (const [to, into] of [
+        [a, out.same],
+        [b, out.other],
+      ] as const) {
+        const capability = `floor-${to.replicaId}-${Date.now()}`;
+        const claimed = raw(agent, `${a.url}/jobs/claim`, 'POST', {
+          capability,
+          instance_id: `floor-${i}`,
+          wait_ms: 30_000,
+        }).then(() => performance.now());
+        await sleep(gapMs); // the claim parks, the machine idles
+        t0 = performance.now();
+        await raw(agent, `${to.url}/jobs`, 'POST', {
+          capability,
+          submitted_by: 'bench',
+          submitted_payload: { i },
+        });
+        into.push((await claimed) - t0);
+      }
+    }
+  } finally {
+    agent.destroy();
+    await sql.end();
+  }
+  return out;
 }
 
 async function metric(r: RegistryProcess, re: RegExp): Promise<number> {
@@ -181,6 +259,25 @@ async function main() {
           `| ${mode} | ${label} | ${ms(pct(l, 50))} | ${ms(pct(l, 99))} | ${ms(Math.max(...l))} | ${ms(pct(submits, 50))} |`,
         );
       }
+    }
+
+    const floorDb = await createDatabase(pg.adminUrl, { migrated: false });
+    try {
+      const f = await floor(a, b, floorDb.url);
+      console.log(
+        `\nThis machine's floor, same gaps (${gapMs} ms idle before each), ${jobsPerCase} samples each, plain node:http, no SDK (ms)`,
+      );
+      console.log('| what | p50 | p99 | max |');
+      console.log('|---|---:|---:|---:|');
+      for (const [label, l] of [
+        ['GET /health round trip, replica A', f.health],
+        ['durable INSERT + commit (postgres.js)', f.insert],
+        ['raw parked claim on A, raw submit to A: submit sent → claim answered', f.same],
+        ['raw parked claim on A, raw submit to B: submit sent → claim answered', f.other],
+      ] as const)
+        console.log(`| ${label} | ${ms(pct(l, 50))} | ${ms(pct(l, 99))} | ${ms(Math.max(...l))} |`);
+    } finally {
+      await floorDb.drop();
     }
 
     console.log(
