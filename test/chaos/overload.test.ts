@@ -84,6 +84,7 @@ describe('overload: one replica beyond its capacity', () => {
     let badBodies = 0;
     const codes = new Map<string, number>();
     let networkErrors = 0;
+    const errorCodes = new Map<string, number>();
     let created = 0;
     const call = async (path: string, body: unknown) => {
       try {
@@ -104,8 +105,10 @@ describe('overload: one replica beyond its capacity', () => {
           if (code !== 'overloaded' && code !== 'unavailable') badBodies += 1;
         }
         return res.status;
-      } catch {
+      } catch (err) {
         networkErrors += 1;
+        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        errorCodes.set(code, (errorCodes.get(code) ?? 0) + 1);
         return 0;
       }
     };
@@ -170,6 +173,7 @@ describe('overload: one replica beyond its capacity', () => {
         submissions_created: created,
         burst_answered_ms: burstMs,
         network_errors: networkErrors,
+        network_error_codes: Object.fromEntries(errorCodes),
         rss_mb: { before: rssBefore, max: rssMax },
         admin_drain_status_ms: {
           p50: percentile(admin, 50),
@@ -198,6 +202,13 @@ describe('overload: one replica beyond its capacity', () => {
     // Idempotency-Key (the SDK does) gets that job, never a second one.
     expect(stored).toBeGreaterThanOrEqual(created);
     expect(stored - created).toBeLessThanOrEqual(codes.get('unavailable') ?? 0);
+    // A request that failed on the wire was refused a connection (the
+    // --max-connections bound closes it on arrival; beyond that the kernel's
+    // accept queue refuses or resets it): none hung until its timeout.
+    expect(
+      [...errorCodes.keys()].filter((c) => !['ECONNRESET', 'EPIPE', 'ECONNREFUSED'].includes(c)),
+      JSON.stringify([...errorCodes]),
+    ).toEqual([]);
     // The operator could drain and resume the overloaded replica.
     expect(drain.status).toBe(200);
     expect(resume.status).toBe(200);
