@@ -26,11 +26,11 @@
  *   pnpm bench:pickup --jobs 20 --gap 3000            more samples, longer idle gaps
  *   pnpm bench:pickup --idle-workers 200 --window 5   a smaller idle phase
  */
-import { Agent as HttpAgent, request } from 'node:http';
 import { parseArgs } from 'node:util';
 import { Agent, JobWorker, RegistryClient } from '@mesh/sdk';
 import { createDatabase, type RegistryProcess } from '@mesh/testkit';
 import postgres from 'postgres';
+import { type BenchConnection, NodeHttpConnection } from './drivers.ts';
 import { pct, sleep } from './proc.ts';
 import { spawnOurs, startBenchPostgres } from './support.ts';
 
@@ -105,28 +105,6 @@ async function pickup(
   return { latencies, submits };
 }
 
-/** One request over a plain kept-alive `node:http` connection; resolves with the parsed body. */
-function raw(agent: HttpAgent, url: string, method: string, body?: unknown): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : JSON.stringify(body);
-    const req = request(
-      url,
-      { method, agent, headers: data ? { 'content-type': 'application/json' } : {} },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString();
-          if ((res.statusCode ?? 0) >= 300) reject(new Error(`${method} ${url}: ${res.statusCode} ${text}`));
-          else resolve(text.startsWith('{') ? JSON.parse(text) : text);
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
-}
-
 /**
  * The machine's floor for the pickup figures, same gaps, no SDK: a `GET
  * /health` round trip to `a`; a durable INSERT + commit (its own database);
@@ -134,43 +112,51 @@ function raw(agent: HttpAgent, url: string, method: string, body?: unknown): Pro
  * just before the submit is sent to the claim's answer.
  */
 async function floor(a: RegistryProcess, b: RegistryProcess, floorDbUrl: string) {
-  const agent = new HttpAgent({ keepAlive: true });
+  // Kept-alive plain node:http connections (drivers.ts): the claim parks on its own.
+  const open = (r: RegistryProcess) => {
+    const { hostname, port } = new URL(r.url);
+    return new NodeHttpConnection(hostname, Number(port));
+  };
+  const toA = open(a);
+  const toB = open(b);
+  const claimer = open(a);
+  const ok = async (conn: BenchConnection, method: string, path: string, body?: unknown) => {
+    const res = await conn.request(method, path, body);
+    if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(res.json)}`);
+  };
   const sql = postgres(floorDbUrl, { max: 1, onnotice: () => {} });
   const out = { health: [] as number[], insert: [] as number[], same: [] as number[], other: [] as number[] };
   try {
     await sql`create table if not exists floor_probe (id bigserial primary key, payload jsonb not null)`;
-    await raw(agent, `${a.url}/health`, 'GET'); // the connection, not in the figures
+    // The connections, not in the figures.
+    for (const conn of [toA, toB, claimer]) await ok(conn, 'GET', '/health');
     for (let i = 0; i < jobsPerCase; i++) {
       await sleep(gapMs);
       let t0 = performance.now();
-      await raw(agent, `${a.url}/health`, 'GET');
+      await ok(toA, 'GET', '/health');
       out.health.push(performance.now() - t0);
       await sleep(gapMs);
       t0 = performance.now();
       await sql`insert into floor_probe (payload) values (${sql.json({ i })})`;
       out.insert.push(performance.now() - t0);
-      for (const [to, into] of [
-        [a, out.same],
-        [b, out.other],
+      for (const [to, into, replicaId] of [
+        [toA, out.same, a.replicaId],
+        [toB, out.other, b.replicaId],
       ] as const) {
-        const capability = `floor-${to.replicaId}-${Date.now()}`;
-        const claimed = raw(agent, `${a.url}/jobs/claim`, 'POST', {
+        const capability = `floor-${replicaId}-${Date.now()}`;
+        const claimed = ok(claimer, 'POST', '/jobs/claim', {
           capability,
           instance_id: `floor-${i}`,
           wait_ms: 30_000,
         }).then(() => performance.now());
         await sleep(gapMs); // the claim parks, the machine idles
         t0 = performance.now();
-        await raw(agent, `${to.url}/jobs`, 'POST', {
-          capability,
-          submitted_by: 'bench',
-          submitted_payload: { i },
-        });
+        await ok(to, 'POST', '/jobs', { capability, submitted_by: 'bench', submitted_payload: { i } });
         into.push((await claimed) - t0);
       }
     }
   } finally {
-    agent.destroy();
+    for (const conn of [toA, toB, claimer]) conn.close();
     await sql.end();
   }
   return out;

@@ -7,7 +7,7 @@ import { until } from '../support/until.ts';
 
 /**
  * A claim whose client disconnects while its statement runs (routes/jobs.ts
- * `givenBackIfGone`): the jobs it claimed are given back as soon as it
+ * `claimAnswer`): the jobs it claimed are given back as soon as it
  * commits (queued, attempt uncounted, epoch spent), not held until their
  * lease expires (300 s here) and counted as an attempt. The claim statement
  * is held on a table lock taken by the test, the client goes away, the lock

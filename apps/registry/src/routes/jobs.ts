@@ -206,7 +206,7 @@ export const jobRoutes = new Hono<AppEnv>()
       throw new ApiError('bad_request', 'deltas must not be empty');
     if (body.deltas.some((d) => !d.id?.trim()))
       throw new ApiError('bad_request', 'every delta requires a non-empty id');
-    const { jobs, metrics, gate, features: offered } = c.get('deps');
+    const { jobs, metrics, gate, logger, features: offered } = c.get('deps');
     // A claim beside the deltas (ours, feature claim-beside-deltas; ignored
     // when off, as an older registry would): checked before anything runs.
     const ask = body.claim && offered.includes(features.claimBesideDeltas) ? body.claim : undefined;
@@ -230,11 +230,12 @@ export const jobRoutes = new Hono<AppEnv>()
     const result: BatchResponse = applied.value;
     if (claimAsk) {
       // A failed claim beside committed deltas answers them with nothing
-      // claimed; the worker's next claim on its own meets the failure.
-      if (claim.status === 'rejected')
-        c.get('deps').logger.warn({ err: claim.reason }, 'claim beside deltas failed; deltas answered');
-      const claimed = claim.status === 'fulfilled' ? claim.value : [];
-      result.claimed = await claimAnswer(c, claimAsk.capability, instanceId, claimed);
+      // claimed (and counts as no claim answer); the worker's next claim on
+      // its own meets the failure.
+      if (claim.status === 'rejected') {
+        logger.warn({ err: claim.reason }, 'claim beside deltas failed; deltas answered');
+        result.claimed = [];
+      } else result.claimed = await claimAnswer(c, claimAsk.capability, instanceId, claim.value);
     }
     if (metrics) {
       if (result.accepted) metrics.deltas.inc({ outcome: 'accepted' }, result.accepted);
