@@ -47,6 +47,17 @@ afterAll(async () => {
 /** The gin text MCP Mesh 3.7 answers for unknown routes and methods (kept for compatibility). */
 const ginNotFound = (res: RawResponse) => res.status === 404 && res.body.toString() === '404 page not found';
 
+/** The parts of two state digests that differ (`jobs: a -> b`). */
+function changedParts(before: string, after: string): string {
+  const was = new Map(before.split(' ').map((part) => part.split(':') as [string, string]));
+  return after
+    .split(' ')
+    .map((part) => part.split(':') as [string, string])
+    .filter(([name, value]) => was.get(name) !== value)
+    .map(([name, value]) => `${name} ${was.get(name)} -> ${value}`)
+    .join(', ');
+}
+
 /** Why an answer breaks an invariant, or undefined. */
 function violation(c: FuzzCase, res: RawResponse): string | undefined {
   if (!Number.isInteger(res.status)) return 'no status line';
@@ -86,7 +97,9 @@ describe('generated hostile requests (issue 16, item 1)', () => {
           if (exited) throw new Error(explain('the registry exited'));
           let after = await state.digest();
           if (res.status >= 400 && after !== before)
-            throw new Error(explain('a refused request changed stored state'));
+            throw new Error(
+              explain(`a refused request changed stored state: ${changedParts(before, after)}`),
+            );
           // An accepted admin action records the drain state in the background: let it land.
           for (let i = 0; res.status < 400 && c.listener === 'admin' && i < 20; i++) {
             await new Promise((done) => setTimeout(done, 25));

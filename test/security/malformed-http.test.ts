@@ -1,6 +1,9 @@
 import { connect } from 'node:net';
 import { type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
-import { beforeAll, describe, expect, it } from 'vitest';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call } from '../support/http.ts';
+import { timeSvc } from '../support/sample-agents.ts';
 import { type RawRequest, sendRaw } from './fuzz/raw-http.ts';
 
 // Cases the generated-input test (fuzz.test.ts) found, kept as plain
@@ -9,8 +12,14 @@ import { type RawRequest, sendRaw } from './fuzz/raw-http.ts';
 const db = useTestDatabase();
 let r: RegistryProcess;
 
+let sql: postgres.Sql;
+
 beforeAll(async () => {
   r = await spawnRegistry({ databaseUrl: db.url, replicaId: 'malformed' });
+  sql = postgres(db.url, { max: 1 });
+});
+afterAll(async () => {
+  await sql?.end();
 });
 
 const wire = (code: string) => ({ error: expect.any(String), timestamp: expect.any(String), code });
@@ -47,6 +56,63 @@ describe('malformed HTTP gets the wire error body (issue 16, found by the fuzzer
     });
     expect(res).toEqual({ status: 400, type: 'application/json', body: wire('bad_request') });
     expect(res.body.error).toBe('malformed HTTP request (HPE_INVALID_TRANSFER_ENCODING)');
+  });
+
+  it('a Transfer-Encoding that does not end in chunked: 400, and the route never ran (the fuzzer, seed 1001370303)', async () => {
+    // Node's parser refuses such a request only after handing it to the
+    // listener: a HEAD heartbeat answered 400 had refreshed its agent, a DELETE
+    // answered 400 had unregistered it.
+    expect((await call(r.url, 'POST', '/heartbeat', { ...timeSvc, version: '1.0.0' })).status).toBe(200);
+    const agent = async () =>
+      (await sql`select status, updated_at from agents where agent_id = ${timeSvc.agent_id}`)[0];
+    const before = await agent();
+    await new Promise((done) => setTimeout(done, 20)); // a refresh would move updated_at
+    for (const [method, codings] of [
+      ['HEAD', 'gzip'],
+      ['DELETE', 'chunked, gzip'],
+      ['DELETE', 'identity'],
+    ] as const) {
+      const res = await sendRaw(r.port, {
+        method,
+        target: `/${method === 'HEAD' ? 'heartbeat' : 'agents'}/${timeSvc.agent_id}`,
+        headers: [['Transfer-Encoding', codings]],
+        framing: 'none',
+      });
+      expect(res.status, `${method} with Transfer-Encoding: ${codings}`).toBe(400);
+      expect(JSON.parse(res.body.toString())).toEqual(wire('bad_request'));
+    }
+    // A malformed chunk: the parser's 400, and the route never ran (was: it had, as HEAD never reads its body).
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(r.port, '127.0.0.1');
+      const received: Buffer[] = [];
+      socket.on('error', reject);
+      socket.on('data', (d) => received.push(d));
+      socket.on('close', () => resolve(Buffer.concat(received).toString('latin1')));
+      // Not half-closed: the server would drop a request whose client ended its side.
+      socket.write(
+        `HEAD /heartbeat/${timeSvc.agent_id} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n`,
+      );
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 400 .*HPE_INVALID_CHUNK_SIZE/s);
+    // Heartbeats share one statement at a time (heartbeats.ts): once this one
+    // is answered, one that a refused request had started has been written.
+    const barrier = await sendRaw(r.port, {
+      method: 'HEAD',
+      target: '/heartbeat/nobody',
+      headers: [],
+      framing: 'none',
+    });
+    expect(barrier.status).toBe(410);
+    // The routes answer as usual once the framing is right.
+    expect(await agent()).toEqual(before);
+    const beat = await sendRaw(r.port, {
+      method: 'HEAD',
+      target: `/heartbeat/${timeSvc.agent_id}`,
+      headers: [],
+      framing: 'chunked',
+    });
+    expect(beat.status).toBe(200);
+    expect((await agent())?.updated_at.getTime()).toBeGreaterThan(before?.updated_at.getTime());
   });
 
   it('a 4 MB body with its Content-Length, to a route or not: the client reads 413 (was a connection reset)', async () => {

@@ -62,7 +62,8 @@ export async function storeFixture(send: Send): Promise<Omit<Pools, 'replicaIds'
 }
 
 /**
- * One digest of what a rejected request must never change: the fixture's
+ * One digest of what a rejected request must never change, part by part
+ * (`jobs:<md5> events:<md5> … event_count:<n>`, so a failure names the part): the fixture's
  * rows in full (jobs, their events, agents, their capabilities), every
  * registry_settings row, every registry_replicas column but `last_seen_at`
  * (the registry's own heartbeat moves it every second), and the number of
@@ -75,18 +76,18 @@ export function stateDigest(url: string, jobIds: string[], agentIds: string[]) {
   const sql = postgres(url, { max: 1, onnotice: () => {} });
   const digest = async (): Promise<string> => {
     const [row] = await sql`
-      select md5(concat_ws('|',
-        (select string_agg(j::text, ',' order by j.id) from jobs j where j.id = any(${jobIds}::uuid[])),
-        (select string_agg(e::text, ',' order by e.id) from job_events e where e.job_id = any(${jobIds}::uuid[])),
-        (select string_agg(a::text, ',' order by a.agent_id) from agents a where a.agent_id = any(${agentIds}::text[])),
-        (select string_agg(c::text, ',' order by c.id) from agent_capabilities c where c.agent_id = any(${agentIds}::text[])),
-        (select string_agg(s::text, ',' order by s.key) from registry_settings s),
-        (select string_agg(concat_ws(';', r.replica_id, r.boot_id, r.version, r.schema_version, r.main_url,
+      select concat_ws(' ',
+        'jobs:' || md5(coalesce((select string_agg(j::text, ',' order by j.id) from jobs j where j.id = any(${jobIds}::uuid[])), '')),
+        'events:' || md5(coalesce((select string_agg(e::text, ',' order by e.id) from job_events e where e.job_id = any(${jobIds}::uuid[])), '')),
+        'agents:' || md5(coalesce((select string_agg(a::text, ',' order by a.agent_id) from agents a where a.agent_id = any(${agentIds}::text[])), '')),
+        'capabilities:' || md5(coalesce((select string_agg(c::text, ',' order by c.id) from agent_capabilities c where c.agent_id = any(${agentIds}::text[])), '')),
+        'settings:' || md5(coalesce((select string_agg(s::text, ',' order by s.key) from registry_settings s), '')),
+        'replicas:' || md5(coalesce((select string_agg(concat_ws(';', r.replica_id, r.boot_id, r.version, r.schema_version, r.main_url,
             r.admin_url, r.started_at, r.draining, r.draining_since, r.stopped_at), ',' order by r.replica_id)
-          from registry_replicas r),
-        (select count(*) from jobs), (select count(*) from agents),
-        (select count(*) from job_events where type not in ('cancelled', 'stale', 'deadline_exceeded'))
-      )) as digest`;
+          from registry_replicas r), '')),
+        'job_count:' || (select count(*) from jobs), 'agent_count:' || (select count(*) from agents),
+        'event_count:' || (select count(*) from job_events where type not in ('cancelled', 'stale', 'deadline_exceeded'))
+      ) as digest`;
     return row?.digest as string;
   };
   return { digest, close: () => sql.end() };
