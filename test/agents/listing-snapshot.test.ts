@@ -1,6 +1,7 @@
 import { type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AgentListing, agentsJson } from '../../apps/registry/src/services/agent-listing.ts';
 import { ProviderSnapshot } from '../../apps/registry/src/services/provider-snapshot.ts';
 
 /**
@@ -129,5 +130,73 @@ describe('GET /agents between listings (provider snapshot)', () => {
     expect(second).not.toBe(first);
     expect(second.byAgent.get('weather-c')?.map((p) => p.version)).toEqual(['3.0.0']);
     expect(await snapshot.get()).toBe(second);
+  });
+
+  it('keeps each description only while its row and the providers are unchanged: the next listing equals a cold one', async () => {
+    // The lister keeps every listed agent's description between listings
+    // (services/agent-listing.ts); a listing made with nothing kept must say
+    // the same, after every kind of change, made where the lister cannot see it.
+    const cold = async () => {
+      const { agents } = await new AgentListing(sql, new ProviderSnapshot(sql)).list();
+      return JSON.parse(agentsJson(agents)) as Listed[];
+    };
+    const warm = async () => {
+      const res = await fetch(`${lister.url}/agents`);
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { agents: Listed[] }).agents;
+    };
+    const same = async (why: string) => {
+      const seen = await warm();
+      expect(seen, why).toEqual(await cold());
+      return new Map(seen.map((a) => [a.id, a as Listed & Record<string, unknown>]));
+    };
+    await register({
+      agent_id: 'sky',
+      http_host: '127.0.0.1',
+      http_port: 9100,
+      tools: [{ function_name: 'clouds', capability: 'sky', version: '1.0.0' }],
+    });
+    await register({
+      agent_id: 'painter',
+      tools: [{ function_name: 'paint', capability: 'painting', dependencies: [{ capability: 'sky' }] }],
+    });
+    await same('registered');
+    const first = await same('listed again, nothing changed');
+
+    // A heartbeat moves last_seen only.
+    await new Promise((done) => setTimeout(done, 5));
+    expect((await fetch(`${writer.url}/heartbeat/painter`, { method: 'HEAD' })).status).toBeLessThan(300);
+    const beaten = await same('after a heartbeat');
+    expect(beaten.get('painter')?.last_seen).not.toBe(first.get('painter')?.last_seen);
+    const [row] = await sql<{ updated_at: Date }[]>`select updated_at from agents where agent_id = 'painter'`;
+    expect(beaten.get('painter')?.last_seen).toBe(row?.updated_at.toISOString());
+
+    // Plain SQL on the row's own columns, as an older release or an operator writes.
+    await sql`update agents set description = 'paints skies' where agent_id = 'painter'`;
+    expect((await same('a description changed')).get('painter')?.description).toBe('paints skies');
+    await sql`update agents set total_dependencies = 7, dependencies_resolved = 3, sdk_version = '9.9.9' where agent_id = 'painter'`;
+    expect((await same('counts and SDK version changed')).get('painter')).toMatchObject({
+      total_dependencies: 7,
+      dependencies_resolved: 3,
+      sdk_version: '9.9.9',
+    });
+    // The stored resolution (what was available at registration) decides
+    // between `unavailable` and `unresolved` once the provider is gone.
+    await sql`update agents set registration = jsonb_set(registration, '{resolved}', '{"paint": [{"status": "available"}]}')
+              where agent_id = 'painter'`;
+    await sql`update agents set status = 'unhealthy' where agent_id = 'sky'`;
+    const gone = await same('the provider unhealthy');
+    expect(gone.get('painter')?.dependency_resolutions?.[0]?.status).toBe('unavailable');
+    expect(gone.get('sky')?.capabilities?.[0]?.available).toBe(false);
+    await sql`update agents set registration = jsonb_set(registration, '{resolved}', '{}') where agent_id = 'painter'`;
+    expect((await same('no stored resolution')).get('painter')?.dependency_resolutions?.[0]?.status).toBe(
+      'unresolved',
+    );
+    // The provider back on another endpoint.
+    await sql`update agents set status = 'healthy', http_port = 9101 where agent_id = 'sky'`;
+    expect((await same('the provider back')).get('painter')?.dependency_resolutions?.[0]).toMatchObject({
+      status: 'available',
+      endpoint: 'http://127.0.0.1:9101',
+    });
   });
 });

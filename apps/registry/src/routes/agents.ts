@@ -1,6 +1,7 @@
 import { type AgentsListResponse, agentRegistration, headers, limits } from '@mesh/protocol';
 import { Hono } from 'hono';
 import type { AppEnv } from '../app.ts';
+import { agentsJson } from '../services/agent-listing.ts';
 import { readJson } from './input.ts';
 
 /** MCP Mesh 3.7's agent routes: register / heartbeat, fast heartbeat, list, unregister. */
@@ -29,13 +30,16 @@ export const agentRoutes = new Hono<AppEnv>()
   .get('/agents', async (c) => {
     // Bounded (issue 18): the oldest limits.maxAgentsListed agents; `truncated` (ours) says more exist.
     const { agents: list, truncated } = await c.get('deps').agents.list();
-    const body: AgentsListResponse = {
-      agents: list.length ? list : null,
+    // AgentsListResponse, written as text: each agent's description is kept as
+    // JSON text between listings (agent-listing.ts), its last_seen put in.
+    const rest: Omit<AgentsListResponse, 'agents'> = {
       count: list.length,
       timestamp: new Date().toISOString(),
       ...(truncated ? { truncated: true } : {}),
     };
-    return c.json(body);
+    return c.body(`{"agents":${agentsJson(list)},${JSON.stringify(rest).slice(1)}`, 200, {
+      'Content-Type': 'application/json',
+    });
   })
   .delete('/agents/:id', async (c) => {
     await c.get('deps').agents.unregister(c.req.param('id'));

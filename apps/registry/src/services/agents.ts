@@ -1,23 +1,22 @@
 import { createHash } from 'node:crypto';
 import type { Sql } from '@mesh/db';
 import {
-  type AgentInfo,
   type AgentRegistration,
   agentIdentifierPattern,
   limits,
   type RegistrationResponse,
   type ResolvedDependency,
-  type ToolDependency,
   type ToolRegistration,
 } from '@mesh/protocol';
 import type postgres from 'postgres';
 import { ApiError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { AgentListing, depsOf, type ListedAgent } from './agent-listing.ts';
 import { isHostOnly } from './cancel-forward.ts';
 import { Heartbeats, topologyKey } from './heartbeats.ts';
 import { canonical } from './jobs.ts';
 import { ProviderSnapshot, readProviders, toProvider } from './provider-snapshot.ts';
-import { endpointOf, type Provider, Resolver } from './resolution.ts';
+import { type Provider, Resolver } from './resolution.ts';
 
 /** registry_settings keys (the topology clock's is in heartbeats.ts). */
 export const graceKey = 'outage_grace_until';
@@ -42,25 +41,6 @@ interface StoredRegistration {
 /** The fingerprint of a registration: its body as sent (canonical JSON) and the SDK version header. */
 export function registrationFingerprint(body: AgentRegistration, sdkVersion: string | null): string {
   return createHash('sha256').update(canonical({ body, sdkVersion })).digest('base64url');
-}
-
-interface AgentRow {
-  agent_id: string;
-  name: string;
-  agent_type: string;
-  runtime: string | null;
-  version: string | null;
-  description: string;
-  namespace: string;
-  http_host: string | null;
-  http_port: number | null;
-  status: 'healthy' | 'unhealthy';
-  sdk_version: string | null;
-  registration: StoredRegistration | Record<string, never>;
-  total_dependencies: number;
-  dependencies_resolved: number;
-  created_at: Date;
-  updated_at: Date;
 }
 
 export interface AgentSettings {
@@ -119,8 +99,6 @@ export function checkRegistration(body: AgentRegistration): void {
 
 const sameJson = (a: unknown, b: unknown) => canonical(a) === canonical(b);
 
-const depsOf = (tool: ToolRegistration): ToolDependency[] => (tool.dependencies ?? []) as ToolDependency[];
-
 /**
  * Agents: registration and full heartbeat (POST), fast heartbeat (HEAD),
  * listing in the shape `meshctl` 3.7.1 reads, unregister, the health monitor
@@ -129,8 +107,8 @@ const depsOf = (tool: ToolRegistration): ToolDependency[] => (tool.dependencies 
 export class AgentStore {
   /** Shared heartbeat statements (heartbeats.ts); their counts feed the coalescing metrics. */
   readonly heartbeats: Heartbeats;
-  /** Every provider, kept for listings while unchanged (provider-snapshot.ts). */
-  private readonly snapshot: ProviderSnapshot;
+  /** GET /agents, its descriptions kept between listings (agent-listing.ts). */
+  private readonly listing: AgentListing;
 
   /**
    * @param beatSql connections for heartbeat timestamps only, opened with
@@ -144,7 +122,7 @@ export class AgentStore {
     beatSql: Sql = sql,
   ) {
     this.heartbeats = new Heartbeats(beatSql);
-    this.snapshot = new ProviderSnapshot(sql);
+    this.listing = new AgentListing(sql, new ProviderSnapshot(sql));
   }
 
   /**
@@ -401,95 +379,8 @@ export class AgentStore {
     return row?.http_host && row.http_port ? { host: row.http_host, port: row.http_port } : undefined;
   }
 
-  /** GET /agents in MCP Mesh 3.7's shape (what `meshctl list` and `status` decode). */
-  async list(): Promise<{ agents: AgentInfo[]; truncated: boolean }> {
-    // Two reads at once on two connections: the listed rows, and the providers
-    // (unchanged since the last listing, usually: then one row).
-    const [rows, { byAgent, resolver }] = await Promise.all([
-      this.sql<AgentRow[]>`
-        select * from agents order by created_at, agent_id limit ${limits.maxAgentsListed + 1}`,
-      this.snapshot.get(),
-    ]);
-    const truncated = rows.length > limits.maxAgentsListed;
-    const agents = rows.slice(0, limits.maxAgentsListed);
-    // Resolve everything the listing will ask about first, yielding as it goes
-    // (the snapshot's resolver remembers it for the next listing); describing
-    // is then lookups only.
-    await resolver.prime([
-      ...agents.flatMap((a) => ((a.registration as Partial<StoredRegistration>).tools ?? []).flatMap(depsOf)),
-      ...agents
-        .flatMap((a) => (byAgent.get(a.agent_id) ?? []).flatMap((p) => p.dependencies))
-        .filter((d) => d.required),
-    ]);
-    return { agents: this.describe(agents, byAgent, resolver), truncated };
-  }
-
-  private describe(agents: AgentRow[], byAgent: Map<string, Provider[]>, resolver: Resolver): AgentInfo[] {
-    return agents.map((a) => {
-      const mine = byAgent.get(a.agent_id) ?? [];
-      const reg = a.registration as Partial<StoredRegistration>;
-      const resolutions: NonNullable<AgentInfo['dependency_resolutions']> = [];
-      for (const tool of reg.tools ?? []) {
-        const declared = depsOf(tool);
-        declared.forEach((d, i) => {
-          const now = resolver.best(d);
-          const before = reg.resolved?.[tool.function_name ?? '']?.[i];
-          const tags = (d.tags ?? []).filter((t): t is string => typeof t === 'string');
-          if (now) {
-            resolutions.push({
-              function_name: tool.function_name ?? '',
-              capability: d.capability ?? '',
-              tags,
-              mcp_tool: now.functionName,
-              provider_agent_id: now.agentId,
-              endpoint: now.endpoint,
-              status: 'available',
-            });
-          } else {
-            resolutions.push({
-              function_name: tool.function_name ?? '',
-              capability: d.capability ?? '',
-              tags,
-              status: before?.status === 'available' ? 'unavailable' : 'unresolved',
-            });
-          }
-        });
-      }
-      return {
-        id: a.agent_id,
-        name: a.name,
-        agent_type: a.agent_type,
-        runtime: a.runtime ?? '',
-        status: a.status,
-        endpoint: endpointOf(a.agent_id, a.http_host, a.http_port),
-        version: a.version ?? '',
-        description: a.description,
-        a2a_producer: false,
-        a2a_consumer: false,
-        created_at: a.created_at.toISOString(),
-        last_seen: a.updated_at.toISOString(),
-        total_dependencies: a.total_dependencies,
-        dependencies_resolved: a.dependencies_resolved,
-        capabilities: mine.length
-          ? mine.map((p) => {
-              const reason = resolver.unavailableReason(p);
-              return {
-                name: p.capability,
-                function_name: p.functionName,
-                version: p.version,
-                description: '',
-                tags: p.tags,
-                available: reason === undefined,
-                ...(reason ? { unavailable_reason: reason } : {}),
-                ...(p.kwargs?.task === true ? { task: true } : {}),
-              };
-            })
-          : null,
-        dependency_resolutions: resolutions.length ? resolutions : null,
-        llm_tool_resolutions: null,
-        llm_provider_resolutions: null,
-        sdk_version: a.sdk_version,
-      };
-    });
+  /** GET /agents in MCP Mesh 3.7's shape (what `meshctl list` and `status` decode): agent-listing.ts. */
+  list(): Promise<{ agents: ListedAgent[]; truncated: boolean }> {
+    return this.listing.list();
   }
 }

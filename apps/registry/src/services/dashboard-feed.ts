@@ -8,6 +8,7 @@ import type {
 } from '@mesh/protocol';
 import type { Identity } from '../app.ts';
 import type { Logger } from '../logger.ts';
+import { agentInfo } from './agent-listing.ts';
 import type { AgentStore } from './agents.ts';
 import type { QueueStat } from './status.ts';
 
@@ -235,7 +236,11 @@ export class DashboardFeed {
     return {
       counts: [...counts],
       applied,
-      agents: { list: agents.agents, truncated: agents.truncated, read_at: new Date().toISOString() },
+      agents: {
+        list: agents.agents.map(agentInfo),
+        truncated: agents.truncated,
+        read_at: new Date().toISOString(),
+      },
       schema: {
         database_version: top,
         migrations: applied.map((m) => ({

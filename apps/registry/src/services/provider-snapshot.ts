@@ -44,6 +44,8 @@ export function readProviders(sql: Sql, capabilities?: string[]) {
 }
 
 export interface Snapshot {
+  /** What the providers were read under (changes with any of them). */
+  fingerprint: string;
   /** Every provider, by agent. */
   byAgent: Map<string, Provider[]>;
   /** Over every provider; its memo (winners, availability) lasts as long as the snapshot. */
@@ -65,7 +67,7 @@ export interface Snapshot {
  * upgrade), unlike a notification.
  */
 export class ProviderSnapshot {
-  private current?: Snapshot & { fingerprint: string };
+  private current?: Snapshot;
 
   constructor(private readonly sql: Sql) {}
 
