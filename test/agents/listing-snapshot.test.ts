@@ -49,12 +49,14 @@ interface Listed {
     | null;
 }
 
-const listing = async () => {
+/** The lister's `GET /agents`, as sent (`null` when empty). */
+const listed = async () => {
   const res = await fetch(`${lister.url}/agents`);
   expect(res.status).toBe(200);
-  const body = (await res.json()) as { agents: Listed[] | null };
-  return new Map((body.agents ?? []).map((a) => [a.id, a]));
+  return ((await res.json()) as { agents: Listed[] | null }).agents;
 };
+
+const listing = async () => new Map(((await listed()) ?? []).map((a) => [a.id, a]));
 
 const consumerSees = async () => (await listing()).get('consumer')?.dependency_resolutions?.[0];
 
@@ -140,15 +142,10 @@ describe('GET /agents between listings (provider snapshot)', () => {
       const { agents } = await new AgentListing(sql, new ProviderSnapshot(sql)).list();
       return JSON.parse(agentsJson(agents)) as Listed[];
     };
-    const warm = async () => {
-      const res = await fetch(`${lister.url}/agents`);
-      expect(res.status).toBe(200);
-      return ((await res.json()) as { agents: Listed[] }).agents;
-    };
     const same = async (why: string) => {
-      const seen = await warm();
+      const seen = await listed();
       expect(seen, why).toEqual(await cold());
-      return new Map(seen.map((a) => [a.id, a as Listed & Record<string, unknown>]));
+      return new Map((seen ?? []).map((a) => [a.id, a as Listed & Record<string, unknown>]));
     };
     await register({
       agent_id: 'sky',

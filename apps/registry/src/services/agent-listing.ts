@@ -7,8 +7,7 @@ import {
   type ToolRegistration,
 } from '@mesh/protocol';
 import type { ProviderSnapshot } from './provider-snapshot.ts';
-import type { Provider, Resolver } from './resolution.ts';
-import { endpointOf } from './resolution.ts';
+import { endpointOf, type Provider, type Resolver } from './resolution.ts';
 
 /** An agents row as the listing describes it. */
 export interface AgentRow {
