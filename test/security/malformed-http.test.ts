@@ -140,6 +140,9 @@ describe('malformed HTTP gets the wire error body (issue 16, found by the fuzzer
     for (const [headers, status] of [
       [[['X-Bad', '\u007f']], 400], // refused by Node's parser
       [[['Content-Type', 'application/json']], 413], // past the body limit (1 MiB + 1 KiB below)
+      // An Expect the server does not know, answered before the body is read
+      // (the fuzzer, seed 1373891880: an empty Expect with a 1 MiB + 1 body got no answer).
+      [[['Expect', '']], 417],
     ] as const) {
       const answer = await new Promise<string>((resolve, reject) => {
         const socket = connect(r.port, '127.0.0.1');
@@ -168,7 +171,8 @@ describe('malformed HTTP gets the wire error body (issue 16, found by the fuzzer
       });
       expect(answer).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
       const json = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
-      expect(json).toEqual(wire(status === 413 ? 'payload_too_large' : 'bad_request'));
+      const code = { 400: 'bad_request', 413: 'payload_too_large', 417: 'expectation_failed' }[status];
+      expect(json).toEqual(wire(code));
     }
   }, 30_000);
 });
