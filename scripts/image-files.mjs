@@ -35,6 +35,7 @@ import {
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pnpmCommand } from './pnpm.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -57,7 +58,10 @@ const fail = (message) => {
 };
 const run = (cmd, args) => {
   const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  if (r.status !== 0) fail(`${cmd} ${args.join(' ')} failed:\n${r.stdout}${r.stderr}`);
+  if (r.status !== 0) {
+    const why = r.error ? r.error.message : `exit ${r.status ?? r.signal}`;
+    fail(`${cmd} ${args.join(' ')} failed (${why}):\n${r.stdout ?? ''}${r.stderr ?? ''}`);
+  }
   return r.stdout;
 };
 const readJson = (p) => JSON.parse(readFileSync(p, 'utf8'));
@@ -155,7 +159,9 @@ rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, 'bin'), { recursive: true });
 for (const { dir, name, bin } of imagePackages) {
   const target = join(out, dir);
-  run('pnpm', [
+  const [pnpm, ...lead] = pnpmCommand();
+  run(pnpm, [
+    ...lead,
     '--filter',
     name,
     'deploy',

@@ -11,6 +11,7 @@ import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:f
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { pnpmCommand } from './pnpm.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -58,8 +59,16 @@ const fail = (message) => {
 };
 const run = (cmd, args, cwd = root) => {
   const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  if (r.status !== 0) fail(`${cmd} ${args.join(' ')} failed in ${cwd}:\n${r.stdout}${r.stderr}`);
+  if (r.status !== 0) {
+    const why = r.error ? r.error.message : `exit ${r.status ?? r.signal}`;
+    fail(`${cmd} ${args.join(' ')} failed in ${cwd} (${why}):\n${r.stdout ?? ''}${r.stderr ?? ''}`);
+  }
   return r.stdout;
+};
+/** The pinned pnpm (scripts/pnpm.mjs): no pnpm needs to be installed. */
+const pnpm = (args, cwd) => {
+  const [cmd, ...lead] = pnpmCommand();
+  return run(cmd, [...lead, ...args], cwd);
 };
 
 const readJson = (p) => JSON.parse(readFileSync(p, 'utf8'));
@@ -79,13 +88,13 @@ mkdirSync(out, { recursive: true });
 
 if (!values['no-build']) {
   if (!values.json) process.stderr.write('building (pnpm build)…\n');
-  run('pnpm', ['build']);
+  pnpm(['build']);
 }
 
 const tarballs = [];
 for (const dir of releasePackages) {
   const cwd = join(root, dir);
-  const packed = JSON.parse(run('pnpm', ['pack', '--json', '--pack-destination', out], cwd));
+  const packed = JSON.parse(pnpm(['pack', '--json', '--pack-destination', out], cwd));
   const file = packed.filename;
   const entries = run('tar', ['-tzf', file]).split('\n').filter(Boolean);
   const bad = entries.filter((e) => forbidden.test(e) || !allowed.some((a) => a.test(e)));
