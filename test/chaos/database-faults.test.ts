@@ -94,7 +94,11 @@ describe('a database that misbehaves (proxy between the registry and PostgreSQL)
             select count(*)::int as n from jobs where capability = ${capability} and status = 'completed'`
         )[0]?.n,
       );
-    const stream = startJobStream({ urls, capability, ratePerSecond: 20 });
+    // The retry budget of the chaos suite (harness.ts): a claim whose answer a
+    // cut or a reset lost costs an attempt (until issue 29 gives it back), and
+    // on a loaded machine a job met several faults and ran out of the default
+    // three retries. Exactly once, within the budget, is still checked.
+    const stream = startJobStream({ urls, capability, ratePerSecond: 20, maxRetries: 10 });
     await until('jobs flowing', async () => (await completed()) >= 20, 30_000);
 
     // ── Partition: the database blackholed ─────────────────────────────────

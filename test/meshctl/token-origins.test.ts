@@ -26,7 +26,7 @@ beforeAll(async () => {
     replicaId: 'origins',
     adminPort: await freePort(),
     env: { MESH_ADMIN_TOKEN_FILE: file },
-    // A replica is live for 3 heartbeats: a long one keeps the planted row live
+    // A replica is live for 10 heartbeats: a long one keeps the planted row live
     // through a meshctl run on a loaded machine.
     args: ['--replica-heartbeat', '10s'],
   });

@@ -28,7 +28,7 @@ import { JobSignals } from './services/job-signals.ts';
 import { JobStore } from './services/jobs.ts';
 import { createMetrics } from './services/metrics.ts';
 import { PoolUsage } from './services/pool-usage.ts';
-import { ReplicaRegistry } from './services/replicas.ts';
+import { liveWindowMs, ReplicaRegistry } from './services/replicas.ts';
 import { SchemaGuard } from './services/schema-guard.ts';
 import { StatusMonitor } from './services/status.ts';
 import { Sweeper } from './services/sweeper.ts';
@@ -283,7 +283,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       {
         replicaId: config.replicaId,
         intervalMs: config.replicaHeartbeatMs,
-        liveWindowMs: config.replicaHeartbeatMs * 3,
+        liveWindowMs: liveWindowMs(config.replicaHeartbeatMs),
         // Generous: routes never wait on this read, and a loaded database
         // that answers slowly is not down.
         timeoutMs: 2_000,
@@ -360,7 +360,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
         eventRetentionMs: config.eventRetentionMs,
         jobRetentionMs: config.jobRetentionMs,
         orphanQuietMs: config.agentTimeoutMs,
-        liveFence: { replicaId: config.replicaId, liveWindowMs: config.replicaHeartbeatMs * 3 },
+        liveFence: { replicaId: config.replicaId, liveWindowMs: liveWindowMs(config.replicaHeartbeatMs) },
       },
       logger.child({ component: 'sweeper' }),
       (counts) => {
@@ -414,7 +414,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       {
         intervalMs: 1_000,
         slowEvery: 5,
-        liveWindowMs: config.replicaHeartbeatMs * 3,
+        liveWindowMs: liveWindowMs(config.replicaHeartbeatMs),
         historyPoints: 300,
         scrapeTimeoutMs: 800,
       },
@@ -510,7 +510,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
     if (
       await agents.startOutageGraceIfAlone(
         config.replicaId,
-        config.replicaHeartbeatMs * 3,
+        liveWindowMs(config.replicaHeartbeatMs),
         config.outageGraceMs,
       )
     ) {

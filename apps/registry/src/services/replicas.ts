@@ -6,6 +6,21 @@ import { graceKey } from './agents.ts';
 import type { DrainGate } from './drain.ts';
 import { Ticker } from './ticker.ts';
 
+/**
+ * How many heartbeat intervals a replica may go unheard before it counts as
+ * stale (gone) rather than live: for fleet views, `drain --wait`, forgetting
+ * a replica, the sweeper's fence and the outage grace. Three was too few: a
+ * busy replica on a loaded machine (load average 12 on 2 cores, the test
+ * suite) was late past three 200 ms heartbeats, and `meshctl registry drain
+ * --all --wait` aborted as if it had gone. With the default 1 s heartbeat a
+ * killed replica shows stale after 10 s; the agents' timeout (20 s) stays
+ * longer, so an outage shorter than the window costs no agent its health.
+ */
+export const liveHeartbeats = 10;
+
+/** The live window for a replica heartbeat interval (see `liveHeartbeats`). */
+export const liveWindowMs = (heartbeatMs: number): number => heartbeatMs * liveHeartbeats;
+
 /** The registry_settings key of the fleet drain. */
 const fleetDrainKey = 'fleet_drain';
 
@@ -89,7 +104,7 @@ export class ReplicaRegistry {
    */
   async report(): Promise<void> {
     const id = this.identity.replicaId;
-    const window = this.intervalMs * 3;
+    const window = liveWindowMs(this.intervalMs);
     const [row] = await this.sql<{ updated: number; grace: number }[]>`
       with me as (
         select last_seen_at < now() - ${window}::bigint * interval '1 millisecond' as away
@@ -154,8 +169,8 @@ export class ReplicaRegistry {
              draining,
              to_char(draining_since at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as draining_since,
              to_char(stopped_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as stopped_at,
-             stopped_at is null and last_seen_at < now() - ${this.intervalMs * 3}::bigint * interval '1 millisecond' as stale,
-             stopped_at is null and last_seen_at >= now() - ${this.intervalMs * 3}::bigint * interval '1 millisecond' as live
+             stopped_at is null and last_seen_at < now() - ${liveWindowMs(this.intervalMs)}::bigint * interval '1 millisecond' as stale,
+             stopped_at is null and last_seen_at >= now() - ${liveWindowMs(this.intervalMs)}::bigint * interval '1 millisecond' as live
       from registry_replicas order by replica_id`;
   }
 
@@ -169,7 +184,7 @@ export class ReplicaRegistry {
       delete from registry_replicas
       where replica_id = ${replicaId}
         and not (stopped_at is null
-                 and last_seen_at >= now() - ${this.intervalMs * 3}::bigint * interval '1 millisecond')
+                 and last_seen_at >= now() - ${liveWindowMs(this.intervalMs)}::bigint * interval '1 millisecond')
       returning replica_id`;
     if (deleted.length > 0) return 'forgotten';
     const [row] = await this.sql`select 1 from registry_replicas where replica_id = ${replicaId}`;
@@ -199,7 +214,7 @@ export class ReplicaRegistry {
       const pending = await this.sql<{ replica_id: string }[]>`
         select replica_id from registry_replicas
         where stopped_at is null
-          and last_seen_at >= now() - ${this.intervalMs * 3}::bigint * interval '1 millisecond'
+          and last_seen_at >= now() - ${liveWindowMs(this.intervalMs)}::bigint * interval '1 millisecond'
           and not (draining and last_seen_at >= ${set_at})`;
       if (pending.length === 0) return { acknowledged: true, pending: [] };
       if (Date.now() >= deadline) return { acknowledged: false, pending: pending.map((p) => p.replica_id) };
