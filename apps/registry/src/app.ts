@@ -136,6 +136,34 @@ async function discardBody(env: unknown, declared: number, budget: number): Prom
 }
 
 /**
+ * A request answered 503 by the database bound while its body had not
+ * arrived: ends the body read (the handler's read rejects, the handler ends
+ * and its admission slot is released) once the answer is out or the client
+ * has gone. Node detaches a request from its connection when its answer is
+ * sent, so a body read still waiting then is never told that the client left:
+ * it never settled, and its slot leaked for good (issue 30 finding 1: 64 such
+ * requests per route class answered every later claim, submit and heartbeat
+ * 503 until restart). Closing the connection of a body that never came is the
+ * bound applied to the body.
+ */
+function endUnfinishedBody(env: unknown): void {
+  const { incoming, outgoing } = (env ?? {}) as {
+    incoming?: NodeJS.ReadableStream & { complete?: boolean; destroy(): void; destroyed?: boolean };
+    outgoing?: NodeJS.WritableStream & { writableFinished?: boolean; destroyed?: boolean };
+  };
+  if (!incoming || incoming.complete || incoming.destroyed) return;
+  const end = () => {
+    if (!incoming.complete) incoming.destroy();
+  };
+  if (!outgoing || outgoing.writableFinished || outgoing.destroyed) {
+    setImmediate(end);
+    return;
+  }
+  outgoing.once('finish', end);
+  outgoing.once('close', end);
+}
+
+/**
  * Builds the registry's HTTP app. Pure: no listening socket, no timers, so
  * tests can drive it with `app.request()`.
  */
@@ -238,6 +266,7 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
         } catch (err) {
           if (!(err instanceof DatabaseTimeout)) throw err;
           if (base + extraMs - (performance.now() - started) > 0) continue; // the bound grew meanwhile
+          endUnfinishedBody(c.env);
           deps.status?.failed(err, 'request');
           deps.metrics?.databaseTimeouts.inc();
           throw new ApiError(
