@@ -2,6 +2,7 @@ import { type RegistryProcess, spawnRegistry, useTestDatabase } from '@mesh/test
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call } from '../support/http.ts';
 import { startTestRegistry, type TestRegistry } from '../support/registry-app.ts';
+import { timeSvc } from '../support/sample-agents.ts';
 
 // Issue 18, item 3: concurrent claims of a capability share one statement, and
 // plain completions another; one caller's bad request must fail only itself.
@@ -89,6 +90,29 @@ describe('one caller cannot fail the shared statements of others (issue 18)', ()
     const done = await call(r.url, 'GET', `/jobs/${claimed[0]?.id}`);
     expect(done.body).toMatchObject({ status: 'completed', result: { ok: true } });
     expect(ids).toHaveLength(100);
+  });
+
+  it('300 HEAD heartbeats of registered agents beside 100 HEAD /heartbeat/%00: every one of the 300 succeeds (issue 30 finding 4)', async () => {
+    // Was: the NUL ids joined the shared heartbeat statement, PostgreSQL refused
+    // it, and every heartbeat beside them failed (318 of 400).
+    const ids = Array.from({ length: 300 }, (_, i) => `hb-nul-${i}`);
+    for (const id of ids) {
+      const reg = await call(r.url, 'POST', '/heartbeat', { ...timeSvc, agent_id: id, version: '1.0.0' });
+      expect(reg.status).toBe(200);
+    }
+    const head = (id: string) =>
+      fetch(`${r.url}/heartbeat/${id}`, { method: 'HEAD' }).then((res) => res.status);
+    const all = await Promise.all(
+      Array.from({ length: 400 }, (_, i) =>
+        i % 4 === 3 ? head('%00') : head(ids[i - Math.floor(i / 4)] as string),
+      ),
+    );
+    const good = all.filter((_, i) => i % 4 !== 3);
+    const bad = all.filter((_, i) => i % 4 === 3);
+    expect(good).toHaveLength(300);
+    expect(good.filter((s) => s !== 200 && s !== 202)).toEqual([]);
+    // An id no agent can have is an unknown agent, as in MCP Mesh: 410.
+    expect(new Set(bad)).toEqual(new Set([410]));
   });
 
   it('if a shared claim statement fails anyway, its claims run one by one and only the culprit fails', async () => {

@@ -18,6 +18,12 @@ export interface CoalescerOptions<I> {
   maxWeight: number;
   weight?: (item: I) => number;
   keys?: (item: I) => readonly string[];
+  /**
+   * A shared statement that failed with an error this accepts (one that
+   * committed nothing) is run again item by item, so the failure answers only
+   * the request that caused it. Without it, the failure answers them all.
+   */
+  alone?: (err: unknown) => boolean;
 }
 
 interface Pending<I, O> {
@@ -100,7 +106,12 @@ export class Coalescer<I, O> {
       const out = await this.run(batch.map((p) => p.item));
       for (const [i, p] of batch.entries()) p.resolve(out[i] as O);
     } catch (err) {
-      for (const p of batch) p.reject(err);
+      if (batch.length > 1 && this.options.alone?.(err)) {
+        // Still one statement at a time: this run keeps its place in flight.
+        for (const p of batch) {
+          await this.run([p.item]).then((out) => p.resolve(out[0] as O), p.reject);
+        }
+      } else for (const p of batch) p.reject(err);
     } finally {
       this.inFlight -= 1;
       for (const p of batch) for (const k of p.keys) this.busyKeys.delete(k);

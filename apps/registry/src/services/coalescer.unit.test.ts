@@ -99,4 +99,52 @@ describe('Coalescer', () => {
     statements[2]?.finish();
     await expect(fourth).resolves.toBe('done:4');
   });
+
+  it('with `alone`, re-runs a failed shared statement item by item: only the bad item fails', async () => {
+    const runs: number[][] = [];
+    const run = async (items: number[]) => {
+      runs.push(items);
+      if (items.includes(13)) throw new Error('refused: 13');
+      return items.map((i) => `done:${i}`);
+    };
+    let blocker: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      blocker = r;
+    });
+    const c = new Coalescer(
+      async (items: number[]) => {
+        if (items[0] === 0) await gate;
+        return run(items);
+      },
+      { maxInFlight: 1, maxWeight: 10, alone: (err) => String(err).includes('refused') },
+    );
+    const first = c.submit(0);
+    const shared = [c.submit(12), c.submit(13), c.submit(14)];
+    blocker();
+    await expect(first).resolves.toBe('done:0');
+    await expect(shared[0]).resolves.toBe('done:12');
+    await expect(shared[1]).rejects.toThrow('refused: 13');
+    await expect(shared[2]).resolves.toBe('done:14');
+    expect(runs).toEqual([[0], [12, 13, 14], [12], [13], [14]]);
+  });
+
+  it('with `alone`, an error it does not accept still fails the whole statement', async () => {
+    let blocker: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      blocker = r;
+    });
+    const c = new Coalescer(
+      async (items: number[]) => {
+        if (items[0] === 0) await gate;
+        if (items.length > 1) throw new Error('connection lost');
+        return items.map((i) => `done:${i}`);
+      },
+      { maxInFlight: 1, maxWeight: 10, alone: () => false },
+    );
+    const first = c.submit(0);
+    const shared = [c.submit(1), c.submit(2)];
+    blocker();
+    await first;
+    for (const p of shared) await expect(p).rejects.toThrow('connection lost');
+  });
 });

@@ -1,6 +1,7 @@
 import type { Sql } from '@mesh/db';
 import type { ResolvedDependency } from '@mesh/protocol';
 import { Coalescer } from './coalescer.ts';
+import { retryAlone } from './job-common.ts';
 
 /**
  * Heartbeats as shared statements (issue 17). Agents heartbeat all day, each
@@ -58,18 +59,27 @@ export class Heartbeats {
 
   /** `sql`: connections meant for heartbeat timestamps only (see the header). */
   constructor(private readonly sql: Sql) {
+    // A shared statement PostgreSQL refused is re-run heartbeat by heartbeat
+    // (issue 30 finding 4: one bad id failed every heartbeat beside it).
     this.fast = new Coalescer((ids) => this.fastStatement(ids), {
       maxInFlight: 1,
       maxWeight: maxPerStatement,
+      alone: retryAlone,
     });
     this.full = new Coalescer((asks) => this.refreshStatement(asks), {
       maxInFlight: 1,
       maxWeight: maxPerStatement,
+      alone: retryAlone,
     });
   }
 
-  /** HEAD /heartbeat/{id}: refreshes a healthy agent; see FastBeat. */
+  /**
+   * HEAD /heartbeat/{id}: refreshes a healthy agent; see FastBeat. An id no
+   * agent can have (PostgreSQL text holds no NUL) is unknown (410) without
+   * joining a shared statement, which it would fail.
+   */
   beat(agentId: string): Promise<FastBeat> {
+    if (agentId.includes('\u0000')) return Promise.resolve({ found: false, changed: false, pending: 0 });
     return this.fast.submit(agentId);
   }
 
@@ -78,6 +88,7 @@ export class Heartbeats {
    * stored last: a refresh of its timestamps, nothing else changes.
    */
   refresh(ask: Refresh): Promise<Refreshed> {
+    if (ask.id.includes('\u0000')) return Promise.resolve({ refreshed: false, resolved: {} });
     return this.full.submit(ask);
   }
 
