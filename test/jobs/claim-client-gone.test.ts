@@ -131,4 +131,47 @@ describe('a claim whose client left before its answer', () => {
     expect(await row(ids[1] as string)).toMatchObject({ owner_instance_id: null, attempt_count: 0 });
     expect(await row(held.id)).toMatchObject({ status: 'completed', owner_instance_id: 'left-2' });
   });
+
+  it('a claim the database bound answered 503 gives back the jobs its statement took afterwards (issue 29 item 2)', async () => {
+    // A replica of its own with a 1 s bound: the claim is answered 503 while
+    // its statement waits on the lock, and commits when the lock goes.
+    const bounded = await spawnRegistry({
+      databaseUrl: db.url,
+      replicaId: 'gone-503',
+      args: ['--db-request-timeout', '1s'],
+    });
+    try {
+      const cap = capability();
+      const created = await call(bounded.url, 'POST', '/jobs', {
+        capability: cap,
+        submitted_by: 't',
+        submitted_payload: {},
+      });
+      const id = created.body.job_id ?? created.body.id;
+      let answered: Promise<{ status: number; body: { code?: string } }> | undefined;
+      await sql.begin(async (tx) => {
+        await tx`lock table jobs in access exclusive mode`;
+        answered = call(bounded.url, 'POST', '/jobs/claim', { capability: cap, instance_id: 'told-503' });
+        expect(await answered).toMatchObject({ status: 503, body: { code: 'unavailable' } });
+      });
+      // The lock is gone: the statement commits, for a client told it failed.
+      await until('the job is queued again', async () => {
+        const j = await row(id);
+        return j?.owner_instance_id === null && j.epoch === 1 ? j : undefined;
+      });
+      expect(await row(id)).toEqual({
+        status: 'working',
+        owner_instance_id: null,
+        epoch: 1,
+        attempt_count: 0,
+        no_lease: true,
+      });
+      const next = await call(bounded.url, 'POST', '/jobs/claim', { capability: cap, instance_id: 'other' });
+      expect(next.body.claimed).toMatchObject([{ id, attempt_count: 1, claim_epoch: 2 }]);
+      const metrics = await fetch(`${bounded.url}/metrics`).then((res) => res.text());
+      expect(metrics).toMatch(/mesh_claims_total\{outcome="timed_out"\} 1\b/);
+    } finally {
+      await bounded.stop();
+    }
+  });
 });

@@ -111,6 +111,12 @@ export interface AppEnv {
     requestId: string;
     /** The request's admission slot (services/admission.ts), when admission is on. */
     slot?: { toLongPoll(waitMs: number): void };
+    /**
+     * Set when the database bound has already answered the request 503 while
+     * its handler runs on: an outcome it reaches later reaches no one (a claim
+     * gives its jobs back, routes/jobs.ts `claimAnswer`).
+     */
+    answered?: 'timed_out';
   };
 }
 
@@ -267,6 +273,7 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
           if (!(err instanceof DatabaseTimeout)) throw err;
           if (base + extraMs - (performance.now() - started) > 0) continue; // the bound grew meanwhile
           endUnfinishedBody(c.env);
+          c.set('answered', 'timed_out');
           deps.status?.failed(err, 'request');
           deps.metrics?.databaseTimeouts.inc();
           throw new ApiError(

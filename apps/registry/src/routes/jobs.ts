@@ -96,8 +96,11 @@ function claimSize(max: number | null | undefined, field: string): number {
  * it: they are given back at once, their attempt uncounted
  * (JobStore.unclaimUnanswered, fenced by owner and epoch), instead of held
  * until their lease expires and counted as an attempt, and the answer (to a
- * connection that is gone) is empty. A client cut off without its connection
- * closing (a partition) is not seen here; its claims wait for their lease.
+ * connection that is gone) is empty. So are jobs a claim took after the
+ * database bound had answered it 503 (`answered`, counted as `timed_out`):
+ * its statement committed after the client was told it failed. A client cut
+ * off without its connection closing (a partition) is not seen here; its
+ * claims wait for their lease.
  */
 async function claimAnswer(
   c: Context<AppEnv>,
@@ -111,9 +114,9 @@ async function claimAnswer(
     c.header(headers.draining, 'true');
     return [];
   }
-  if (claimed.length > 0 && c.req.raw.signal.aborted) {
+  if (claimed.length > 0 && (c.req.raw.signal.aborted || c.var.answered)) {
     await jobs.unclaimUnanswered(capability, instanceId, claimed);
-    metrics?.claims.inc({ outcome: 'client_gone' }, claimed.length);
+    metrics?.claims.inc({ outcome: c.var.answered ?? 'client_gone' }, claimed.length);
     return [];
   }
   if (claimed.length === 0) metrics?.claims.inc({ outcome: 'empty' });

@@ -58,7 +58,7 @@ export function createMetrics(collect: {
   });
   const claims = new Counter({
     name: 'mesh_claims_total',
-    help: 'Claim requests by outcome: claimed (jobs handed out), empty, draining; client_gone counts jobs claimed for a client that left before its answer, given back at once',
+    help: 'Claim requests by outcome: claimed (jobs handed out), empty, draining; client_gone counts jobs claimed for a client that left before its answer, timed_out jobs claimed after the database bound answered 503; both given back at once',
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
