@@ -1,5 +1,5 @@
 import { headers } from '@mesh/protocol';
-import { RegistryClient, RegistryError } from '@mesh/sdk';
+import { RegistryClient, RegistryError, RegistryUnreachableError } from '@mesh/sdk';
 import { installedRelease, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,6 +47,26 @@ describe('RegistryClient.submit against 0.2.0', () => {
     expect(sent[0]?.status).toBe(-201);
     expect(sent[0]?.headerNames).toContain(headers.idempotencyKey.toLowerCase());
     expect(await jobIds(sql, 'sdk-lost')).toEqual([id]);
+  });
+
+  it('a submission whose every answer was lost throws an error carrying its key; submitting again with it returns the job it created (issue 29 item 3)', async () => {
+    const client = new RegistryClient({ urls: [tap.url], attempts: 1 });
+    await client.info();
+    tap.loseAnswers(1);
+    const job = { capability: 'sdk-lost-all', submitted_by: 't', submitted_payload: { n: 1 } };
+    const err = await client.submit(job).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(RegistryUnreachableError);
+    const key = (err as RegistryUnreachableError).idempotencyKey as string;
+    expect(key).toMatch(/^[0-9a-f-]{36}$/);
+    expect((err as Error).message).toContain(`submit it again with { idempotencyKey: '${key}' }`);
+    const created = await jobIds(sql, 'sdk-lost-all');
+    expect(created).toHaveLength(1); // the lost attempt did create it
+    const again = await client.submit(job, { idempotencyKey: key });
+    expect(again.id).toBe(created[0]);
+    expect(await jobIds(sql, 'sdk-lost-all')).toEqual(created);
   });
 
   it('sends a new key per call, so two submissions of one job are two jobs', async () => {

@@ -43,6 +43,12 @@ export class RegistryError extends Error {
   get superseded(): boolean {
     return (this.body as { error?: string } | undefined)?.error === 'claim_superseded';
   }
+  /**
+   * Set on an error `submit` throws: the `Idempotency-Key` it sent. A
+   * retryable status (429/503) may come after the job was created; submitting
+   * again with this key returns that job, never a second one.
+   */
+  idempotencyKey?: string;
 }
 
 /**
@@ -63,6 +69,13 @@ export class RegistryUnreachableError extends Error {
   ) {
     super(`${method} ${url}: registry unreachable (${describeCause(cause)})`, { cause });
   }
+  /**
+   * Set on an error `submit` throws: the `Idempotency-Key` it sent. The
+   * submission may have reached the registry and created the job (its answer
+   * was lost); `submit(job, { idempotencyKey })` with this key returns that
+   * job, or creates it if it never arrived.
+   */
+  idempotencyKey?: string;
 }
 
 function describeCause(cause: unknown): string {
@@ -79,9 +92,12 @@ function describeCause(cause: unknown): string {
 export interface RegistryClientOptions {
   /** One or more registry URLs; the client fails over between them (an HA fleet without a load balancer). */
   urls: string[];
-  /** Per-request timeout. */
+  /** Per-request timeout in ms (default 10,000). A long-poll adds its wait to it. */
   timeoutMs?: number;
-  /** Attempts per request across URLs, for failures worth retrying. */
+  /**
+   * Attempts per request across URLs, for failures worth retrying (default
+   * 3, or twice the number of URLs when that is more).
+   */
   attempts?: number;
   /** Sent as `X-Mesh-Instance-Id` when set. */
   instanceId?: string;
@@ -310,7 +326,10 @@ export class RegistryClient {
    * older registries (0.1.0, MCP Mesh 3.7) the key is sent but ignored, and
    * the submission is not retried once it may have reached the registry.
    * A key reused for a different job is refused: `RegistryError` with status
-   * 422 (`idempotency_key_reused`).
+   * 422 (`idempotency_key_reused`). When the submission fails without an
+   * answer (`RegistryUnreachableError`) or with a retryable status (429/503),
+   * the job may still have been created: the error's `idempotencyKey` is the
+   * key sent, and submitting again with it returns that job, never a second.
    *
    * @example
    * const { id } = await client.submit({ capability: 'echo', submitted_by: 'me', submitted_payload: { text: 'hi' } });
@@ -330,13 +349,23 @@ export class RegistryClient {
     },
     options: SubmitOptions = {},
   ): Promise<CreateJobResponse> {
-    const key = formatIdempotencyKey(options.idempotencyKey ?? crypto.randomUUID());
+    const raw = options.idempotencyKey ?? crypto.randomUUID();
+    const key = formatIdempotencyKey(raw);
     const info = await this.info().catch(() => undefined);
-    return this.request('POST', '/jobs', job, {
-      retry: info?.features.has(featureNames.idempotentSubmit) ?? false,
-      headers: { [headers.idempotencyKey]: key },
-      signal: options.signal,
-    });
+    try {
+      return await this.request<CreateJobResponse>('POST', '/jobs', job, {
+        retry: info?.features.has(featureNames.idempotentSubmit) ?? false,
+        headers: { [headers.idempotencyKey]: key },
+        signal: options.signal,
+      });
+    } catch (err) {
+      // The job may exist (an answer lost, a 503 after the commit): say how to find it.
+      if (err instanceof RegistryUnreachableError || (err instanceof RegistryError && err.retryable)) {
+        err.idempotencyKey = raw;
+        err.message += `; the job may have been created: submit it again with { idempotencyKey: '${raw}' } to get it, never a second one`;
+      }
+      throw err;
+    }
   }
 
   getJob(id: string, options: { signal?: AbortSignal } = {}): Promise<Job> {
