@@ -6,6 +6,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { requestId } from 'hono/request-id';
 import { bearerChallenge, mainPortAccess } from './access.ts';
+import { adminOriginGuard } from './admin-origin.ts';
 import { drainThenClose } from './client-error.ts';
 import { ApiError, errorBody, fromDatabaseError } from './errors.ts';
 import type { Logger } from './logger.ts';
@@ -99,6 +100,11 @@ export interface AppDeps {
    * (a long-poll's own wait comes on top); absent or 0 = unbounded.
    */
   dbRequestTimeoutMs?: number;
+  /**
+   * Host names the admin routes answer to besides IP addresses and localhost
+   * (admin-origin.ts: the hostname, the advertise host, --admin-hosts).
+   */
+  adminHosts?: readonly (string | undefined)[];
 }
 
 /** A long-poll's declared wait, in ms: `?wait=` seconds, or the signals long-poll's longest (60 s). */
@@ -320,6 +326,10 @@ export function createApp(deps: AppDeps, surface: Surface = 'all') {
       );
     }
   });
+  // Admin routes answer only requests meant for this registry: no cross-site
+  // writes, no foreign Host (DNS rebinding), token or not (admin-origin.ts);
+  // after the audit trail, so refused attempts are recorded.
+  if (surface !== 'main') app.use(adminOriginGuard(deps.adminHosts ?? []));
   // Operator routes behind the optional admin token (reference §11 item 12):
   // admin, force reclaim, the job list (every job id and payload), and the
   // dashboard's API (its page and assets hold no data: they show the login form).

@@ -421,6 +421,21 @@ export const settings: Setting<keyof RegistryConfig>[] = [
     fallback: () => undefined,
   },
   {
+    key: 'adminHosts',
+    flag: 'admin-hosts',
+    env: ['MESH_ADMIN_HOSTS'],
+    describe:
+      "Host names the admin routes and the dashboard answer to, besides IP addresses, localhost, this machine's name and --advertise-host; comma-separated, a leading dot allows subdomains (.svc.cluster.local). Any other Host is refused, against DNS rebinding (default: none)",
+    parse: (raw) =>
+      ok(
+        raw
+          .split(',')
+          .map((n) => n.trim())
+          .filter(Boolean),
+      ),
+    fallback: () => [],
+  },
+  {
     key: 'replicaHeartbeatMs',
     flag: 'replica-heartbeat',
     env: ['MESH_REPLICA_HEARTBEAT'],

@@ -72,6 +72,8 @@ export interface RegistryConfig {
   clientTokenFile: string[];
   /** Host other replicas and meshctl use to reach this one (recorded in the fleet table). */
   advertiseHost: string | undefined;
+  /** Names the admin routes answer to besides IPs, localhost, the hostname and advertiseHost (admin-origin.ts). */
+  adminHosts: string[];
   /** How often this replica records itself (and reads the fleet drain). */
   replicaHeartbeatMs: number;
   /** How often the health monitor looks for silent agents. */

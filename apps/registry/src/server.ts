@@ -451,6 +451,7 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
       maxBodyBytes: config.maxBodyBytes,
       admission,
       dbRequestTimeoutMs: config.dbRequestTimeoutMs,
+      adminHosts: [...config.adminHosts, config.advertiseHost, hostname()],
       readiness: {
         async check() {
           const database = await Promise.race([
