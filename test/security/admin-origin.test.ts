@@ -60,7 +60,7 @@ const fleetDraining = async (port: number) =>
 describe('the admin routes refuse cross-site requests and foreign Host headers (issue 30, finding 6)', () => {
   it('a cross-site form or no-cors fetch does not drain the replica or the fleet', async () => {
     const host = `127.0.0.1:${adminPort}`;
-    const crossSite = [
+    const crossSite: Record<string, string>[] = [
       // A text/plain form post: no preflight; the browser sends both headers.
       {
         Host: host,

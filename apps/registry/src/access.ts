@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from 'hono';
-import type { AppEnv } from './app.ts';
+import type { AppEnv } from './app-env.ts';
 import { ApiError } from './errors.ts';
 import { type Role, type TokenSets, tokenMatcher } from './tokens.ts';
 

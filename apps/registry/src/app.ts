@@ -1,5 +1,4 @@
 import type { Duplex } from 'node:stream';
-import type { Feature } from '@mesh/protocol';
 import { headers } from '@mesh/protocol';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
@@ -7,130 +6,28 @@ import { HTTPException } from 'hono/http-exception';
 import { requestId } from 'hono/request-id';
 import { bearerChallenge, mainPortAccess } from './access.ts';
 import { adminOriginGuard } from './admin-origin.ts';
+import type { AppDeps, AppEnv, Surface } from './app-env.ts';
 import { drainThenClose } from './client-error.ts';
 import { ApiError, errorBody, fromDatabaseError } from './errors.ts';
-import type { Logger } from './logger.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { agentRoutes } from './routes/agents.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobSignalRoutes } from './routes/job-signals.ts';
 import { jobRoutes, reclaimRoutes } from './routes/jobs.ts';
-import { type Admission, classify } from './services/admission.ts';
-import type { AgentStore } from './services/agents.ts';
-import type { CancelForwarder } from './services/cancel-forward.ts';
-import type { ClaimWaiters } from './services/claim-waiters.ts';
-import type { DashboardFeed } from './services/dashboard-feed.ts';
-import type { DrainGate } from './services/drain.ts';
-import type { JobSignals } from './services/job-signals.ts';
-import type { JobStore } from './services/jobs.ts';
-import type { Metrics } from './services/metrics.ts';
-import type { ReplicaRegistry } from './services/replicas.ts';
-import type { SchemaGuard } from './services/schema-guard.ts';
-import { DatabaseTimeout, type StatusMonitor, within } from './services/status.ts';
+import { classify } from './services/admission.ts';
+import { DatabaseTimeout, within } from './services/status.ts';
 import { type TokenSets, tokenMatcher } from './tokens.ts';
+
+export type { AppDeps, AppEnv, Surface } from './app-env.ts';
+export type { Identity, Readiness } from './identity.ts';
 
 /** Paths that answer HEAD, as in MCP Mesh 3.7. */
 const headRoutes = [/^\/health$/, /^\/heartbeat\/[^/]+$/];
 
-/** Who this process is: reported by `/health` and recorded in the database. */
-export interface Identity {
-  replicaId: string;
-  /** A new UUID at every start. */
-  bootId: string;
-  version: string;
-  schemaVersion: number;
-  uptimeSeconds(): number;
-  /**
-   * The admin listener's port, when there is one and `--advertise-admin-port`
-   * allows saying it: `/health` carries it as `admin_port`.
-   */
-  adminPort?: number;
-}
-
-export interface Readiness {
-  check(): Promise<{
-    database: 'ok' | 'unreachable';
-    migrations: 'done' | 'pending';
-    lifecycle: 'running' | 'shutting_down';
-    /** `incompatible` once a migration breaking for this release was applied under it. */
-    schema?: 'compatible' | 'incompatible';
-    reason?: string;
-  }>;
-}
-
-/** Services injected into every route: `c.get('deps')` (`c.var` would copy every variable at each read). */
-export interface AppDeps {
-  identity: Identity;
-  readiness: Readiness;
-  features: readonly Feature[];
-  logger: Logger;
-  jobs: JobStore;
-  agents: AgentStore;
-  signals: JobSignals;
-  gate: DrainGate;
-  /** Long-poll claims (`wait_ms`); absent when the feature is off: claims answer at once. */
-  claimWaiters?: ClaimWaiters;
-  /** Tells an owner agent about a cancel, within the operator's bounds. */
-  cancelForward: CancelForwarder;
-  /** This replica's row in the fleet; absent in single-process tests. */
-  replicas?: ReplicaRegistry;
-  /** Watches for breaking migrations applied under this replica; absent in single-process tests. */
-  schemaGuard?: Pick<SchemaGuard, 'incompatible'>;
-  metrics?: Metrics;
-  /**
-   * Background-read fleet values and the database's up/down state: operator
-   * routes answer from it during an outage; absent in single-process tests.
-   */
-  status?: StatusMonitor;
-  /** The dashboard's one reader of the fleet, shared by every open dashboard; absent in single-process tests. */
-  dashboard?: DashboardFeed;
-  /**
-   * Bearer tokens by role (tokens.ts): with admin tokens, admin routes, force
-   * reclaim and GET /jobs require one; with agent or client tokens, the main
-   * port's routes of that role do (access.ts). Absent or empty = open, as 3.7.
-   */
-  tokens?: Partial<TokenSets>;
-  /** Largest accepted request body, in bytes. */
-  maxBodyBytes?: number;
-  /** Bounded capacity per route class (services/admission.ts); absent = unbounded. */
-  admission?: Admission;
-  /**
-   * Longest a main-port request waits on the database before it answers 503
-   * (a long-poll's own wait comes on top); absent or 0 = unbounded.
-   */
-  dbRequestTimeoutMs?: number;
-  /**
-   * Host names the admin routes answer to besides IP addresses and localhost
-   * (admin-origin.ts: the hostname, the advertise host, --admin-hosts).
-   */
-  adminHosts?: readonly (string | undefined)[];
-}
-
 /** A long-poll's declared wait, in ms: `?wait=` seconds, or the signals long-poll's longest (60 s). */
 const longPollMs = (path: string, wait: string | undefined): number =>
   path === '/jobs/signals' ? 60_000 : Math.min(60, Math.max(0, Number(wait) || 0)) * 1000;
-
-export interface AppEnv {
-  Variables: {
-    deps: AppDeps;
-    requestId: string;
-    /** The request's admission slot (services/admission.ts), when admission is on. */
-    slot?: { toLongPoll(waitMs: number): void };
-    /**
-     * Set when the database bound has already answered the request 503 while
-     * its handler runs on: an outcome it reaches later reaches no one (a claim
-     * gives its jobs back, routes/jobs.ts `claimAnswer`).
-     */
-    answered?: 'timed_out';
-  };
-}
-
-/**
- * Which routes an app serves: everything (no admin port configured, the 3.7
- * layout), the main port's share, or the admin port's (drain, fleet, reclaim).
- */
-export type Surface = 'all' | 'main' | 'admin';
 
 /**
  * Reads and drops a refused body (up to `budget` bytes, while it keeps

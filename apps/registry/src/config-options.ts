@@ -5,13 +5,10 @@
  */
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
-import type { RegistryConfig } from './config.ts';
 import { parseDurationMs } from './duration.ts';
+import { type LogLevel, logLevels, type RegistryConfig } from './registry-config.ts';
 import { cidrList } from './services/cancel-forward.ts';
 import { tokenFile, tokenList } from './tokens.ts';
-
-export const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
-export type LogLevel = (typeof logLevels)[number];
 
 type Parsed<T> = { ok: true; value: T } | { ok: false; problem: string };
 const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });

@@ -1,8 +1,10 @@
-export type { App, AppDeps, AppEnv, Identity, Readiness, Surface } from './app.ts';
+export type { App } from './app.ts';
 export { createApp } from './app.ts';
+export type { AppDeps, AppEnv, Surface } from './app-env.ts';
 export type { RegistryConfig } from './config.ts';
 export { ConfigError, loadConfig } from './config.ts';
 export { ApiError } from './errors.ts';
+export type { Identity, Readiness } from './identity.ts';
 export { createLogger } from './logger.ts';
 export type { RunningRegistry } from './server.ts';
 export { startRegistry } from './server.ts';

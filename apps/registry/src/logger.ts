@@ -1,5 +1,5 @@
 import pino from 'pino';
-import type { RegistryConfig } from './config.ts';
+import type { RegistryConfig } from './registry-config.ts';
 
 export type Logger = pino.Logger;
 

@@ -12,11 +12,13 @@ import {
   startEmbeddedPostgres,
 } from '@mesh/db';
 import { features } from '@mesh/protocol';
-import { type AppDeps, createApp, type Identity } from './app.ts';
+import { createApp } from './app.ts';
+import type { AppDeps } from './app-env.ts';
 import { answerClientErrors } from './client-error.ts';
 import type { RegistryConfig } from './config.ts';
 import { exitCodes, StartupError, waitForDatabase } from './database.ts';
 import { isDatabaseUnavailable } from './errors.ts';
+import type { Identity } from './identity.ts';
 import type { Logger } from './logger.ts';
 import { Admission } from './services/admission.ts';
 import { AgentStore } from './services/agents.ts';

@@ -1,6 +1,6 @@
 import type { DrainStatus } from '@mesh/protocol';
 import { type Context, Hono } from 'hono';
-import type { AppEnv } from '../app.ts';
+import type { AppEnv } from '../app-env.ts';
 import { ApiError, isDatabaseUnavailable } from '../errors.ts';
 import { DatabaseTimeout, within } from '../services/status.ts';
 

@@ -1,6 +1,6 @@
 import { type AgentsListResponse, agentRegistration, headers, limits } from '@mesh/protocol';
 import { Hono } from 'hono';
-import type { AppEnv } from '../app.ts';
+import type { AppEnv } from '../app-env.ts';
 import { agentsJson } from '../services/agent-listing.ts';
 import { readJson } from './input.ts';
 

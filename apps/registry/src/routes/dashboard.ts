@@ -2,7 +2,7 @@ import type { DashboardDrainAnswer, ReplicaInfo } from '@mesh/protocol';
 import { cancelRequest } from '@mesh/protocol';
 import { type Context, Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
-import type { AppEnv } from '../app.ts';
+import type { AppEnv } from '../app-env.ts';
 import { ApiError } from '../errors.ts';
 import { isUuid, jobNotFound } from '../services/jobs.ts';
 import { within } from '../services/status.ts';

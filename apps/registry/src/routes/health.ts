@@ -1,6 +1,6 @@
 import { apiVersion, headers, serviceName } from '@mesh/protocol';
 import { Hono } from 'hono';
-import type { AppEnv } from '../app.ts';
+import type { AppEnv } from '../app-env.ts';
 
 /** Liveness (`/health`, MCP Mesh shape + ours), readiness (`/ready`) and `/`. */
 export const healthRoutes = new Hono<AppEnv>()

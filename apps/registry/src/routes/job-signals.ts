@@ -1,6 +1,6 @@
 import { type JobSignalsResponse, jobSignalsRequest, limits } from '@mesh/protocol';
 import { Hono } from 'hono';
-import type { AppEnv } from '../app.ts';
+import type { AppEnv } from '../app-env.ts';
 import { ApiError } from '../errors.ts';
 import { identifier, readJson, required } from './input.ts';
 

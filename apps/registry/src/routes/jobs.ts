@@ -21,7 +21,7 @@ import {
   renewLeasesRequest,
 } from '@mesh/protocol';
 import { type Context, Hono } from 'hono';
-import type { AppEnv } from '../app.ts';
+import type { AppEnv } from '../app-env.ts';
 import { ApiError } from '../errors.ts';
 import { isUuid, jobNotFound } from '../services/jobs.ts';
 import { csv, identifier, intParam, noNul, readJson, required } from './input.ts';

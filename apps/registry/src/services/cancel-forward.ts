@@ -3,12 +3,7 @@ import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { limits } from '@mesh/protocol';
 import type { Logger } from '../logger.ts';
-
-/**
- * Where cancels may be forwarded: `any` address (but never this registry's own
- * listeners), only addresses inside `cidrs`, or nowhere (`off`).
- */
-export type ForwardPolicy = { kind: 'any' } | { kind: 'off' } | { kind: 'cidrs'; cidrs: string[] };
+import type { ForwardPolicy } from '../registry-config.ts';
 
 export interface CancelForwardSettings {
   policy: ForwardPolicy;

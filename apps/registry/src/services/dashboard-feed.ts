@@ -6,7 +6,7 @@ import type {
   ReplicaInfo,
   ThroughputPoint,
 } from '@mesh/protocol';
-import type { Identity } from '../app.ts';
+import type { Identity } from '../identity.ts';
 import type { Logger } from '../logger.ts';
 import { agentInfo } from './agent-listing.ts';
 import type { AgentStore } from './agents.ts';

@@ -1,6 +1,6 @@
 import type { Sql } from '@mesh/db';
 import type { ReplicaInfo } from '@mesh/protocol';
-import type { Identity } from '../app.ts';
+import type { Identity } from '../identity.ts';
 import type { Logger } from '../logger.ts';
 import { graceKey } from './agents.ts';
 import type { DrainGate } from './drain.ts';
