@@ -18,149 +18,18 @@ import {
   type ReleaseResponse,
   type RenewLeasesResponse,
 } from '@mesh/protocol';
+import type { RegistryClientOptions, RegistryInfo, RequestOptions, SubmitOptions } from './client-options.ts';
 import { DeltaBatcher, type DeltaOutcome } from './delta-batcher.ts';
+import { RegistryError, RegistryUnreachableError } from './errors.ts';
+import { retryAfterMs, sleep } from './retry.ts';
 import { tokenFromEnv } from './token.ts';
 import { httpRequest } from './transport.ts';
 import { sdkVersion } from './version.ts';
 
-/** A registry answered with an error status; `code`/`body` are what it said. */
-export class RegistryError extends Error {
-  override readonly name = 'RegistryError';
-  constructor(
-    readonly status: number,
-    readonly body: unknown,
-    message: string,
-    /** The registry's `Retry-After`, in ms, on a 429 or 503 that sent one. */
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-  }
-  /** The registry shed the request or its database is away (429/503): worth trying again later. */
-  get retryable(): boolean {
-    return this.status === 429 || this.status === 503;
-  }
-  /** The 3.7 fence marker (`{"error": "claim_superseded"}`). */
-  get superseded(): boolean {
-    return (this.body as { error?: string } | undefined)?.error === 'claim_superseded';
-  }
-  /**
-   * Set on an error `submit` throws: the `Idempotency-Key` it sent. A
-   * retryable status (429/503) may come after the job was created; submitting
-   * again with this key returns that job, never a second one.
-   */
-  idempotencyKey?: string;
-}
-
-/**
- * No answer from the registry: the connection failed, was cut or timed out.
- * `url` is what was asked (the last URL tried), `cause` the network error
- * (e.g. `ECONNREFUSED`, a `TimeoutError`).
- *
- * @example
- * try { await client.submit(job); }
- * catch (err) { if (err instanceof RegistryUnreachableError) console.error(err.url, err.cause); else throw err; }
- */
-export class RegistryUnreachableError extends Error {
-  override readonly name = 'RegistryUnreachableError';
-  constructor(
-    readonly url: string,
-    override readonly cause: unknown,
-    readonly method = 'GET',
-  ) {
-    super(`${method} ${url}: registry unreachable (${describeCause(cause)})`, { cause });
-  }
-  /**
-   * Set on an error `submit` throws: the `Idempotency-Key` it sent. The
-   * submission may have reached the registry and created the job (its answer
-   * was lost); `submit(job, { idempotencyKey })` with this key returns that
-   * job, or creates it if it never arrived.
-   */
-  idempotencyKey?: string;
-}
-
-function describeCause(cause: unknown): string {
-  const e = cause as {
-    name?: string;
-    code?: string;
-    message?: string;
-    cause?: { code?: string; message?: string };
-  } | null;
-  if (e?.name === 'TimeoutError') return 'timed out';
-  return e?.code ?? e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(cause);
-}
-
-export interface RegistryClientOptions {
-  /** One or more registry URLs; the client fails over between them (an HA fleet without a load balancer). */
-  urls: string[];
-  /** Per-request timeout in ms (default 10,000). A long-poll adds its wait to it. */
-  timeoutMs?: number;
-  /**
-   * Attempts per request across URLs, for failures worth retrying (default
-   * 3, or twice the number of URLs when that is more).
-   */
-  attempts?: number;
-  /** Sent as `X-Mesh-Instance-Id` when set. */
-  instanceId?: string;
-  /**
-   * Bearer token for a registry started with `--agent-token` or
-   * `--client-token` (sent as `Authorization: Bearer <token>` on every
-   * request). Defaults to the `MESH_TOKEN` environment variable, else the
-   * first token line of the file `MESH_TOKEN_FILE` names; none = no header
-   * (a registry without tokens, MCP Mesh 3.7).
-   *
-   * @example new RegistryClient({ urls: ['http://registry:8000'], token: process.env.AGENT_TOKEN })
-   */
-  token?: string;
-}
-
-/** What the registry supports, from `/health` (MCP Mesh 3.7 reports version "1.0.0" and no features). */
-export interface RegistryInfo {
-  version: string;
-  features: Set<string>;
-  /** True for a registry with our extensions (not MCP Mesh 3.7). */
-  extended: boolean;
-}
-
-/** Options of one request. */
-export interface RequestOptions {
-  /** Safe to repeat: retried on network errors and 503 (otherwise only when the connection was refused). */
-  retry?: boolean;
-  timeoutMs?: number;
-  /** Extra request headers. */
-  headers?: Record<string, string>;
-  /** Gives up (the fetch and any retry) when it aborts; the request then rejects with its reason. */
-  signal?: AbortSignal;
-}
-
-/** Options of `submit`. */
-export interface SubmitOptions {
-  /**
-   * The submission's `Idempotency-Key` (printable ASCII, at most 255
-   * characters, no `"` or `\`); a random UUID when absent. The same key
-   * within the job's retention names the same job.
-   */
-  idempotencyKey?: string;
-  /** Gives up (the request and any retry) when it aborts. */
-  signal?: AbortSignal;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** The longest `Retry-After` the client honours: a registry's hint, not a reason to stall a minute. */
-const maxRetryAfterMs = 30_000;
-
-/**
- * `Retry-After` (delay-seconds or an HTTP date) in ms, capped; undefined
- * when absent or unreadable.
- *
- * @example retryAfterMs(new Headers({ 'retry-after': '2' })) // 2000
- */
-export function retryAfterMs(h: Headers): number | undefined {
-  const raw = h.get('retry-after')?.trim();
-  if (!raw) return undefined;
-  const ms = /^\d+$/.test(raw) ? Number(raw) * 1000 : Date.parse(raw) - Date.now();
-  return Number.isFinite(ms) ? Math.min(maxRetryAfterMs, Math.max(0, ms)) : undefined;
-}
+// Moved out of this module (issue 36); still exported from it for whoever imports them from here.
+export type { RegistryClientOptions, RegistryInfo, RequestOptions, SubmitOptions } from './client-options.ts';
+export { RegistryError, RegistryUnreachableError } from './errors.ts';
+export { retryAfterMs } from './retry.ts';
 
 /**
  * Typed calls to a mesh registry over the 3.7 wire, with our extensions used

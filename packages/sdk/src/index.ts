@@ -1,7 +1,8 @@
 export type { AgentEvents, AgentOptions, RegistrationReason } from './agent.ts';
 export { Agent, RegistrationRefusedError } from './agent.ts';
-export type { RegistryClientOptions, RegistryInfo, RequestOptions, SubmitOptions } from './client.ts';
-export { inputEventType, RegistryClient, RegistryError, RegistryUnreachableError } from './client.ts';
+export { inputEventType, RegistryClient } from './client.ts';
+export type { RegistryClientOptions, RegistryInfo, RequestOptions, SubmitOptions } from './client-options.ts';
+export { RegistryError, RegistryUnreachableError } from './errors.ts';
 export type {
   InferOutput,
   StandardSchemaIssue,

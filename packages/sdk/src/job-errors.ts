@@ -6,7 +6,7 @@
  * outcomes, job signals, unreachable registries) to those reasons.
  */
 import type { DeltaRejection, JobSignalKind, LeaseOutcome } from '@mesh/protocol';
-import { RegistryError, RegistryUnreachableError } from './client.ts';
+import { RegistryError, RegistryUnreachableError } from './errors.ts';
 import { InputValidationError } from './input-schema.ts';
 
 /**
