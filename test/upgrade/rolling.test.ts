@@ -149,9 +149,16 @@ describe(`rolling upgrade 0.1.0 → ${current}`, () => {
             headers: { 'content-type': 'application/json', 'idempotency-key': `"rolling-${n}"` },
             signal: AbortSignal.timeout(10_000),
             // One job in ten runs for 1.5 s: agents hold claims across every step.
+            // The chaos suite's retry budget: a claim whose answer is lost (a
+            // replica replaced mid-claim, a client timeout on a loaded machine,
+            // 0.1.0 replicas that never give such claims back) costs an attempt
+            // until its lease expires; two of them failed a job of the default
+            // budget (one retry) in a full-suite run. Exactly once, no stale
+            // write and the budget are still checked.
             body: JSON.stringify({
               capability: 'upgrade-work',
               submitted_by: 'stream',
+              max_retries: 10,
               submitted_payload: n % 10 === 0 ? { n, hold_ms: 1_500 } : { n },
             }),
           }).catch(() => undefined);
