@@ -34,8 +34,10 @@ export function adminOriginGuard(names: readonly (string | undefined)[]): Middle
   };
   return async (c, next) => {
     if (!isAdminPath(c.req.method, c.req.path)) return next();
+    // No Host at all is no browser (every browser sends one; Node's parser
+    // requires it of HTTP/1.1): a rebinding page always names its own host.
     const host = c.req.header('host') ?? '';
-    if (!allowedHost(host)) {
+    if (host !== '' && !allowedHost(host)) {
       throw new ApiError(
         'forbidden',
         `admin routes refuse Host ${JSON.stringify(host.slice(0, 100))}: use an IP address, localhost, or a name given to --admin-hosts`,

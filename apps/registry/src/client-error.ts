@@ -90,7 +90,7 @@ function refuse(socket: Duplex, [status, reason, code, message]: [number, string
  * answered 400 here on the next turn. Its route never runs.
  *
  * A chunked body is read whole before its route runs: by the body bound
- * (app.ts) for the methods that carry one, here for GET and HEAD, whose routes
+ * (middleware/body-limit.ts) for the methods that carry one, here for GET and HEAD, whose routes
  * never read it. Its bytes are dropped as they come; a malformed chunk is the
  * parser's 400 and the route never runs (a HEAD heartbeat refreshed its agent).
  */

@@ -13,7 +13,7 @@ import { type ErrorBody, type ErrorCode, errorStatus } from '@mesh/protocol';
 export class ApiError extends Error {
   declare readonly code: ErrorCode;
   declare readonly status: (typeof errorStatus)[ErrorCode];
-  /** Sent as `Retry-After` (seconds); a 503 without one gets a default (app.ts). */
+  /** Sent as `Retry-After` (seconds); a 503 without one gets a default (middleware/error-handler.ts). */
   declare readonly retryAfterSeconds?: number;
 
   constructor(code: ErrorCode, message?: string, retryAfterSeconds?: number) {

@@ -57,7 +57,7 @@ type Ctx = Context<AppEnv>;
 /**
  * The operator dashboard (docs/dashboard.md): the page and its assets, which
  * hold no data, and `/ui/api/*`, behind the admin token when one is set
- * (app.ts). Mounted where the admin routes are.
+ * (middleware/admin-token.ts). Mounted where the admin routes are.
  */
 export const dashboardRoutes = new Hono<AppEnv>()
   .get('/ui', (c) => c.html(page, 200, securityHeaders))
@@ -76,7 +76,7 @@ export const dashboardRoutes = new Hono<AppEnv>()
       'Cache-Control': 'no-cache',
     }),
   )
-  // The login form checks a token here (401 from app.ts when wrong).
+  // The login form checks a token here (401 from middleware/admin-token.ts when wrong).
   .get('/ui/api/session', (c) => {
     const { identity, tokens } = c.get('deps');
     return c.json({ replica_id: identity.replicaId, token_required: (tokens?.admin?.length ?? 0) > 0 });
