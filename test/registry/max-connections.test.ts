@@ -1,5 +1,6 @@
+import { spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
-import { freePort, runRegistry, spawnRegistry, useTestDatabase } from '@mesh/testkit';
+import { freePort, registryBin, runRegistry, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 
 /**
@@ -91,6 +92,76 @@ describe('--max-connections', () => {
       await r.stop();
     }
   });
+
+  it('is bounded by default below the file limit: a flood past it leaves the admin port and the main port answering (issue 30 finding 5)', async () => {
+    // A registry whose process may hold 400 open files (prlimit), default
+    // settings: its bound is 400 - 256 = 144 main-port connections. Without a
+    // default bound, 500 connections used every descriptor and both ports
+    // stopped accepting (EMFILE) until they closed.
+    const [port, adminPort] = [await freePort(), await freePort()];
+    const child = spawn(
+      'prlimit',
+      [
+        '--nofile=400:400',
+        process.execPath,
+        registryBin,
+        '--port',
+        String(port),
+        '--admin-port',
+        String(adminPort),
+      ],
+      {
+        env: {
+          ...process.env,
+          DATABASE_URL: db.url,
+          MESH_REPLICA_ID: 'maxconn-default',
+          MESH_LOG_LEVEL: 'info',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let log = '';
+    child.stdout.on('data', (d) => {
+      log += d;
+    });
+    child.stderr.on('data', (d) => {
+      log += d;
+    });
+    const exited = new Promise((done) => child.once('exit', done));
+    try {
+      for (let i = 0; i < 1200 && !log.includes('"msg":"listening"'); i++) {
+        if (child.exitCode !== null) throw new Error(`registry exited:\n${log}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(log).toContain('"msg":"listening"');
+      const flood: Socket[] = [];
+      for (let i = 0; i < 500; i++) {
+        const s = await open(port).catch(() => undefined); // a connection reset on arrival may fail here
+        if (s) flood.push(s);
+      }
+      // Past the bound, connections are closed on arrival; the admin port still answers.
+      const drain = await fetch(`http://127.0.0.1:${adminPort}/admin/drain`, {
+        signal: AbortSignal.timeout(10_000),
+      });
+      expect(drain.status).toBe(200);
+      expect(await drain.json()).toMatchObject({ draining: false });
+      // The main port: once the flood goes, new connections are answered.
+      for (const s of flood) s.destroy();
+      let answered = false;
+      for (let i = 0; i < 100 && !answered; i++) {
+        answered = (await health(await open(port))).startsWith('HTTP/1.1 200');
+        if (!answered) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(answered).toBe(true);
+      const dropped = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const n = Number(/^mesh_connections_dropped_total (\d+)$/m.exec(dropped)?.[1]);
+      expect(n).toBeGreaterThanOrEqual(500 - 144);
+      expect(log).not.toContain('EMFILE');
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+  }, 180_000);
 
   it('refuses a bound that is not a number of connections', async () => {
     const r = await runRegistry({

@@ -3,6 +3,7 @@
  * variables, help text, parser, default) and the parsers they share.
  * config.ts reads flags and environment through it (`loadConfig`).
  */
+import { readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseDurationMs } from './duration.ts';
@@ -91,6 +92,34 @@ function tokenSettings(
       fallback: () => [],
     },
   ];
+}
+
+/**
+ * The process's soft limit on open files (Linux: /proc/self/limits), or
+ * undefined where it cannot be read or is unlimited.
+ */
+export function openFilesLimit(): number | undefined {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
+    const soft = Number(line?.split(/\s{2,}/)[1]);
+    return Number.isSafeInteger(soft) && soft > 0 ? soft : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The default bound on main-port connections (issue 30 finding 5: ~19,950
+ * half-open connections used every descriptor, and the main and admin ports
+ * reset for 40 s): the file limit less a reserve for the database pools, the
+ * admin port's connections, log and data files; no bound where the limit is
+ * unknown. Never below 64.
+ */
+export function connectionsWithinFileLimit(limit: number | undefined, reserve = 256): number {
+  if (limit === undefined) return 0;
+  return Math.max(64, limit - reserve);
 }
 
 // MCP Mesh spells its levels TRACE, DEBUG, INFO, WARNING, ERROR, CRITICAL.
@@ -292,9 +321,9 @@ export const settings: Setting<keyof RegistryConfig>[] = [
     flag: 'max-connections',
     env: ['MESH_MAX_CONNECTIONS'],
     describe:
-      'Open connections on the main port; beyond, a new connection is closed on arrival (the client sees a reset and retries), so a connection flood cannot stall the admin port. Count 2 per agent (heartbeats, long-poll claim) plus clients; 0 = no bound (default 0)',
+      'Open connections on the main port; beyond, a new connection is closed on arrival (the client sees a reset and retries), so a connection flood cannot stall the admin port or run the process out of file descriptors. Count 2 per agent (heartbeats, long-poll claim) plus clients; 0 = no bound (default: the file-descriptor limit less 256 for the database pools, the admin port and files)',
     parse: integer(0, 10_000_000, 'a number of connections'),
-    fallback: () => 0,
+    fallback: () => connectionsWithinFileLimit(openFilesLimit()),
   },
   {
     key: 'migrationLockTimeoutMs',

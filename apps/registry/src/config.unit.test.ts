@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from './config.ts';
+import { connectionsWithinFileLimit, openFilesLimit } from './config-options.ts';
 
 const run = async (argv: string[], env: Record<string, string> = {}) => {
   const outcome = await loadConfig(argv, env);
@@ -135,5 +136,15 @@ describe('registry configuration', () => {
     expect(await problems(['--job-retention', '4000d'])).toEqual([
       '--job-retention: must be at most 3650d, got "4000d"',
     ]);
+  });
+
+  it('bounds main-port connections by default below the file limit (256 kept for pools, admin port and files)', async () => {
+    expect(connectionsWithinFileLimit(20_000)).toBe(19_744);
+    expect(connectionsWithinFileLimit(1_024)).toBe(768);
+    expect(connectionsWithinFileLimit(200)).toBe(64);
+    expect(connectionsWithinFileLimit(undefined)).toBe(0);
+    const limit = openFilesLimit();
+    expect((await run([])).maxConnections).toBe(connectionsWithinFileLimit(limit));
+    expect((await run(['--max-connections', '0'])).maxConnections).toBe(0);
   });
 });
