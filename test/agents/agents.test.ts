@@ -192,6 +192,55 @@ describe('agents (reference §1.4–1.8, transcript 02)', () => {
     expect(await job(ghost)).toMatchObject({ owner_instance_id: 'never-registered' });
   });
 
+  it('health monitor fenced on its own fleet heartbeat: back from an outage, the grace starts before any health check acts (issue 29 item 4)', async () => {
+    // The interleaving that lost agents, forced step by step: the database
+    // comes back, this replica's health check runs before its fleet heartbeat.
+    const { ReplicaRegistry } = await import('../../apps/registry/src/services/replicas.ts');
+    const { DrainGate } = await import('../../apps/registry/src/services/drain.ts');
+    const { createLogger } = await import('@mesh/registry');
+    const identity = {
+      replicaId: 'fenced-r',
+      bootId: '00000000-0000-4000-8000-00000000f0f0',
+      version: 'test',
+      schemaVersion: 1,
+      uptimeSeconds: () => 1,
+    };
+    const replicas = new ReplicaRegistry(
+      r.sql,
+      identity,
+      { main: 'http://127.0.0.1:1', admin: undefined },
+      1_000,
+      new DrainGate(),
+      createLogger({ logLevel: 'silent', logFormat: 'json', replicaId: 'fenced-r' }),
+    );
+    replicas.outageGraceMs = 60_000;
+    await register({ agent_id: 'fenced-1', tools: [] });
+    // The registry was away a minute: the agent looks silent, and so does this replica
+    // (the only one; its last fleet heartbeat is as old).
+    await r.sql`delete from registry_settings where key = 'outage_grace_until'`;
+    await r.sql`update registry_replicas set stopped_at = now() where replica_id <> 'fenced-r'`;
+    await r.sql`
+      insert into registry_replicas (replica_id, boot_id, version, schema_version, main_url, started_at, last_seen_at)
+      values ('fenced-r', ${identity.bootId}, 'test', 1, 'http://127.0.0.1:1', now() - interval '2 minutes', now() - interval '1 minute')`;
+    await r.sql`update agents set updated_at = now() - interval '1 minute' where agent_id = 'fenced-1'`;
+    const fence = { replicaId: 'fenced-r', liveWindowMs: 10_000 };
+    // 1. The health check runs first: fenced, it does nothing (unfenced it marked the agent).
+    expect(await r.agents.markSilentUnhealthy(fence)).toEqual([]);
+    // 2. The fleet heartbeat: it finds the replica was away and starts the grace in the same statement.
+    await replicas.report();
+    const [grace] =
+      await r.sql`select value->>'until' as until from registry_settings where key = 'outage_grace_until'`;
+    expect(grace?.until).toBeDefined();
+    // 3. The next health check: the heartbeat is current, and the grace keeps the agent.
+    expect(await r.agents.markSilentUnhealthy(fence)).toEqual([]);
+    expect((await head('fenced-1')).status).toBe(200);
+    // Without the grace (it ended) the silent agent is marked as before.
+    await r.sql`delete from registry_settings where key = 'outage_grace_until'`;
+    await r.sql`update agents set updated_at = now() - interval '1 minute' where agent_id = 'fenced-1'`;
+    expect(await r.agents.markSilentUnhealthy(fence)).toEqual(['fenced-1']);
+    await r.sql`delete from registry_replicas where replica_id = 'fenced-r'`;
+  });
+
   it('outage grace: after the whole registry was down, no sweep acts until agents had time to come back', async () => {
     await register({ agent_id: 'grace-1', tools: [{ function_name: 'f', capability: 'grace' }] });
     const id = (

@@ -144,7 +144,11 @@ async function startBackground(
   schemaGuard.start();
   const healthMonitor = new Ticker(
     config.healthCheckIntervalMs,
-    () => agents.markSilentUnhealthy(),
+    () =>
+      agents.markSilentUnhealthy({
+        replicaId: config.replicaId,
+        liveWindowMs: liveWindowMs(config.replicaHeartbeatMs),
+      }),
     (err) => databaseDown(err) || logger.warn({ err }, 'health monitor failed'),
   );
   healthMonitor.start();
