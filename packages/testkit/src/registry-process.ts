@@ -122,32 +122,42 @@ function buildEnv(options: SpawnRegistryOptions): NodeJS.ProcessEnv {
   return env;
 }
 
-/**
- * Starts a registry as a child process and waits until `/ready` answers 200.
- * The process is stopped when the test ends (`stopAllRegistries`, wired into
- * the integration project's setup file) or, at worst, when the test worker exits.
- *
- * @example
- * const r = await spawnRegistry({ databaseUrl: db.url, replicaId: 'r1' });
- * await fetch(`${r.url}/health`);
- * r.pause(); r.resume(); await r.stop();
- */
-export async function spawnRegistry(options: SpawnRegistryOptions = {}): Promise<RegistryProcess> {
-  const child = spawn(
-    process.execPath,
-    [...(options.nodeArgs ?? []), options.bin ?? registryBin, ...(options.args ?? [])],
-    {
-      env: buildEnv(options),
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: options.detached ?? false,
-    },
-  );
+/** node's arguments: its own flags, the registry's executable, then the registry's. */
+function buildArgs(options: SpawnRegistryOptions): string[] {
+  return [...(options.nodeArgs ?? []), options.bin ?? registryBin, ...(options.args ?? [])];
+}
+
+/** Spawns the registry with piped output and tracks it (`track`), so it never outlives the worker. */
+function startChild(options: SpawnRegistryOptions): ChildProcess {
+  const child = spawn(process.execPath, buildArgs(options), {
+    env: buildEnv(options),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached ?? false,
+  });
   track(child);
+  return child;
+}
+
+/** The ports of the registry's `listening` log record. */
+interface Listening {
+  port: number;
+  adminPort?: number;
+}
+
+/** What the registry wrote: `text()` so far, its parsed JSON log records, and its ports once it listens. */
+interface CapturedOutput {
+  text(): string;
+  records: Record<string, unknown>[];
+  listening: Promise<Listening>;
+}
+
+/** Collects the child's stdout and stderr, parsing each complete stdout line that is a JSON log record. */
+function captureOutput(child: ChildProcess): CapturedOutput {
   let output = '';
   const records: Record<string, unknown>[] = [];
   let pending = '';
-  let resolveListening: (v: { port: number; adminPort?: number }) => void = () => {};
-  const listening = new Promise<{ port: number; adminPort?: number }>((r) => {
+  let resolveListening: (v: Listening) => void = () => {};
+  const listening = new Promise<Listening>((r) => {
     resolveListening = r;
   });
   child.stdout?.on('data', (chunk: Buffer) => {
@@ -175,6 +185,15 @@ export async function spawnRegistry(options: SpawnRegistryOptions = {}): Promise
   child.stderr?.on('data', (chunk: Buffer) => {
     output += chunk.toString('utf8');
   });
+  return { text: () => output, records, listening };
+}
+
+/** The handle of a started registry, its url and ports unset until it listens (`waitUntilReady`). */
+function createHandle(
+  child: ChildProcess,
+  options: SpawnRegistryOptions,
+  captured: CapturedOutput,
+): RegistryProcess {
   const exited = new Promise<Exit>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
@@ -188,14 +207,14 @@ export async function spawnRegistry(options: SpawnRegistryOptions = {}): Promise
     return exited.finally(() => clearTimeout(timer));
   };
 
-  const handle: RegistryProcess = {
+  return {
     pid: child.pid ?? -1,
     replicaId: options.replicaId ?? '',
     url: '',
     port: 0,
     adminUrl: undefined,
-    logs: () => output,
-    logRecords: () => records,
+    logs: captured.text,
+    logRecords: () => captured.records,
     exited,
     stop: (timeoutMs = 15_000) => signalAndWait('SIGTERM', timeoutMs),
     kill: () => signalAndWait('SIGKILL', 0),
@@ -206,13 +225,31 @@ export async function spawnRegistry(options: SpawnRegistryOptions = {}): Promise
     pause: () => void child.kill('SIGSTOP'),
     resume: () => void child.kill('SIGCONT'),
   };
-  if (options.waitForReady === false) return handle;
+}
 
-  const timeoutMs = options.readyTimeoutMs ?? 60_000;
+/** Polls `/ready` every 50 ms until it answers 200 or `deadline` (epoch ms) passes. */
+async function pollReady(url: string, deadline: number): Promise<void> {
+  while (Date.now() < deadline) {
+    const res = await fetch(`${url}/ready`).catch(() => undefined);
+    if (res?.status === 200) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Waits until the registry logs `listening` (then sets the handle's url and
+ * ports) and `/ready` answers 200, within `timeoutMs` in all; kills it and
+ * throws, with its output, if it exits first or the time runs out.
+ */
+async function waitUntilReady(
+  handle: RegistryProcess,
+  listening: Promise<Listening>,
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const fail = (why: string) =>
-    new Error(`registry (pid ${handle.pid}) ${why}\n--- registry output ---\n${output}`);
-  const early = exited.then((e) => {
+    new Error(`registry (pid ${handle.pid}) ${why}\n--- registry output ---\n${handle.logs()}`);
+  const early = handle.exited.then((e) => {
     throw fail(`exited before it was ready (code ${e.code}, signal ${e.signal})`);
   });
   // The timer is cleared once the race is decided: a pending one kept every
@@ -239,20 +276,30 @@ export async function spawnRegistry(options: SpawnRegistryOptions = {}): Promise
     handle.port = port;
     handle.url = `http://127.0.0.1:${port}`;
     handle.adminUrl = adminPort ? `http://127.0.0.1:${adminPort}` : undefined;
-    await timeout(
-      (async () => {
-        while (Date.now() < deadline) {
-          const res = await fetch(`${handle.url}/ready`).catch(() => undefined);
-          if (res?.status === 200) return;
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      })(),
-    );
+    await timeout(pollReady(handle.url, deadline));
   } catch (err) {
     await handle.kill();
     throw err;
   }
   early.catch(() => {});
+}
+
+/**
+ * Starts a registry as a child process and waits until `/ready` answers 200.
+ * The process is stopped when the test ends (`stopAllRegistries`, wired into
+ * the integration project's setup file) or, at worst, when the test worker exits.
+ *
+ * @example
+ * const r = await spawnRegistry({ databaseUrl: db.url, replicaId: 'r1' });
+ * await fetch(`${r.url}/health`);
+ * r.pause(); r.resume(); await r.stop();
+ */
+export async function spawnRegistry(options: SpawnRegistryOptions = {}): Promise<RegistryProcess> {
+  const child = startChild(options);
+  const captured = captureOutput(child);
+  const handle = createHandle(child, options, captured);
+  if (options.waitForReady === false) return handle;
+  await waitUntilReady(handle, captured.listening, options.readyTimeoutMs ?? 60_000);
   return handle;
 }
 

@@ -57,7 +57,7 @@ interface Waiter {
  * about one claim statement per replica, not one per waiter.
  *
  * A job submitted on this replica while a claim of its capability is parked
- * here is handed to it (`reserve`, JobStore.insertClaimed): inserted already
+ * here is handed to it (`reserve`, JobSubmissions.insertClaimed (job-submissions.ts)): inserted already
  * claimed, so pickup costs one commit, not a commit, a notification and a
  * claim statement. Only while the capability is known empty (a claim found
  * its queue empty and no notification for it came since), so a handoff never

@@ -17,11 +17,8 @@ export interface MetricsStatus {
   readonly databaseUp: boolean;
 }
 
-/**
- * The registry's Prometheus metrics. One registry per app instance (so tests
- * can build several apps in one process); scraped at `GET /metrics`.
- */
-export function createMetrics(collect: {
+/** Where the metrics read their values from at scrape time, and what to expose (createMetrics). */
+export interface MetricsSources {
   /** Background-read values; absent in single-process tests (no live-claims, queue or fleet gauges). */
   status?: MetricsStatus;
   draining: () => boolean;
@@ -41,188 +38,34 @@ export function createMetrics(collect: {
   parkedClaims?: () => number;
   /** Submissions handed to a parked claim (ClaimWaiters.handoffs). */
   claimHandoffs?: () => number;
-}) {
+}
+
+/**
+ * The registry's Prometheus metrics. One registry per app instance (so tests
+ * can build several apps in one process); scraped at `GET /metrics`. Each
+ * family registers in turn, in the order the scrape shows them.
+ */
+export function createMetrics(collect: MetricsSources) {
   const registry = new Registry();
-  const requests = new Counter({
-    name: 'mesh_http_requests_total',
-    help: 'HTTP requests by route, method and status',
-    labelNames: ['route', 'method', 'status'] as const,
-    registers: [registry],
-  });
-  const latency = new Histogram({
-    name: 'mesh_http_request_duration_seconds',
-    help: 'HTTP request latency by route and method',
-    labelNames: ['route', 'method'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
-    registers: [registry],
-  });
-  const claims = new Counter({
-    name: 'mesh_claims_total',
-    help: 'Claim requests by outcome: claimed (jobs handed out), empty, draining; client_gone counts jobs claimed for a client that left before its answer, timed_out jobs claimed after the database bound answered 503; both given back at once',
-    labelNames: ['outcome'] as const,
-    registers: [registry],
-  });
-  const deltas = new Counter({
-    name: 'mesh_deltas_total',
-    help: 'Owner deltas by outcome (accepted or the rejection reason)',
-    labelNames: ['outcome'] as const,
-    registers: [registry],
-  });
-  const sweeps = new Counter({
-    name: 'mesh_sweep_actions_total',
-    help: 'Rows changed by the sweeper, by phase',
-    labelNames: ['phase'] as const,
-    registers: [registry],
-  });
-  const jobsFinished = new Counter({
-    name: 'mesh_jobs_finished_total',
-    help: 'Jobs this replica saw finish through an owner delta, by status (completed, failed)',
-    labelNames: ['status'] as const,
-    registers: [registry],
-  });
-  const durations = new Histogram({
-    name: 'mesh_job_duration_seconds',
-    help:
-      'Submission to terminal write of the jobs this replica saw finish through an owner delta, ' +
-      `by capability (the first ${maxDurationCapabilities}, then "other") and outcome (completed, failed)`,
-    labelNames: ['capability', 'outcome'] as const,
-    buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14_400, 86_400],
-    registers: [registry],
-  });
-  const capabilities = new Set<string>();
-  const jobFinished = (capability: string, outcome: string, seconds: number) => {
-    if (!capabilities.has(capability) && capabilities.size < maxDurationCapabilities)
-      capabilities.add(capability);
-    durations.observe(
-      { capability: capabilities.has(capability) ? capability : 'other', outcome },
-      Math.max(0, seconds),
-    );
-  };
+  const http = httpMetrics(registry);
+  const jobs = jobMetrics(registry);
   if (collect.pools) poolGauges(registry, collect.pools);
   if (collect.status) statusGauges(registry, collect.status);
-  if (collect.build) {
-    const b = collect.build;
-    new Gauge({
-      name: 'mesh_build_info',
-      help: 'Always 1: the version, replica id, boot id and schema version of this process',
-      labelNames: ['version', 'replica_id', 'boot_id', 'schema_version'] as const,
-      registers: [registry],
-    }).set(
-      { version: b.version, replica_id: b.replicaId, boot_id: b.bootId, schema_version: b.schemaVersion },
-      1,
-    );
-  }
-  if (collect.processMetrics) collectDefaultMetrics({ register: registry });
-  new Gauge({
-    name: 'mesh_draining',
-    help: '1 while this replica hands out no claims',
-    registers: [registry],
-    collect() {
-      this.set(collect.draining() ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: 'mesh_db_pool_max_connections',
-    help: 'PostgreSQL connections this replica may open: the pool and the connections of the shared job and heartbeat statements',
-    registers: [registry],
-    collect() {
-      this.set(collect.poolSize);
-    },
-  });
-  if (collect.statements) {
-    const read = collect.statements;
-    const counted = [
-      [
-        'requests',
-        'mesh_coalesced_requests_total',
-        'Claim, delta and heartbeat requests served by shared database statements, by kind',
-      ],
-      [
-        'statements',
-        'mesh_coalesced_statements_total',
-        'Shared database statements that served claim, delta and heartbeat requests, by kind',
-      ],
-    ] as const;
-    for (const [field, name, help] of counted) {
-      new Counter({
-        name,
-        help,
-        labelNames: ['kind'] as const,
-        registers: [registry],
-        collect() {
-          this.reset();
-          for (const [kind, s] of Object.entries(read())) this.inc({ kind }, s[field]);
-        },
-      });
-    }
-  }
-  if (collect.parkedClaims) {
-    const read = collect.parkedClaims;
-    new Gauge({
-      name: 'mesh_parked_claims',
-      help: 'Long-poll claims (wait_ms) parked on this replica until work for their capability is queued',
-      registers: [registry],
-      collect() {
-        this.set(read());
-      },
-    });
-  }
-  if (collect.claimHandoffs) {
-    const read = collect.claimHandoffs;
-    new Counter({
-      name: 'mesh_claim_handoffs_total',
-      help: 'Jobs submitted on this replica and handed at once to a long-poll claim parked here (inserted claimed)',
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(read());
-      },
-    });
-  }
-  const shed = new Counter({
-    name: 'mesh_requests_shed_total',
-    help: 'Requests shed with 503 overloaded, by route class and reason (queue_full, queue_timeout)',
-    labelNames: ['class', 'reason'] as const,
-    registers: [registry],
-  });
-  const databaseTimeouts = new Counter({
-    name: 'mesh_db_request_timeouts_total',
-    help: 'Requests answered 503 because the database did not answer within --db-request-timeout',
-    registers: [registry],
-  });
-  const connectionsDropped = new Counter({
-    name: 'mesh_connections_dropped_total',
-    help: 'Main-port connections closed on arrival because --max-connections were open',
-    registers: [registry],
-  });
-  if (collect.admission) {
-    const admission = collect.admission;
-    new Gauge({
-      name: 'mesh_requests_in_flight',
-      help: 'Main-port requests being served (state=active) or waiting for a slot (state=queued), by route class',
-      labelNames: ['class', 'state'] as const,
-      registers: [registry],
-      collect() {
-        for (const cls of routeClasses) {
-          const load = admission.load(cls);
-          this.set({ class: cls, state: 'active' }, load.active);
-          this.set({ class: cls, state: 'queued' }, load.queued);
-        }
-      },
-    });
-  }
+  replicaGauges(registry, collect);
+  sharedStatementMetrics(registry, collect);
+  const overload = overloadMetrics(registry, collect.admission);
   return {
     registry,
-    requests,
-    latency,
-    claims,
-    deltas,
-    sweeps,
-    jobsFinished,
-    jobFinished,
-    shed,
-    databaseTimeouts,
-    connectionsDropped,
+    requests: http.requests,
+    latency: http.latency,
+    claims: jobs.claims,
+    deltas: jobs.deltas,
+    sweeps: jobs.sweeps,
+    jobsFinished: jobs.jobsFinished,
+    jobFinished: jobs.jobFinished,
+    shed: overload.shed,
+    databaseTimeouts: overload.databaseTimeouts,
+    connectionsDropped: overload.connectionsDropped,
   };
 }
 
@@ -328,4 +171,212 @@ function statusGauges(registry: Registry, status: MetricsStatus): void {
   gauge('mesh_agents', 'Registered agents by status', ['status'], (g, v) => {
     for (const [s, n] of Object.entries(v.agents)) g.set({ status: s }, n);
   });
+}
+
+/** HTTP requests by route, method and status, and their latency (set by the app's request hook). */
+function httpMetrics(registry: Registry) {
+  const requests = new Counter({
+    name: 'mesh_http_requests_total',
+    help: 'HTTP requests by route, method and status',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'mesh_http_request_duration_seconds',
+    help: 'HTTP request latency by route and method',
+    labelNames: ['route', 'method'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
+    registers: [registry],
+  });
+  return { requests, latency };
+}
+
+/**
+ * The job paths: claims, owner deltas and sweeps by outcome, jobs finished,
+ * and `jobFinished`, which feeds the duration histogram (JobStore.onFinished).
+ */
+function jobMetrics(registry: Registry) {
+  const claims = new Counter({
+    name: 'mesh_claims_total',
+    help: 'Claim requests by outcome: claimed (jobs handed out), empty, draining; client_gone counts jobs claimed for a client that left before its answer, timed_out jobs claimed after the database bound answered 503; both given back at once',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const deltas = new Counter({
+    name: 'mesh_deltas_total',
+    help: 'Owner deltas by outcome (accepted or the rejection reason)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const sweeps = new Counter({
+    name: 'mesh_sweep_actions_total',
+    help: 'Rows changed by the sweeper, by phase',
+    labelNames: ['phase'] as const,
+    registers: [registry],
+  });
+  const jobsFinished = new Counter({
+    name: 'mesh_jobs_finished_total',
+    help: 'Jobs this replica saw finish through an owner delta, by status (completed, failed)',
+    labelNames: ['status'] as const,
+    registers: [registry],
+  });
+  const durations = new Histogram({
+    name: 'mesh_job_duration_seconds',
+    help:
+      'Submission to terminal write of the jobs this replica saw finish through an owner delta, ' +
+      `by capability (the first ${maxDurationCapabilities}, then "other") and outcome (completed, failed)`,
+    labelNames: ['capability', 'outcome'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14_400, 86_400],
+    registers: [registry],
+  });
+  const capabilities = new Set<string>();
+  const jobFinished = (capability: string, outcome: string, seconds: number) => {
+    if (!capabilities.has(capability) && capabilities.size < maxDurationCapabilities)
+      capabilities.add(capability);
+    durations.observe(
+      { capability: capabilities.has(capability) ? capability : 'other', outcome },
+      Math.max(0, seconds),
+    );
+  };
+  return { claims, deltas, sweeps, jobsFinished, jobFinished };
+}
+
+/**
+ * This replica: its build, prom-client's process metrics (when asked for),
+ * whether it is draining, and the connections it may open.
+ */
+function replicaGauges(
+  registry: Registry,
+  collect: Pick<MetricsSources, 'build' | 'processMetrics' | 'draining' | 'poolSize'>,
+): void {
+  if (collect.build) {
+    const b = collect.build;
+    new Gauge({
+      name: 'mesh_build_info',
+      help: 'Always 1: the version, replica id, boot id and schema version of this process',
+      labelNames: ['version', 'replica_id', 'boot_id', 'schema_version'] as const,
+      registers: [registry],
+    }).set(
+      { version: b.version, replica_id: b.replicaId, boot_id: b.bootId, schema_version: b.schemaVersion },
+      1,
+    );
+  }
+  if (collect.processMetrics) collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: 'mesh_draining',
+    help: '1 while this replica hands out no claims',
+    registers: [registry],
+    collect() {
+      this.set(collect.draining() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'mesh_db_pool_max_connections',
+    help: 'PostgreSQL connections this replica may open: the pool and the connections of the shared job and heartbeat statements',
+    registers: [registry],
+    collect() {
+      this.set(collect.poolSize);
+    },
+  });
+}
+
+/**
+ * Shared statements and long-poll claims, read at scrape time: the requests
+ * coalesced into shared statements and those statements, the claims parked
+ * now, and the submissions handed to one.
+ */
+function sharedStatementMetrics(
+  registry: Registry,
+  collect: Pick<MetricsSources, 'statements' | 'parkedClaims' | 'claimHandoffs'>,
+): void {
+  if (collect.statements) {
+    const read = collect.statements;
+    const counted = [
+      [
+        'requests',
+        'mesh_coalesced_requests_total',
+        'Claim, delta and heartbeat requests served by shared database statements, by kind',
+      ],
+      [
+        'statements',
+        'mesh_coalesced_statements_total',
+        'Shared database statements that served claim, delta and heartbeat requests, by kind',
+      ],
+    ] as const;
+    for (const [field, name, help] of counted) {
+      new Counter({
+        name,
+        help,
+        labelNames: ['kind'] as const,
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const [kind, s] of Object.entries(read())) this.inc({ kind }, s[field]);
+        },
+      });
+    }
+  }
+  if (collect.parkedClaims) {
+    const read = collect.parkedClaims;
+    new Gauge({
+      name: 'mesh_parked_claims',
+      help: 'Long-poll claims (wait_ms) parked on this replica until work for their capability is queued',
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  }
+  if (collect.claimHandoffs) {
+    const read = collect.claimHandoffs;
+    new Counter({
+      name: 'mesh_claim_handoffs_total',
+      help: 'Jobs submitted on this replica and handed at once to a long-poll claim parked here (inserted claimed)',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  }
+}
+
+/**
+ * Overload: requests shed by admission, requests the database bound answered
+ * 503, connections dropped at --max-connections, and, with `admission`, the
+ * requests in flight and queued per route class.
+ */
+function overloadMetrics(registry: Registry, admission: Admission | undefined) {
+  const shed = new Counter({
+    name: 'mesh_requests_shed_total',
+    help: 'Requests shed with 503 overloaded, by route class and reason (queue_full, queue_timeout)',
+    labelNames: ['class', 'reason'] as const,
+    registers: [registry],
+  });
+  const databaseTimeouts = new Counter({
+    name: 'mesh_db_request_timeouts_total',
+    help: 'Requests answered 503 because the database did not answer within --db-request-timeout',
+    registers: [registry],
+  });
+  const connectionsDropped = new Counter({
+    name: 'mesh_connections_dropped_total',
+    help: 'Main-port connections closed on arrival because --max-connections were open',
+    registers: [registry],
+  });
+  if (admission) {
+    new Gauge({
+      name: 'mesh_requests_in_flight',
+      help: 'Main-port requests being served (state=active) or waiting for a slot (state=queued), by route class',
+      labelNames: ['class', 'state'] as const,
+      registers: [registry],
+      collect() {
+        for (const cls of routeClasses) {
+          const load = admission.load(cls);
+          this.set({ class: cls, state: 'active' }, load.active);
+          this.set({ class: cls, state: 'queued' }, load.queued);
+        }
+      },
+    });
+  }
+  return { shed, databaseTimeouts, connectionsDropped };
 }
