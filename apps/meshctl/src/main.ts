@@ -4,8 +4,8 @@ import { CliError, exitCodes, UsageError } from './cli/errors.ts';
 import { agentCommands } from './commands/agents.ts';
 import { dbCommand } from './commands/db.ts';
 import { doctorCommand } from './commands/doctor.ts';
-import { jobCommand } from './commands/job.ts';
-import { registryCommand } from './commands/registry.ts';
+import { jobCommand } from './commands/job/index.ts';
+import { registryCommand } from './commands/registry/index.ts';
 import { upgradeCommand } from './commands/upgrade.ts';
 import { meshctlVersion } from './version.ts';
 

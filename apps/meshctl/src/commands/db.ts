@@ -15,7 +15,7 @@ import {
   usingDatabase,
 } from '../db/connect.ts';
 import { liveWindowSeconds, replicasFromDatabase } from '../db/replicas.ts';
-import { type FleetDrainSetting, restoreSnapshot, takeSnapshot } from '../db/snapshot.ts';
+import { takeSnapshot } from '../db/snapshot.ts';
 import {
   checkSnapshotName,
   defaultSnapshotName,
@@ -25,6 +25,7 @@ import {
   snapshotPath,
   snapshotSuffix,
 } from '../db/snapshot-file.ts';
+import { type FleetDrainSetting, restoreSnapshot } from '../db/snapshot-restore.ts';
 import { replicaSchemaVerdict } from '../upgrade/compat.ts';
 import { verdictTable } from '../upgrade/compat-table.ts';
 import { meshctlVersion } from '../version.ts';

@@ -130,6 +130,48 @@ export function planUpgrade(i: CheckInput): CheckReport {
       return { ...replicaSchemaVerdict(r, applied), liveness, draining: r.draining };
     });
 
+  reasons.push(...missingInputs(i));
+  warnings.push(...fleetWarnings(i, replicas, live));
+  let pending: PendingMigrationVerdict[] | null = null;
+  if (i.target && i.applied !== null) {
+    const judged = judgeMigrations(i, i.target, applied, live);
+    reasons.push(...judged.reasons);
+    warnings.push(...judged.warnings);
+    pending = judged.pending;
+  }
+  const { procedure, procedureReason, steps } = chooseProcedure(i, pending, live);
+
+  if (i.snapshot === null && procedure !== 'none') {
+    reasons.push({
+      code: 'no_recent_snapshot',
+      message: `no recent snapshot (taken after the last migration and within ${i.snapshotMaxAgeText})${i.snapshotNotes.length ? `: ${i.snapshotNotes.join('; ')}` : ''}`,
+      fix: `meshctl db snapshot --name before-${i.to}${i.dbFlag} (or run this check with --snapshot)`,
+    });
+  }
+  return {
+    go: reasons.length === 0,
+    to: i.to,
+    meshctl_version: i.meshctlVersion,
+    target_migrations: i.target
+      ? { from: i.target.from, dir: i.target.dir, count: i.target.migrations.length }
+      : null,
+    replicas,
+    fleet_draining: i.fleetDraining,
+    database: i.applied === null ? null : { version: top ? top.idx + 1 : 0, name: top?.name ?? null },
+    agents: i.agents,
+    pending,
+    snapshot: i.snapshot ?? null,
+    procedure,
+    procedure_reason: procedureReason,
+    steps,
+    reasons,
+    warnings,
+  };
+}
+
+/** No-go reasons for what meshctl was not given: a database, the target's migrations. */
+function missingInputs(i: CheckInput): Finding[] {
+  const reasons: Finding[] = [];
   if (i.applied === null) {
     reasons.push({
       code: 'no_database',
@@ -146,6 +188,12 @@ export function planUpgrade(i: CheckInput): CheckReport {
         `or pass --migrations <dir of @mesh/db ${i.to}>/drizzle`,
     });
   }
+  return reasons;
+}
+
+/** Warnings about the fleet as it is: stale replicas, replicas that cannot run now, a rollback, nothing live. */
+function fleetWarnings(i: CheckInput, replicas: CheckReport['replicas'], live: ReplicaInfo[]): Finding[] {
+  const warnings: Finding[] = [];
   for (const r of replicas.filter((x) => x.liveness === 'stale')) {
     warnings.push({
       code: 'stale_replica',
@@ -170,44 +218,62 @@ export function planUpgrade(i: CheckInput): CheckReport {
   if (live.length === 0 && i.replicas.length > 0) {
     warnings.push({ code: 'no_live_replica', message: 'no live replica: nothing to roll', fix: null });
   }
+  return warnings;
+}
 
-  let pending: PendingMigrationVerdict[] | null = null;
-  if (i.target && i.applied !== null) {
-    const targetNames = new Map(i.target.migrations.map((m) => [m.name, m]));
-    const appliedNames = new Set(applied.map((m) => m.name));
-    const modified = applied.filter(
-      (m) => targetNames.has(m.name) && targetNames.get(m.name)?.hash !== m.hash,
-    );
-    if (modified.length > 0) {
-      reasons.push({
-        code: 'history_modified',
-        message: `migration(s) ${modified.map((m) => m.name).join(', ')} were applied with other SQL than ${i.to} bundles: no registry of ${i.to} would start`,
-        fix: 'find the build that applied them, or restore a snapshot taken before (meshctl db restore <name>)',
-      });
-    }
-    const blocking = blockingMigrations(applied, (m) => targetNames.has(m.name), i.to);
-    for (const m of blocking) {
-      reasons.push({
-        code: 'target_cannot_run',
-        message: `${i.to} cannot run on this database: ${m.name} is breaking for it${m.oldestCompatible ? `, needs >= ${m.oldestCompatible}` : ' (it declares no compatibility)'}`,
-        fix: `upgrade to ${m.oldestCompatible ?? 'the release that applied it'} or newer, or restore a snapshot taken before ${m.name}`,
-      });
-    }
-    const oldestSdk = i.agents?.oldest_sdk ?? null;
-    pending = pendingMigrationVerdicts(
-      i.target.migrations.filter((m) => !appliedNames.has(m.name)),
-      live,
-      oldestSdk,
-    );
-    for (const p of pending.filter((x) => x.sdk && !x.sdk.compatible)) {
-      warnings.push({
-        code: 'old_sdk',
-        message: `${p.name} is breaking for releases before ${p.oldest_compatible ?? p.release}; the oldest agent SDK seen is ${oldestSdk}`,
-        fix: `read ${i.to}'s release notes on ${p.name}: agents reach the database only through the registry, but upgrade the SDK of agents older than ${p.oldest_compatible ?? p.release} if they say so`,
-      });
-    }
+/**
+ * The ledger against the target's migrations: history the target would
+ * refuse, applied migrations breaking for it, and the verdict of each pending
+ * one against the live replicas and the oldest agent SDK.
+ */
+function judgeMigrations(
+  i: CheckInput,
+  target: TargetMigrations,
+  applied: AppliedMigration[],
+  live: ReplicaInfo[],
+): { pending: PendingMigrationVerdict[]; reasons: Finding[]; warnings: Finding[] } {
+  const reasons: Finding[] = [];
+  const warnings: Finding[] = [];
+  const targetNames = new Map(target.migrations.map((m) => [m.name, m]));
+  const appliedNames = new Set(applied.map((m) => m.name));
+  const modified = applied.filter((m) => targetNames.has(m.name) && targetNames.get(m.name)?.hash !== m.hash);
+  if (modified.length > 0) {
+    reasons.push({
+      code: 'history_modified',
+      message: `migration(s) ${modified.map((m) => m.name).join(', ')} were applied with other SQL than ${i.to} bundles: no registry of ${i.to} would start`,
+      fix: 'find the build that applied them, or restore a snapshot taken before (meshctl db restore <name>)',
+    });
   }
+  const blocking = blockingMigrations(applied, (m) => targetNames.has(m.name), i.to);
+  for (const m of blocking) {
+    reasons.push({
+      code: 'target_cannot_run',
+      message: `${i.to} cannot run on this database: ${m.name} is breaking for it${m.oldestCompatible ? `, needs >= ${m.oldestCompatible}` : ' (it declares no compatibility)'}`,
+      fix: `upgrade to ${m.oldestCompatible ?? 'the release that applied it'} or newer, or restore a snapshot taken before ${m.name}`,
+    });
+  }
+  const oldestSdk = i.agents?.oldest_sdk ?? null;
+  const pending = pendingMigrationVerdicts(
+    target.migrations.filter((m) => !appliedNames.has(m.name)),
+    live,
+    oldestSdk,
+  );
+  for (const p of pending.filter((x) => x.sdk && !x.sdk.compatible)) {
+    warnings.push({
+      code: 'old_sdk',
+      message: `${p.name} is breaking for releases before ${p.oldest_compatible ?? p.release}; the oldest agent SDK seen is ${oldestSdk}`,
+      fix: `read ${i.to}'s release notes on ${p.name}: agents reach the database only through the registry, but upgrade the SDK of agents older than ${p.oldest_compatible ?? p.release} if they say so`,
+    });
+  }
+  return { pending, reasons, warnings };
+}
 
+/** `fleet-drain` when a pending migration breaks a live replica, `none` when nothing changes, else `rolling`; with its steps. */
+function chooseProcedure(
+  i: CheckInput,
+  pending: PendingMigrationVerdict[] | null,
+  live: ReplicaInfo[],
+): { procedure: Procedure | null; procedureReason: string; steps: string[] } {
   let procedure: Procedure | null = null;
   let procedureReason = 'undecided: the target migrations or the ledger are unknown';
   let steps: string[] = [];
@@ -238,31 +304,5 @@ export function planUpgrade(i: CheckInput): CheckReport {
       steps = rollingSteps(i, live);
     }
   }
-
-  if (i.snapshot === null && procedure !== 'none') {
-    reasons.push({
-      code: 'no_recent_snapshot',
-      message: `no recent snapshot (taken after the last migration and within ${i.snapshotMaxAgeText})${i.snapshotNotes.length ? `: ${i.snapshotNotes.join('; ')}` : ''}`,
-      fix: `meshctl db snapshot --name before-${i.to}${i.dbFlag} (or run this check with --snapshot)`,
-    });
-  }
-  return {
-    go: reasons.length === 0,
-    to: i.to,
-    meshctl_version: i.meshctlVersion,
-    target_migrations: i.target
-      ? { from: i.target.from, dir: i.target.dir, count: i.target.migrations.length }
-      : null,
-    replicas,
-    fleet_draining: i.fleetDraining,
-    database: i.applied === null ? null : { version: top ? top.idx + 1 : 0, name: top?.name ?? null },
-    agents: i.agents,
-    pending,
-    snapshot: i.snapshot ?? null,
-    procedure,
-    procedure_reason: procedureReason,
-    steps,
-    reasons,
-    warnings,
-  };
+  return { procedure, procedureReason, steps };
 }

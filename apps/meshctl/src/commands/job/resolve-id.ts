@@ -1,6 +1,6 @@
 import type { ListJobsResponse } from '@mesh/protocol';
-import { CliError } from '../cli/errors.ts';
-import type { RegistryHttp } from '../cli/http.ts';
+import { CliError } from '../../cli/errors.ts';
+import type { RegistryHttp } from '../../cli/http.ts';
 
 const fullId = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** How far back a prefix is looked for: the newest jobs, 200 per page. */

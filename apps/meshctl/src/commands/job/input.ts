@@ -1,9 +1,9 @@
 import type { Job } from '@mesh/protocol';
 import type { Argv, CommandModule } from 'yargs';
-import type { GlobalArgs } from '../cli/connection.ts';
-import { run } from '../cli/context.ts';
-import { CliError, UsageError } from '../cli/errors.ts';
-import { resolveJobId } from './job-id.ts';
+import type { GlobalArgs } from '../../cli/connection.ts';
+import { run } from '../../cli/context.ts';
+import { CliError, UsageError } from '../../cli/errors.ts';
+import { resolveJobId } from './resolve-id.ts';
 
 interface InputArgs extends GlobalArgs {
   id: string;
