@@ -78,7 +78,11 @@ export function measure(files = sourceFiles()) {
       ) {
         addSpecifier(node.arguments[0].text);
       }
-      if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument) && ts.isStringLiteral(node.argument.literal)) {
+      if (
+        ts.isImportTypeNode(node) &&
+        ts.isLiteralTypeNode(node.argument) &&
+        ts.isStringLiteral(node.argument.literal)
+      ) {
         addSpecifier(node.argument.literal.text);
       }
       const isFunction =
@@ -94,7 +98,12 @@ export function measure(files = sourceFiles()) {
         const end = sf.getLineAndCharacterOfPosition(node.end).line;
         const n = end - start + 1;
         if (n > limits.functionLines) {
-          longFunctions.push({ file: relative(root, file), line: start + 1, name: functionName(node, sf), lines: n });
+          longFunctions.push({
+            file: relative(root, file),
+            line: start + 1,
+            name: functionName(node, sf),
+            lines: n,
+          });
         }
       }
       ts.forEachChild(node, visit);
@@ -113,9 +122,13 @@ export function measure(files = sourceFiles()) {
 function functionName(node, sf) {
   if (node.name) return node.name.getText(sf);
   const parent = node.parent;
-  if (parent && (ts.isVariableDeclaration(parent) || ts.isPropertyAssignment(parent) || ts.isPropertyDeclaration(parent)))
+  if (
+    parent &&
+    (ts.isVariableDeclaration(parent) || ts.isPropertyAssignment(parent) || ts.isPropertyDeclaration(parent))
+  )
     return parent.name.getText(sf);
-  if (parent && ts.isCallExpression(parent)) return `(callback of ${parent.expression.getText(sf).slice(0, 40)})`;
+  if (parent && ts.isCallExpression(parent))
+    return `(callback of ${parent.expression.getText(sf).slice(0, 40)})`;
   return '(anonymous)';
 }
 
