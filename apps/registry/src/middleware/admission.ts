@@ -13,6 +13,9 @@ import { DatabaseTimeout, within } from '../services/status.ts';
 const longPollMs = (path: string, wait: string | undefined): number =>
   path === '/jobs/signals' ? 60_000 : Math.min(60, Math.max(0, Number(wait) || 0)) * 1000;
 
+/** The database bound while the database is known to be down (see admissionBound). */
+export const outageBoundMs = 1_000;
+
 /**
  * A request answered 503 by the database bound while its body had not
  * arrived: ends the body read (the handler's read rejects, the handler ends
@@ -55,8 +58,15 @@ function endUnfinishedBody(env: unknown): void {
  */
 export function admissionBound(deps: AppDeps): MiddlewareHandler<AppEnv> | undefined {
   if (!(deps.admission || deps.dbRequestTimeoutMs)) return undefined;
-  const { admission, dbRequestTimeoutMs: bound = 0 } = deps;
+  const { admission, dbRequestTimeoutMs: configured = 0 } = deps;
   return async (c, next) => {
+    // While this replica knows its database is down (services/status.ts), a
+    // request waits `outageBoundMs` at most, not the whole bound: a client
+    // learns in a second what it would have after 10 s (issue 29: a
+    // submission during a cut answered after 10.0 s). Not a refusal: a
+    // request the database answers within it succeeds, so a false "down" or
+    // a database just back costs nothing.
+    const bound = deps.status?.databaseUp === false ? Math.min(configured, outageBoundMs) : configured;
     const cls = classify(c.req.method, c.req.path, (n) => c.req.query(n));
     if (!cls) return next();
     let release = admission ? await admission.enter(cls) : () => {};
