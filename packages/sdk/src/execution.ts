@@ -497,10 +497,19 @@ export class Execution {
       attempt: this.job.attempt_count,
       claimEpoch: this.epoch,
       signal: this.signal,
-      progress: (progress, message) =>
-        this.write('progress', { progress, ...(message ? { progress_message: message } : {}) }).catch(
+      progress: (progress, message) => {
+        // 0..1 by the wire's convention (reference: not enforced by the
+        // registry): a percentage or a negative value is a caller's mistake,
+        // refused here rather than shown to consumers as 50 or -1.
+        if (!Number.isFinite(progress) || progress < 0 || progress > 1) {
+          return Promise.reject(
+            new RangeError(`progress must be a fraction from 0 to 1 (0.5 is halfway), got ${progress}`),
+          );
+        }
+        return this.write('progress', { progress, ...(message ? { progress_message: message } : {}) }).catch(
           () => false, // dropped when the registry is unreachable, like the reference SDK
-        ),
+        );
+      },
       complete: (result) => this.settle(() => this.complete(result)),
       fail: (error) =>
         this.settle(() => this.finish('failed', { status: 'failed', error: errorMessage(error) })),

@@ -35,7 +35,11 @@ export interface JobContext<P = Record<string, unknown>> {
    * `JobAbortedError` saying which. After that nothing is committed.
    */
   signal: AbortSignal;
-  /** Reports progress (fenced; also renews the lease). False when refused or not delivered. */
+  /**
+   * Reports progress, a fraction from 0 to 1 (fenced; also renews the lease).
+   * False when refused or not delivered; rejects with a `RangeError` for a
+   * value outside [0, 1] (a percentage such as 50, a negative number, NaN).
+   */
   progress(progress: number, message?: string): Promise<boolean>;
   /**
    * Completes the job now (otherwise the handler's return value does). False
