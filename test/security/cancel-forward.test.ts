@@ -119,8 +119,19 @@ describe('cancel forward cannot be turned against the registry (issue 18)', () =
   it("never forwards to the registry's own main or admin listener", async () => {
     const ports = [r.port, Number(new URL(r.adminUrl as string).port)];
     for (const [i, port] of ports.entries()) {
-      for (const host of ['127.0.0.1', 'localhost', '0.0.0.0', '127.0.0.2']) {
-        const agent = `self-${i}-${host.replace(/\W/g, '-')}`;
+      // The IPv4-mapped forms in hex reached the listeners (issue 30 finding 10).
+      for (const host of [
+        '127.0.0.1',
+        'localhost',
+        '0.0.0.0',
+        '127.0.0.2',
+        '::ffff:0:0',
+        '0:0:0:0:0:ffff:0:0',
+        '::ffff:7f00:1',
+        '::ffff:127.0.0.1',
+        '[::ffff:0:0]',
+      ]) {
+        const agent = `self-${i}-${host.replace(/\W+/g, '-').replace(/^-|-$/g, '')}`;
         expect((await register(r, agent, host, port)).status).toBe(200);
         const id = await pushAndCancel(r, agent);
         await until(

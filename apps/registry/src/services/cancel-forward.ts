@@ -41,11 +41,20 @@ export function isHostOnly(value: string): boolean {
   return name.split('.').every((l) => label.test(l));
 }
 
-/** `::ffff:127.0.0.1` → `127.0.0.1`; IPv6 lower-cased. */
-const normalise = (ip: string): string => {
-  const lower = ip.toLowerCase();
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
-  return mapped ? (mapped[1] as string) : lower;
+/**
+ * An address in one spelling: brackets dropped, IPv6 in its canonical form,
+ * and an IPv4-mapped IPv6 address as the IPv4 address it maps, however
+ * written (`::ffff:127.0.0.1`, `::ffff:7f00:1`, `0:0:0:0:0:ffff:0:0`: issue 30
+ * finding 10, the hex forms reached the registry's own listeners).
+ */
+const normalise = (raw: string): string => {
+  const ip = raw.replace(/^\[|\]$/g, '').toLowerCase();
+  if (!isIPv6(ip)) return ip;
+  const canonical = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
+  if (!mapped) return canonical;
+  const [hi, lo] = [Number.parseInt(mapped[1] as string, 16), Number.parseInt(mapped[2] as string, 16)];
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
 };
 
 const loopback = new BlockList();
