@@ -146,6 +146,8 @@ describe('coalesced deltas', () => {
     ]);
     expect(bad.status).toBe(400);
     expect(bad.body.error).toMatch(/^invalid value: /);
+    // Ours, not PostgreSQL's text (issue 30 finding 12).
+    expect(bad.body.error).toBe('invalid value: text cannot hold a NUL character (\\u0000) (SQLSTATE 22P05)');
   });
 
   it('applies concurrent deltas for one job in the order they arrived', async () => {

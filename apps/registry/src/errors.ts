@@ -66,6 +66,19 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   );
 }
 
+/** What a data exception (SQLSTATE class 22) means for the caller's value. */
+const dataExceptions: Record<string, string> = {
+  '22P05': 'text cannot hold a NUL character (\\u0000)',
+  '22021': 'not valid UTF-8',
+  '22001': 'a string is too long',
+  '22003': 'a number is out of range',
+  '22P02': 'a value has the wrong syntax for its type',
+  '22007': 'not a valid date or time',
+  '22008': 'a date or time is out of range',
+  '22030': 'a duplicate JSON object key',
+  '22032': 'not valid JSON text',
+};
+
 /**
  * Maps a PostgreSQL failure to the wire: a value the database cannot store
  * (class 22, e.g. a NUL character or an out-of-range number) is the caller's
@@ -75,10 +88,23 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 export function fromDatabaseError(err: unknown): ApiError | undefined {
   const e = err as { code?: string; message?: string };
   if (typeof e?.code !== 'string') return undefined;
-  if (e.code.startsWith('22')) return new ApiError('bad_request', `invalid value: ${e.message}`);
+  // The caller's value, named by its SQLSTATE and a sentence of ours: never
+  // PostgreSQL's own text, which names types, columns and echoes input
+  // (issue 30 finding 12).
+  if (e.code.startsWith('22')) {
+    return new ApiError(
+      'bad_request',
+      `invalid value: ${dataExceptions[e.code] ?? 'PostgreSQL cannot store it'} (SQLSTATE ${e.code})`,
+    );
+  }
   // Class 54 (program limit exceeded: an index row or a statement too large) is
   // a value too big for what it is stored in: the caller's, too.
-  if (e.code.startsWith('54')) return new ApiError('bad_request', `value too large: ${e.message}`);
+  if (e.code.startsWith('54')) {
+    return new ApiError(
+      'bad_request',
+      `value too large: PostgreSQL cannot store or index it (SQLSTATE ${e.code})`,
+    );
+  }
   if (isDatabaseUnavailable(err)) {
     // The driver's message names the database's address (ECONNREFUSED 10.0.0.7:5432):
     // logged by the error handler, never sent to an anonymous caller (issue 18).
