@@ -1,6 +1,5 @@
-import { spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
-import { freePort, registryBin, runRegistry, spawnRegistry, useTestDatabase } from '@mesh/testkit';
+import { freePort, runRegistry, spawnRegistry, useTestDatabase } from '@mesh/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 
 /**
@@ -99,41 +98,14 @@ describe('--max-connections', () => {
     // default bound, 500 connections used every descriptor and both ports
     // stopped accepting (EMFILE) until they closed.
     const [port, adminPort] = [await freePort(), await freePort()];
-    const child = spawn(
-      'prlimit',
-      [
-        '--nofile=400:400',
-        process.execPath,
-        registryBin,
-        '--port',
-        String(port),
-        '--admin-port',
-        String(adminPort),
-      ],
-      {
-        env: {
-          ...process.env,
-          DATABASE_URL: db.url,
-          MESH_REPLICA_ID: 'maxconn-default',
-          MESH_LOG_LEVEL: 'info',
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let log = '';
-    child.stdout.on('data', (d) => {
-      log += d;
+    const r = await spawnRegistry({
+      databaseUrl: db.url,
+      replicaId: 'maxconn-default',
+      port,
+      adminPort,
+      launcher: ['prlimit', '--nofile=400:400'],
     });
-    child.stderr.on('data', (d) => {
-      log += d;
-    });
-    const exited = new Promise((done) => child.once('exit', done));
     try {
-      for (let i = 0; i < 1200 && !log.includes('"msg":"listening"'); i++) {
-        if (child.exitCode !== null) throw new Error(`registry exited:\n${log}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      expect(log).toContain('"msg":"listening"');
       const flood: Socket[] = [];
       for (let i = 0; i < 500; i++) {
         const s = await open(port).catch(() => undefined); // a connection reset on arrival may fail here
@@ -160,10 +132,9 @@ describe('--max-connections', () => {
       // run saw 352).
       expect(n).toBeGreaterThanOrEqual(Math.floor((500 - 144) * 0.9));
       expect(n).toBeLessThanOrEqual(500);
-      expect(log).not.toContain('EMFILE');
+      expect(r.logs()).not.toContain('EMFILE');
     } finally {
-      child.kill('SIGTERM');
-      await exited;
+      await r.stop();
     }
   }, 180_000);
 

@@ -20,6 +20,8 @@ export interface SpawnRegistryOptions {
   bin?: string;
   /** Flags for node itself (e.g. `--cpu-prof`). */
   nodeArgs?: string[];
+  /** A command that runs node for it, e.g. `['prlimit', '--nofile=400:400']`. */
+  launcher?: string[];
   /** How long to wait for `/ready`. */
   readyTimeoutMs?: number;
   /** Do not wait for readiness (for processes expected to fail). */
@@ -129,7 +131,8 @@ function buildArgs(options: SpawnRegistryOptions): string[] {
 
 /** Spawns the registry with piped output and tracks it (`track`), so it never outlives the worker. */
 function startChild(options: SpawnRegistryOptions): ChildProcess {
-  const child = spawn(process.execPath, buildArgs(options), {
+  const [command, ...lead] = [...(options.launcher ?? []), process.execPath];
+  const child = spawn(command as string, [...lead, ...buildArgs(options)], {
     env: buildEnv(options),
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: options.detached ?? false,
