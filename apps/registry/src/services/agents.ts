@@ -25,6 +25,25 @@ export const graceKey = 'outage_grace_until';
 export const inOutageGrace = `exists (select 1 from registry_settings
   where key = '${graceKey}' and (value->>'until')::timestamptz > now())`;
 
+/** This replica, and how recent its fleet heartbeat must be for it to act on others (§4.7). */
+export interface LiveFence {
+  replicaId: string;
+  liveWindowMs: number;
+}
+
+/**
+ * SQL: `and` this replica's own fleet heartbeat is current, or nothing
+ * without a fence. The sweeps and the health monitor act on other processes'
+ * rows only through it: a replica back from an outage has a stale heartbeat
+ * until its first report, which starts the outage grace in its statement.
+ */
+export function liveFence(sql: Sql, fence: LiveFence | undefined) {
+  if (!fence) return sql``;
+  return sql`and exists (select 1 from registry_replicas
+    where replica_id = ${fence.replicaId} and stopped_at is null
+      and last_seen_at >= now() - ${fence.liveWindowMs}::bigint * interval '1 millisecond')`;
+}
+
 const idPattern = agentIdentifierPattern;
 
 interface StoredRegistration {
@@ -341,7 +360,7 @@ export class AgentStore {
    * unhealthy, one conditional statement safe on every replica. Never during
    * the post-outage grace, when agents have had no registry to heartbeat to.
    */
-  async markSilentUnhealthy(fence?: { replicaId: string; liveWindowMs: number }): Promise<string[]> {
+  async markSilentUnhealthy(fence?: LiveFence): Promise<string[]> {
     // One statement. Invariants: an agent is marked only past its timeout and
     // outside the outage grace; and (fenced, as the sweeps are) only while
     // this replica's own fleet heartbeat is current. A replica back from a
@@ -349,16 +368,11 @@ export class AgentStore {
     // starts the grace in the same statement (replicas.ts `report`): the
     // health check cannot run in between (issue 29: agents were marked
     // unhealthy before the grace began).
-    const fenced = fence
-      ? this.sql`and exists (select 1 from registry_replicas
-          where replica_id = ${fence.replicaId} and stopped_at is null
-            and last_seen_at >= now() - ${fence.liveWindowMs}::bigint * interval '1 millisecond')`
-      : this.sql``;
     const rows = await this.sql<{ agent_id: string }[]>`
       update agents set status = 'unhealthy'
       where status = 'healthy' and updated_at < now() - make_interval(secs => ${this.settings.timeoutThresholdSeconds}::int)
         and not ${this.sql.unsafe(inOutageGrace)}
-        ${fenced}
+        ${liveFence(this.sql, fence)}
       returning agent_id`;
     if (rows.length) {
       await this.bumpTopology(this.sql);

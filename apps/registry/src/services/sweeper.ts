@@ -2,7 +2,7 @@ import type { Sql } from '@mesh/db';
 import { formatGoDuration } from '../duration.ts';
 import { isDatabaseUnavailable } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { inOutageGrace } from './agents.ts';
+import { inOutageGrace, type LiveFence, liveFence } from './agents.ts';
 import { claimableChannel, jobChannel, requeueOrFail } from './jobs.ts';
 import { Ticker } from './ticker.ts';
 
@@ -28,7 +28,7 @@ export interface SweepSettings {
    * changes nothing, until the heartbeat (which starts the outage grace when
    * the whole registry was away, services/replicas.ts) has committed.
    */
-  liveFence?: { replicaId: string; liveWindowMs: number };
+  liveFence?: LiveFence;
 }
 
 export interface SweepCounts {
@@ -77,15 +77,6 @@ export class Sweeper {
     );
   }
 
-  /** SQL: `and` this replica's heartbeat is recent (settings.liveFence), or nothing. */
-  private fence() {
-    const f = this.settings.liveFence;
-    if (!f) return this.sql``;
-    return this.sql`and exists (select 1 from registry_replicas
-      where replica_id = ${f.replicaId} and stopped_at is null
-        and last_seen_at >= now() - ${f.liveWindowMs}::bigint * interval '1 millisecond')`;
-  }
-
   /**
    * Expired leases (§4.5): the job goes back to the queue within its retry
    * budget, fails past it. `input_required` is normalised to `working` so the
@@ -96,7 +87,7 @@ export class Sweeper {
       with expired as (
         update jobs set ${requeueOrFail(this.sql, 'lease expired: no completion within lease window')}
         where ${this.sql.unsafe(live)} and lease_expires_at < now() and not ${this.sql.unsafe(inOutageGrace)}
-          ${this.fence()}
+          ${liveFence(this.sql, this.settings.liveFence)}
         returning id, status, capability
       )
       select status, pg_notify(${jobChannel}, id::text), ${requeuedNotice(this.sql)} from expired window w as (partition by capability, status)`;
@@ -121,7 +112,7 @@ export class Sweeper {
     const rows = await this.sql<{ status: string }[]>`
       with orphaned as (
         update jobs set ${requeueOrFail(this.sql, 'orphaned: max retries exceeded')}
-        where ${this.sql.unsafe(live)} and not ${this.sql.unsafe(inOutageGrace)} ${this.fence()}
+        where ${this.sql.unsafe(live)} and not ${this.sql.unsafe(inOutageGrace)} ${liveFence(this.sql, this.settings.liveFence)}
           and owner_instance_id in (select agent_id from agents where status = 'unhealthy' for share)
           and coalesce(last_heartbeat_at, '-infinity') < now() - ${this.settings.orphanQuietMs}::bigint * interval '1 millisecond'
         returning id, status, capability
