@@ -75,6 +75,28 @@ async function whileLocked(send: () => { abort: () => Promise<void> }) {
   });
 }
 
+/**
+ * The job a claim took is queued again, its attempt uncounted and its epoch
+ * spent; the next claim gets it at attempt 1, epoch 2; the metric counts it.
+ */
+async function expectGivenBack(base: string, cap: string, id: string, outcome: string) {
+  await until('the job is queued again', async () => {
+    const j = await row(id);
+    return j?.owner_instance_id === null && j.epoch === 1 ? j : undefined;
+  });
+  expect(await row(id)).toEqual({
+    status: 'working',
+    owner_instance_id: null,
+    epoch: 1,
+    attempt_count: 0,
+    no_lease: true,
+  });
+  const next = await call(base, 'POST', '/jobs/claim', { capability: cap, instance_id: 'next-owner' });
+  expect(next.body.claimed).toMatchObject([{ id, attempt_count: 1, claim_epoch: 2 }]);
+  const metrics = await fetch(`${base}/metrics`).then((res) => res.text());
+  expect(metrics).toMatch(new RegExp(`mesh_claims_total\\{outcome="${outcome}"\\} 1\\b`));
+}
+
 describe('a claim whose client left before its answer', () => {
   it('gives its jobs back at once, the attempt uncounted', async () => {
     const cap = capability();
@@ -85,22 +107,7 @@ describe('a claim whose client left before its answer', () => {
     });
     const id = created.body.job_id ?? created.body.id;
     await whileLocked(() => postThenAbort('/jobs/claim', { capability: cap, instance_id: 'left' }));
-    await until('the job is queued again', async () => {
-      const j = await row(id);
-      return j?.owner_instance_id === null && j.epoch === 1 ? j : undefined;
-    });
-    expect(await row(id)).toEqual({
-      status: 'working',
-      owner_instance_id: null,
-      epoch: 1,
-      attempt_count: 0,
-      no_lease: true,
-    });
-    // The next claim gets it, at its first attempt and the next epoch.
-    const next = await call(r.url, 'POST', '/jobs/claim', { capability: cap, instance_id: 'stayed' });
-    expect(next.body.claimed).toMatchObject([{ id, attempt_count: 1, claim_epoch: 2 }]);
-    const metrics = await fetch(`${r.url}/metrics`).then((res) => res.text());
-    expect(metrics).toMatch(/mesh_claims_total\{outcome="client_gone"\} 1\b/);
+    await expectGivenBack(r.url, cap, id, 'client_gone');
   });
 
   it('beside deltas: the deltas stand, the claimed job is given back', async () => {
@@ -155,21 +162,7 @@ describe('a claim whose client left before its answer', () => {
         expect(await answered).toMatchObject({ status: 503, body: { code: 'unavailable' } });
       });
       // The lock is gone: the statement commits, for a client told it failed.
-      await until('the job is queued again', async () => {
-        const j = await row(id);
-        return j?.owner_instance_id === null && j.epoch === 1 ? j : undefined;
-      });
-      expect(await row(id)).toEqual({
-        status: 'working',
-        owner_instance_id: null,
-        epoch: 1,
-        attempt_count: 0,
-        no_lease: true,
-      });
-      const next = await call(bounded.url, 'POST', '/jobs/claim', { capability: cap, instance_id: 'other' });
-      expect(next.body.claimed).toMatchObject([{ id, attempt_count: 1, claim_epoch: 2 }]);
-      const metrics = await fetch(`${bounded.url}/metrics`).then((res) => res.text());
-      expect(metrics).toMatch(/mesh_claims_total\{outcome="timed_out"\} 1\b/);
+      await expectGivenBack(bounded.url, cap, id, 'timed_out');
     } finally {
       await bounded.stop();
     }
