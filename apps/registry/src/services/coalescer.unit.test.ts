@@ -101,50 +101,41 @@ describe('Coalescer', () => {
   });
 
   it('with `alone`, re-runs a failed shared statement item by item: only the bad item fails', async () => {
-    const runs: number[][] = [];
-    const run = async (items: number[]) => {
-      runs.push(items);
-      if (items.includes(13)) throw new Error('refused: 13');
-      return items.map((i) => `done:${i}`);
-    };
-    let blocker: () => void = () => {};
-    const gate = new Promise<void>((r) => {
-      blocker = r;
+    const { statements, run } = manualRun<number>();
+    const c = new Coalescer(run, {
+      maxInFlight: 1,
+      maxWeight: 10,
+      alone: (err) => String(err).includes('refused'),
     });
-    const c = new Coalescer(
-      async (items: number[]) => {
-        if (items[0] === 0) await gate;
-        return run(items);
-      },
-      { maxInFlight: 1, maxWeight: 10, alone: (err) => String(err).includes('refused') },
-    );
     const first = c.submit(0);
-    const shared = [c.submit(12), c.submit(13), c.submit(14)];
-    blocker();
+    const shared = Promise.allSettled([c.submit(12), c.submit(13), c.submit(14)]);
+    statements[0]?.finish();
     await expect(first).resolves.toBe('done:0');
-    await expect(shared[0]).resolves.toBe('done:12');
-    await expect(shared[1]).rejects.toThrow('refused: 13');
-    await expect(shared[2]).resolves.toBe('done:14');
-    expect(runs).toEqual([[0], [12, 13, 14], [12], [13], [14]]);
+    await tick();
+    statements[1]?.fail(new Error('refused: 13'));
+    for (const [i, settle] of ['finish', 'fail', 'finish'].entries()) {
+      await tick();
+      if (settle === 'fail') statements[2 + i]?.fail(new Error('refused: 13'));
+      else statements[2 + i]?.finish();
+    }
+    const [a, bad, b] = await shared;
+    expect(a).toEqual({ status: 'fulfilled', value: 'done:12' });
+    expect(bad).toMatchObject({ status: 'rejected', reason: new Error('refused: 13') });
+    expect(b).toEqual({ status: 'fulfilled', value: 'done:14' });
+    expect(statements.map((st) => st.items)).toEqual([[0], [12, 13, 14], [12], [13], [14]]);
   });
 
   it('with `alone`, an error it does not accept still fails the whole statement', async () => {
-    let blocker: () => void = () => {};
-    const gate = new Promise<void>((r) => {
-      blocker = r;
-    });
-    const c = new Coalescer(
-      async (items: number[]) => {
-        if (items[0] === 0) await gate;
-        if (items.length > 1) throw new Error('connection lost');
-        return items.map((i) => `done:${i}`);
-      },
-      { maxInFlight: 1, maxWeight: 10, alone: () => false },
-    );
+    const { statements, run } = manualRun<number>();
+    const c = new Coalescer(run, { maxInFlight: 1, maxWeight: 10, alone: () => false });
     const first = c.submit(0);
-    const shared = [c.submit(1), c.submit(2)];
-    blocker();
+    const shared = Promise.allSettled([c.submit(1), c.submit(2)]);
+    statements[0]?.finish();
     await first;
-    for (const p of shared) await expect(p).rejects.toThrow('connection lost');
+    await tick();
+    statements[1]?.fail(new Error('connection lost'));
+    for (const p of await shared)
+      expect(p).toMatchObject({ status: 'rejected', reason: new Error('connection lost') });
+    expect(statements.map((st) => st.items)).toEqual([[0], [1, 2]]);
   });
 });
